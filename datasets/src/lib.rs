@@ -1,0 +1,23 @@
+//! flowcast datasets: the canonical event/book model every other crate consumes, the loaders that
+//! map real sources into it, the Parquet store and the synthetic generator.
+//!
+//! One model, one replay: never parse or rebuild a book a second way downstream.
+
+pub mod book;
+pub mod bench;
+pub mod error;
+pub mod event;
+pub mod info;
+pub mod instrument;
+pub mod loaders;
+pub mod report;
+pub mod store;
+pub mod synth;
+pub mod time;
+
+pub use book::{BTreeBook, BookLayout, OrderBook, TopN, VecBook, NO_PRICE};
+pub use error::{BadLines, DataError, Result};
+pub use event::{flags, Event, EventKind, Side, NO_TS};
+pub use instrument::Instrument;
+pub use report::Report;
+pub use store::{read_dataset, write_dataset, Dataset, DatasetMeta};

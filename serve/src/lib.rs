@@ -1,0 +1,1 @@
+//! flowcast-serve (in progress).

@@ -1,0 +1,1 @@
+//! flowcast-train (in progress).
