@@ -7,6 +7,7 @@ pub mod book;
 pub mod bench;
 pub mod error;
 pub mod event;
+pub mod features;
 pub mod info;
 pub mod instrument;
 pub mod loaders;

@@ -10,7 +10,9 @@ use crate::store::Dataset;
 use std::path::PathBuf;
 
 pub mod binance;
+pub mod cfline;
 pub mod cryptofeed;
+pub mod cryptofeed_binance;
 pub mod lobster;
 pub mod text;
 
