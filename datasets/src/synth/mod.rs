@@ -95,7 +95,7 @@ impl Default for SynthConfig {
             lambda: cst_lambda(CST_THETA.len()),
             theta: CST_THETA.to_vec(),
             mu: CST_MU,
-            hidden_rate: 0.3,
+            hidden_rate: 0.45,
             partial_cancel_prob: 0.03,
             round_lot: 100,
             round_lot_prob: 0.6,

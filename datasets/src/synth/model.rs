@@ -32,11 +32,13 @@ struct BookSide {
     n_levels: usize,
     /// Best price when the side was last non-empty: the reference quote while it is empty.
     last_best: i64,
+    /// Lowest and highest price that ever held an order (bounds the grid scans of [`Sim::orders`]).
+    touched: (i64, i64),
 }
 
 impl BookSide {
     fn new(side: Side, reference: i64) -> BookSide {
-        BookSide { side, levels: Vec::new(), best: None, n_orders: 0, n_levels: 0, last_best: reference }
+        BookSide { side, levels: Vec::new(), best: None, n_orders: 0, n_levels: 0, last_best: reference, touched: (i64::MAX, i64::MIN) }
     }
     #[inline]
     fn level(&self, p: i64) -> Option<&Level> {
@@ -79,6 +81,7 @@ impl BookSide {
         l.orders.push_back((id, size));
         l.total += size;
         self.n_orders += 1;
+        self.touched = (self.touched.0.min(p), self.touched.1.max(p));
         if self.best.is_none_or(|b| self.better(p, b)) {
             self.best = Some(p);
         }
@@ -309,12 +312,10 @@ impl Sim {
     /// within a level (for tests: an order-level view independent of the level totals).
     pub fn orders(&self, side: Side) -> Vec<(i64, u64, i64)> {
         let s = &self.sides[side as usize];
-        let mut v: Vec<_> = s
-            .levels
-            .iter()
-            .enumerate()
-            .flat_map(|(p, l)| l.orders.iter().map(move |&(id, q)| (p as i64, id, q)))
-            .collect();
+        let mut v = Vec::with_capacity(s.n_orders);
+        for p in s.touched.0..=s.touched.1 {
+            v.extend(s.levels[p as usize].orders.iter().map(|&(id, q)| (p, id, q)));
+        }
         if side == Side::Bid {
             v.sort_by_key(|&(p, ..)| std::cmp::Reverse(p));
         }
