@@ -18,6 +18,28 @@ enum Cmd {
     /// Load, check, inspect, benchmark and synthesise order-book datasets.
     #[command(subcommand)]
     Data(DataCmd),
+    /// List the deep model architectures and describe one with its trainable parameter count.
+    #[command(subcommand)]
+    Models(ModelsCmd),
+}
+
+#[derive(Subcommand)]
+enum ModelsCmd {
+    /// Every registered architecture (parameter counts at 40 features, 3 classes).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One architecture: resolved config, tensors, module tree and trainable parameters.
+    Describe {
+        /// Registry name (lstm, gru, deeplob, transformer).
+        name: String,
+        /// Hyperparameter override KEY=VALUE (repeatable); also features=N, classes=N.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -174,6 +196,55 @@ fn run_data(cmd: DataCmd) -> Result<bool> {
     }
 }
 
+/// `KEY=VALUE` pairs as a hyperparameter table; VALUE is read as JSON (numbers, booleans) and
+/// falls back to a string.
+fn parse_overrides(set: &[String]) -> Result<flowcast_models::Params> {
+    let mut params = flowcast_models::Params::new();
+    for kv in set {
+        let Some((k, v)) = kv.split_once('=') else { bail!("--set {kv:?}: expected KEY=VALUE") };
+        let value = serde_json::from_str(v.trim()).unwrap_or_else(|_| serde_json::Value::String(v.trim().to_string()));
+        params.insert(k.trim().to_string(), value);
+    }
+    Ok(params)
+}
+
+fn run_models(cmd: ModelsCmd) -> Result<bool> {
+    match cmd {
+        ModelsCmd::List { json } => {
+            let models = flowcast_models::list();
+            if json {
+                let rows: Vec<_> = models
+                    .iter()
+                    .map(|(a, p)| serde_json::json!({"name": a.name(), "summary": a.summary(), "reference": a.reference(), "params": p}))
+                    .collect();
+                println!("{}", serde_json::json!({ "models": rows }));
+            } else {
+                println!("{:<12} {:>10}  summary (params at 40 features, 3 classes)", "model", "params");
+                for (a, p) in &models {
+                    println!("{:<12} {:>10}  {}", a.name(), p, a.summary());
+                }
+            }
+        }
+        ModelsCmd::Describe { name, set, json } => {
+            let d = flowcast_models::describe(&name, &parse_overrides(&set)?)?;
+            if json {
+                println!("{}", serde_json::to_string(&d)?);
+            } else {
+                println!("model      {}\nsummary    {}\nreference  {}", d.name, d.summary, d.reference);
+                println!("input      [batch, seq, {}] -> logits [batch, {}]", d.n_features, d.n_classes);
+                println!("params     {} trainable", d.params);
+                println!("config     {}", d.model["config"]);
+                println!("tensors    {} in model.safetensors", d.tensors.len());
+                for t in &d.tensors {
+                    println!("  {:<48} {:?}", t.name, t.shape);
+                }
+                println!("architecture\n{}", d.architecture);
+            }
+        }
+    }
+    Ok(true)
+}
+
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -184,6 +255,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Data(c) => run_data(c),
+        Cmd::Models(c) => run_models(c),
     };
     match result {
         Ok(true) => {}
