@@ -117,8 +117,13 @@ impl ModelCard {
     pub fn load(dir: &Path) -> Result<ModelCard> {
         let p = dir.join(CARD_FILE);
         let s = std::fs::read_to_string(&p).map_err(|e| TrainError::io(&p, e))?;
-        let card: ModelCard =
+        let mut card: ModelCard =
             serde_json::from_str(&s).map_err(|e| TrainError::card(&p, &format!("line {}", e.line()), e.to_string()))?;
+        // The normaliser's per-column (shift, scale) is derived state: rebuild it from the stats.
+        card.preprocessing.normalizer = flowcast_datasets::normalize::Normalizer::from_json(
+            &card.preprocessing.normalizer.to_json(),
+            &format!("{}: preprocessing.normalizer", p.display()),
+        )?;
         card.validate(dir)?;
         Ok(card)
     }

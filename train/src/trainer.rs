@@ -237,8 +237,7 @@ pub fn train(job: &TrainJob<'_>, train: &WindowSet, validation: &WindowSet, k: u
     let t = job.training;
     let f = train.data.cols();
     let ad = job.device.clone().autodiff();
-    let params = serde_json::Map::from_iter(job.spec.params.clone());
-    let config = ModelConfig::resolve(flowcast_models::Architecture::parse(&job.spec.name)?, &params, f, k)?;
+    let config = ModelConfig::resolve(flowcast_models::Architecture::parse(&job.spec.name)?, &job.spec.params, f, k)?;
     config.check_window(train.window)?;
     if validation.is_empty() && (t.early_stopping.is_some() || matches!(t.schedule, Schedule::Plateau { .. })) {
         return Err(TrainError::Invalid("early stopping and reduce-on-plateau need validation windows (splits.validation > 0)".into()));
@@ -310,8 +309,8 @@ pub fn train(job: &TrainJob<'_>, train: &WindowSet, validation: &WindowSet, k: u
         for chunk in order.chunks(t.batch).take(nb) {
             let b = batcher.batch(train.items(chunk), &ad);
             let logits = model.forward(b.inputs);
-            let loss = cross_entropy(logits.clone(), b.targets.clone(), w_tensor.as_ref());
-            let preds: Vec<i64> = logits.argmax(1).reshape([chunk.len()]).into_data().convert::<i64>().to_vec().expect("ints");
+            let loss = cross_entropy(logits.clone(), b.targets, w_tensor.as_ref());
+            let preds: Vec<i64> = logits.clone().argmax(1).reshape([chunk.len()]).into_data().iter::<i64>().collect();
             let lv: f32 = loss.clone().into_scalar();
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(lr, model, grads);

@@ -8,7 +8,7 @@
 //! `[B, T, F]` tensor buffer, the single copy any batch needs.
 
 use burn::data::dataloader::batcher::Batcher;
-use burn::data::dataset::Dataset;
+use burn::data::dataset::{Dataset, DatasetError};
 use burn::prelude::*;
 use burn::tensor::{Int, TensorData};
 use std::sync::Arc;
@@ -61,6 +61,15 @@ impl WindowSet {
         let rows = data.rows();
         assert!(ends.iter().all(|&e| (e as usize) + 1 >= window && (e as usize) < rows), "window outside the matrix");
         WindowSet { data, window, ends, labels }
+    }
+
+    /// Number of windows.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
     }
 
     /// First row of window `i`.
@@ -133,8 +142,10 @@ impl WindowItem {
 }
 
 impl Dataset<WindowItem> for WindowSet {
-    fn get(&self, index: usize) -> Option<WindowItem> {
-        (index < self.ends.len()).then(|| self.item(index))
+    /// Panics if `index >= len()` (burn's contract).
+    fn get(&self, index: usize) -> Result<WindowItem, DatasetError> {
+        assert!(index < self.ends.len(), "window {index} out of range 0..{}", self.ends.len());
+        Ok(self.item(index))
     }
     fn len(&self) -> usize {
         self.ends.len()
@@ -237,7 +248,6 @@ mod tests {
         assert_eq!(it.view().as_ptr(), m.values[4 * 3..].as_ptr());
         assert_eq!(it.view(), &m.values[12..24]);
         assert_eq!(ws.view(2), &m.values[18..30]);
-        assert!(ws.get(3).is_none());
         assert_eq!(ws.len(), 3);
         assert_eq!(ws.class_counts(3), vec![1, 1, 1]);
     }
