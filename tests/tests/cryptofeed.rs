@@ -572,3 +572,23 @@ fn last_checksum(path: &Path, pair: &str) -> u32 {
     let i = line.rfind("\"c\":\"").unwrap() + 5;
     line[i..].split('"').next().unwrap().parse().unwrap()
 }
+
+#[test]
+fn reconnect_between_recording_parts_is_a_gap() {
+    // Two parts of one recording: the second starts with a new connection, so the first part's
+    // book is invalid (gap) until the second part's snapshot.
+    let k = fixture("kraken_book10.txt");
+    let imp = cryptofeed::import_kraken(&[k.clone(), k], &opts()).unwrap();
+    let r = &imp.report;
+    assert!(r.ok, "{}", r.to_json());
+    assert_eq!((num(r, "reconnects"), num(r, "gaps"), num(r, "snapshots")), (1, 1, 2));
+    assert_eq!(num(r, "checksums_checked"), 10);
+    let ev = &imp.datasets[0].events;
+    let gap = ev.iter().position(|e| e.kind == EventKind::Gap).unwrap();
+    assert_eq!(ev[gap].ts_exchange, 1_618_678_132_385_815_100); // the connect line's time
+    assert_eq!(ev[gap + 1].kind, EventKind::Snapshot);
+
+    let c = fixture("coinbase_l2.txt");
+    let r = cryptofeed::check_coinbase(&[c.clone(), c], &opts()).unwrap();
+    assert_eq!((num(&r, "reconnects"), num(&r, "gaps"), num(&r, "snapshots")), (1, 2, 4));
+}

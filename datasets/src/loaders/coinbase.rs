@@ -144,10 +144,7 @@ impl<'o> Loader<'o> {
     /// becomes invalid until the snapshot the new subscription brings.
     fn reconnect(&mut self, ts: i64) {
         self.reconnects += 1;
-        for f in self.feeds.list.iter_mut().filter(|f| f.book.is_synced()) {
-            f.gap(ts, ts, 0, 0);
-            f.stats.gaps += 1;
-        }
+        self.feeds.gap_all_synced(ts, |s| s.gaps += 1);
     }
 
     fn message(&mut self, loc: Loc, recv: i64, json: &str) -> Result<()> {

@@ -171,6 +171,14 @@ impl<S: Default> Feeds<S> {
         self.index.insert(symbol.to_string(), self.list.len() - 1);
         Some(self.list.len() - 1)
     }
+    /// A reconnect: messages were lost in between, so every synced book gets a `gap` and stays
+    /// invalid until the new subscription's snapshot; `count` updates the feed's stats.
+    pub(crate) fn gap_all_synced(&mut self, ts: i64, count: impl Fn(&mut S)) {
+        for f in self.list.iter_mut().filter(|f| f.book.is_synced()) {
+            f.gap(ts, ts, 0, 0);
+            count(&mut f.stats);
+        }
+    }
     /// Error if `opts.symbol` named a product the recording does not have.
     pub(crate) fn check_symbol(&self, opts: &ImportOptions) -> Result<()> {
         match &opts.symbol {

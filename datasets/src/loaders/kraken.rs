@@ -304,10 +304,7 @@ impl<'o> Loader<'o> {
                     // A new connection: messages were lost in between; books are invalid until
                     // the new subscription's snapshots.
                     self.reconnects += 1;
-                    for f in self.feeds.list.iter_mut().filter(|f| f.book.is_synced()) {
-                        f.gap(ts_ns, ts_ns, 0, 0);
-                        f.stats.gaps += 1;
-                    }
+                    self.feeds.gap_all_synced(ts_ns, |s| s.gaps += 1);
                 }
                 Ok(())
             }
