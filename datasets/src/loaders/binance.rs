@@ -23,13 +23,13 @@ use crate::event::{close_batch, flags, Event, EventKind, Side};
 use crate::instrument::{format_fixed, Instrument};
 use crate::report::Report;
 use crate::store::{Dataset, DatasetMeta, SourceFile, LOADER_VERSION, STORE_FORMAT_VERSION};
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::HashMap;
-use std::fmt;
-use std::marker::PhantomData;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
+
+mod json;
+pub(crate) use json::{Data, DataField, Msg, Val};
 
 /// How many entries the `first_*` report lists keep.
 const KEEP: usize = 10;
@@ -188,236 +188,6 @@ pub(crate) fn resolve_instrument(
     Ok((inst, inferred))
 }
 
-// ---------------------------------------------------------------------------------------------
-// Borrowed JSON model
-// ---------------------------------------------------------------------------------------------
-
-/// A JSON value as the loader needs it: strings borrowed from the line, arrays kept as
-/// `[price, qty]` pairs, objects only noted. Deserialising a `Val` never fails on shape, so a
-/// wrong type is reported by the loader with its key path rather than by serde without one.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) enum Val<'a> {
-    Null,
-    Str(&'a str),
-    /// A string with escape sequences (cannot be borrowed; never valid in Binance fields).
-    Escaped,
-    U64(u64),
-    I64(i64),
-    F64(f64),
-    Bool(bool),
-    /// An array; each element as a pair (see [`Pair::len`] for elements that are not pairs).
-    Levels(Vec<Pair<'a>>),
-    Object,
-}
-
-impl Val<'_> {
-    fn kind(&self) -> &'static str {
-        match self {
-            Val::Null => "null",
-            Val::Str(_) => "a string",
-            Val::Escaped => "a string with escapes",
-            Val::U64(_) | Val::I64(_) => "an integer",
-            Val::F64(_) => "a non-integer number",
-            Val::Bool(_) => "a boolean",
-            Val::Levels(_) => "an array",
-            Val::Object => "an object",
-        }
-    }
-}
-
-/// One element of a level array: `[price, qty]`.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Pair<'a> {
-    pub price: Val<'a>,
-    pub qty: Val<'a>,
-    /// Number of elements if the element is an array, `None` if it is not an array.
-    pub len: Option<u32>,
-}
-
-macro_rules! scalar_visits {
-    ($wrap:expr) => {
-        fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> std::result::Result<Self::Value, E> {
-            Ok($wrap(Val::Str(v)))
-        }
-        fn visit_str<E: de::Error>(self, _: &str) -> std::result::Result<Self::Value, E> {
-            Ok($wrap(Val::Escaped))
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> std::result::Result<Self::Value, E> {
-            Ok($wrap(Val::U64(v)))
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> std::result::Result<Self::Value, E> {
-            Ok($wrap(if v >= 0 { Val::U64(v as u64) } else { Val::I64(v) }))
-        }
-        fn visit_f64<E: de::Error>(self, v: f64) -> std::result::Result<Self::Value, E> {
-            Ok($wrap(Val::F64(v)))
-        }
-        fn visit_bool<E: de::Error>(self, v: bool) -> std::result::Result<Self::Value, E> {
-            Ok($wrap(Val::Bool(v)))
-        }
-        fn visit_unit<E: de::Error>(self) -> std::result::Result<Self::Value, E> {
-            Ok($wrap(Val::Null))
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> std::result::Result<Self::Value, A::Error> {
-            while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-            Ok($wrap(Val::Object))
-        }
-    };
-}
-
-struct ValVisitor<'a>(PhantomData<&'a ()>);
-impl<'de: 'a, 'a> Visitor<'de> for ValVisitor<'a> {
-    type Value = Val<'a>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    scalar_visits!(|v| v);
-    fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> std::result::Result<Val<'a>, A::Error> {
-        let mut v = Vec::with_capacity(a.size_hint().unwrap_or(16));
-        while let Some(p) = a.next_element::<Pair<'a>>()? {
-            v.push(p);
-        }
-        Ok(Val::Levels(v))
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Val<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        d.deserialize_any(ValVisitor(PhantomData))
-    }
-}
-
-struct PairVisitor<'a>(PhantomData<&'a ()>);
-impl<'de: 'a, 'a> Visitor<'de> for PairVisitor<'a> {
-    type Value = Pair<'a>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a [price, qty] pair")
-    }
-    scalar_visits!(|_| Pair { price: Val::Null, qty: Val::Null, len: None });
-    fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> std::result::Result<Pair<'a>, A::Error> {
-        let price = a.next_element::<Val<'a>>()?;
-        let qty = if price.is_some() { a.next_element::<Val<'a>>()? } else { None };
-        let mut len = price.is_some() as u32 + qty.is_some() as u32;
-        if qty.is_some() {
-            while a.next_element::<IgnoredAny>()?.is_some() {
-                len += 1;
-            }
-        }
-        Ok(Pair { price: price.unwrap_or(Val::Null), qty: qty.unwrap_or(Val::Null), len: Some(len) })
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Pair<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        d.deserialize_any(PairVisitor(PhantomData))
-    }
-}
-
-/// The `data` object of a combined-stream message (union of the fields of every stream kind;
-/// `b`/`a` are level arrays in depth updates, strings in bookTicker, an id in aggTrade).
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct Data<'a> {
-    #[serde(borrow, default)]
-    pub e: Option<Val<'a>>,
-    #[serde(borrow, default, rename = "E")]
-    pub event_time: Option<Val<'a>>,
-    #[serde(borrow, default, rename = "T")]
-    pub transact_time: Option<Val<'a>>,
-    #[serde(borrow, default)]
-    pub s: Option<Val<'a>>,
-    #[serde(borrow, default, rename = "U")]
-    pub first_id: Option<Val<'a>>,
-    #[serde(borrow, default)]
-    pub u: Option<Val<'a>>,
-    #[serde(borrow, default)]
-    pub pu: Option<Val<'a>>,
-    #[serde(borrow, default)]
-    pub b: Option<Val<'a>>,
-    #[serde(borrow, default)]
-    pub a: Option<Val<'a>>,
-    #[serde(borrow, default, rename = "B")]
-    pub bid_qty: Option<Val<'a>>,
-    #[serde(borrow, default, rename = "A")]
-    pub ask_qty: Option<Val<'a>>,
-    #[serde(borrow, default)]
-    pub t: Option<Val<'a>>,
-    #[serde(borrow, default)]
-    pub p: Option<Val<'a>>,
-    #[serde(borrow, default)]
-    pub q: Option<Val<'a>>,
-    #[serde(borrow, default)]
-    pub m: Option<Val<'a>>,
-}
-
-/// `data` as found: an object, or the kind of the non-object value.
-#[derive(Debug)]
-pub(crate) enum DataField<'a> {
-    Obj(Data<'a>),
-    Not(&'static str),
-}
-
-struct DataVisitor<'a>(PhantomData<&'a ()>);
-impl<'de: 'a, 'a> Visitor<'de> for DataVisitor<'a> {
-    type Value = DataField<'a>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, m: A) -> std::result::Result<DataField<'a>, A::Error> {
-        Data::deserialize(de::value::MapAccessDeserializer::new(m)).map(DataField::Obj)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> std::result::Result<DataField<'a>, A::Error> {
-        while a.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(DataField::Not("an array"))
-    }
-    fn visit_borrowed_str<E: de::Error>(self, _: &'de str) -> std::result::Result<DataField<'a>, E> {
-        Ok(DataField::Not("a string"))
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> std::result::Result<DataField<'a>, E> {
-        Ok(DataField::Not("a string"))
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> std::result::Result<DataField<'a>, E> {
-        Ok(DataField::Not("a number"))
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> std::result::Result<DataField<'a>, E> {
-        Ok(DataField::Not("a number"))
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> std::result::Result<DataField<'a>, E> {
-        Ok(DataField::Not("a number"))
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> std::result::Result<DataField<'a>, E> {
-        Ok(DataField::Not("a boolean"))
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for DataField<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        d.deserialize_any(DataVisitor(PhantomData))
-    }
-}
-
-/// One message line's JSON: a combined-stream envelope, a REST depth snapshot, or a control
-/// reply (`{"result": null, "id": 1}`).
-#[derive(Debug, Deserialize)]
-pub(crate) struct Msg<'a> {
-    #[serde(borrow, default)]
-    pub stream: Option<Val<'a>>,
-    #[serde(borrow, default)]
-    pub data: Option<DataField<'a>>,
-    #[serde(borrow, default, rename = "lastUpdateId")]
-    pub last_update_id: Option<Val<'a>>,
-    #[serde(borrow, default, rename = "E")]
-    pub event_time: Option<Val<'a>>,
-    #[serde(borrow, default, rename = "T")]
-    pub transact_time: Option<Val<'a>>,
-    #[serde(borrow, default)]
-    pub bids: Option<Val<'a>>,
-    #[serde(borrow, default)]
-    pub asks: Option<Val<'a>>,
-    #[serde(borrow, default)]
-    pub result: Option<Val<'a>>,
-    #[serde(borrow, default)]
-    pub id: Option<Val<'a>>,
-}
-
 /// What a message is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum MsgKind {
@@ -496,7 +266,10 @@ pub(crate) fn parse_msg<'a>(ctx: &Ctx, json: &'a str) -> Result<Msg<'a>> {
 
 /// Classify a message; stream messages also give their symbol (the stream-name prefix, in the
 /// stream's own case) and their `data` object.
-pub(crate) fn classify<'m, 'a>(ctx: &Ctx, msg: &'m Msg<'a>) -> Result<(MsgKind, Option<&'a str>, Option<&'m Data<'a>>)> {
+pub(crate) fn classify<'m, 'a>(
+    ctx: &Ctx,
+    msg: &'m Msg<'a>,
+) -> Result<(MsgKind, Option<&'a str>, Option<&'m Data<'a>>)> {
     if let Some(stream) = &msg.stream {
         let s = match stream {
             Val::Str(s) => *s,
@@ -539,7 +312,7 @@ pub(crate) fn classify<'m, 'a>(ctx: &Ctx, msg: &'m Msg<'a>) -> Result<(MsgKind, 
 }
 
 /// Convert the level array at `path` into level events (copies of `tmpl` with side, price and
-/// size set); `snapshot` levels must have a positive size.
+/// size set); snapshot levels (`tmpl` flagged SNAPSHOT) must have a positive size.
 fn push_levels(
     ctx: &Ctx,
     inst: &Instrument,
@@ -547,9 +320,9 @@ fn push_levels(
     path: &str,
     side: Side,
     tmpl: Event,
-    snapshot: bool,
     out: &mut Vec<Event>,
 ) -> Result<()> {
+    let snapshot = tmpl.flags & flags::SNAPSHOT != 0;
     let levels = match v {
         Some(Val::Levels(l)) => l,
         None => return Err(ctx.missing(path)),
@@ -972,7 +745,14 @@ impl Feed {
     }
 
     /// Handle one classified message of this feed's symbol.
-    pub fn on_message(&mut self, ctx: &Ctx, kind: MsgKind, msg: &Msg, data: Option<&Data>, ts_local: i64) -> Result<()> {
+    pub fn on_message(
+        &mut self,
+        ctx: &Ctx,
+        kind: MsgKind,
+        msg: &Msg,
+        data: Option<&Data>,
+        ts_local: i64,
+    ) -> Result<()> {
         let need = || data.ok_or_else(|| ctx.missing("data"));
         match kind {
             MsgKind::Depth => self.on_depth(ctx, need()?, ts_local),
@@ -1009,8 +789,8 @@ impl Feed {
         };
         let tmpl = Event::new(EventKind::LevelSet, Side::Bid, 0, 0, ts_exchange).with_seq(last_id).with_local(ts_local);
         self.scratch.clear();
-        push_levels(ctx, &self.inst, &d.b, "data.b", Side::Bid, tmpl, false, &mut self.scratch)?;
-        push_levels(ctx, &self.inst, &d.a, "data.a", Side::Ask, tmpl, false, &mut self.scratch)?;
+        push_levels(ctx, &self.inst, &d.b, "data.b", Side::Bid, tmpl, &mut self.scratch)?;
+        push_levels(ctx, &self.inst, &d.a, "data.a", Side::Ask, tmpl, &mut self.scratch)?;
         let hdr = DiffHdr { first_id, last_id, prev_id, line: ctx.line, ts_exchange, ts_local };
         self.sync.on_diff(hdr, &self.scratch, &mut self.events);
         Ok(())
@@ -1031,8 +811,8 @@ impl Feed {
             .with_local(ts_local)
             .with_flags(flags::SNAPSHOT);
         self.scratch.clear();
-        push_levels(ctx, &self.inst, &msg.bids, "bids", Side::Bid, tmpl, true, &mut self.scratch)?;
-        push_levels(ctx, &self.inst, &msg.asks, "asks", Side::Ask, tmpl, true, &mut self.scratch)?;
+        push_levels(ctx, &self.inst, &msg.bids, "bids", Side::Bid, tmpl, &mut self.scratch)?;
+        push_levels(ctx, &self.inst, &msg.asks, "asks", Side::Ask, tmpl, &mut self.scratch)?;
         let hdr = SnapHdr { last_update_id: l, line: ctx.line, ts_exchange, ts_local };
         self.sync.on_snapshot(hdr, &self.scratch, &mut self.events);
         Ok(())
@@ -1040,8 +820,14 @@ impl Feed {
 
     fn on_book_ticker(&mut self, ctx: &Ctx, d: &Data) -> Result<()> {
         let u = ctx.u64(&d.u, "data.u")?;
-        let bid = (ctx.price(&self.inst, ctx.str(&d.b, "data.b")?, "data.b")?, ctx.qty(&self.inst, ctx.str(&d.bid_qty, "data.B")?, "data.B")?);
-        let ask = (ctx.price(&self.inst, ctx.str(&d.a, "data.a")?, "data.a")?, ctx.qty(&self.inst, ctx.str(&d.ask_qty, "data.A")?, "data.A")?);
+        let bid = (
+            ctx.price(&self.inst, ctx.str(&d.b, "data.b")?, "data.b")?,
+            ctx.qty(&self.inst, ctx.str(&d.bid_qty, "data.B")?, "data.B")?,
+        );
+        let ask = (
+            ctx.price(&self.inst, ctx.str(&d.a, "data.a")?, "data.a")?,
+            ctx.qty(&self.inst, ctx.str(&d.ask_qty, "data.A")?, "data.A")?,
+        );
         self.book_tickers += 1;
         if let Some(t) = &mut self.tickers {
             t.push(Tick { u, line: ctx.line, bid, ask });
@@ -1062,7 +848,10 @@ impl Feed {
         // m = "buyer is the maker": the seller hit the bid, so the aggressor is the ask side.
         let side = if ctx.bool(&d.m, "data.m")? { Side::Ask } else { Side::Bid };
         self.events.push(
-            Event::new(EventKind::Trade, side, price, qty, ts).with_order(id).with_local(ts_local).with_flags(flags::BATCH_END),
+            Event::new(EventKind::Trade, side, price, qty, ts)
+                .with_order(id)
+                .with_local(ts_local)
+                .with_flags(flags::BATCH_END),
         );
         self.trades += 1;
         Ok(())
@@ -1112,6 +901,8 @@ pub struct BboStats {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct SourceReport {
     pub ok: bool,
+    /// Why `ok` is what it is, in words.
+    pub verdict: String,
     pub source: String,
     pub file: String,
     pub symbol: String,
@@ -1152,11 +943,14 @@ fn fmt4(inst: &Instrument, bid: Option<(i64, i64)>, ask: Option<(i64, i64)>) -> 
     ]
 }
 
+/// Best bid and best ask `(price, qty)` of a book.
+type Bbo = (Option<(i64, i64)>, Option<(i64, i64)>);
+
 /// Replay `ds` through the canonical book: count crossed batch ends and, with `tickers`, compare
 /// the best levels after every applied diff with each bookTicker carrying that diff's `u`.
 pub(crate) fn replay_checks(ds: &Dataset, tickers: Option<&[Tick]>, source: &str) -> (u64, Option<BboStats>) {
     let mut crossed = 0u64;
-    let mut at: HashMap<u64, (Option<(i64, i64)>, Option<(i64, i64)>)> = HashMap::new();
+    let mut at: HashMap<u64, Bbo> = HashMap::new();
     let want = tickers.is_some();
     ds.replay(|i, book| {
         if book.is_crossed() {
@@ -1204,24 +998,35 @@ pub(crate) fn replay_checks(ds: &Dataset, tickers: Option<&[Tick]>, source: &str
 /// Minimum bookTicker agreement for `check` to pass.
 pub const MIN_BBO_AGREEMENT: f64 = 0.99;
 
+/// Identity of one source for its report and dataset.
+pub(crate) struct SourceInfo<'a> {
+    /// File name (recordings) or symbol (cryptofeed).
+    pub source: &'a str,
+    /// Input path(s).
+    pub file: &'a str,
+    pub symbol: &'a str,
+    /// Lines read (recordings) or messages of this symbol (cryptofeed).
+    pub lines: u64,
+    /// `DatasetMeta::source_format`.
+    pub format: &'a str,
+}
+
 /// Build the dataset and report of one finished feed. `check` adds the bookTicker comparison.
 pub(crate) fn finish_source(
     mut feed: Feed,
-    source: &str,
-    file: &str,
-    symbol: &str,
-    lines: u64,
+    info: &SourceInfo,
     bad: &BadLines,
     source_files: Vec<SourceFile>,
-    source_format: &str,
     opts: &ImportOptions,
     check: bool,
 ) -> (Dataset, SourceReport) {
+    let SourceInfo { source, file, symbol, lines, format: source_format } = *info;
     feed.finish();
     let st = feed.sync_stats().clone();
     let tickers = feed.tickers.take();
     let mut r = SourceReport {
         ok: false,
+        verdict: String::new(),
         source: source.to_string(),
         file: file.to_string(),
         symbol: symbol.to_string(),
@@ -1269,22 +1074,47 @@ pub(crate) fn finish_source(
     };
     let (crossed, bbo) = replay_checks(&ds, if check { Some(tickers.as_deref().unwrap_or(&[])) } else { None }, source);
     r.crossed_batches = crossed;
-    r.ok = match &bbo {
-        Some(b) => r.synced && b.bbo_checks > 0 && b.bbo_agreement.unwrap_or(0.0) >= MIN_BBO_AGREEMENT,
-        None => r.synced && r.sync_failures.is_empty() && r.crossed_batches == 0,
-    };
+    r.verdict = verdict(&r, bbo.as_ref());
+    r.ok = r.verdict == "ok";
     r.bbo = bbo;
     (ds, r)
 }
 
+/// `ok`, or why not. Check: synced, something verified, agreement ≥ [`MIN_BBO_AGREEMENT`].
+/// Import: synced without sync failures and no crossed batch end.
+fn verdict(r: &SourceReport, bbo: Option<&BboStats>) -> String {
+    if !r.synced {
+        let why = r.sync_failures.first().map(|f| f.reason).unwrap_or("no snapshot bridged");
+        return format!("not synced ({why})");
+    }
+    match bbo {
+        Some(b) if b.bbo_checks == 0 => "nothing verified: no bookTicker carries the u of an applied diff".into(),
+        Some(b) => match b.bbo_agreement {
+            Some(a) if a >= MIN_BBO_AGREEMENT => "ok".into(),
+            a => format!("bookTicker agreement {:.4} < {MIN_BBO_AGREEMENT}", a.unwrap_or(0.0)),
+        },
+        None if !r.sync_failures.is_empty() => format!("{} sync failure(s)", r.sync_failures.len()),
+        None if r.crossed_batches > 0 => format!("crossed book at {} batch ends", r.crossed_batches),
+        None => "ok".into(),
+    }
+}
+
 /// A report for a source that produced no dataset (e.g. its instrument could not be resolved).
-pub(crate) fn failed_source(source: &str, file: &str, symbol: &str, market: Option<Market>, reason: String, lines: u64) -> SourceReport {
+pub(crate) fn failed_source(
+    source: &str,
+    file: &str,
+    symbol: &str,
+    market: Option<Market>,
+    reason: String,
+    lines: u64,
+) -> SourceReport {
     SourceReport {
         source: source.into(),
         file: file.into(),
         symbol: symbol.into(),
         market: market.map(|m| m.name().to_string()).unwrap_or_default(),
         lines,
+        verdict: "not synced (unknown_instrument)".into(),
         sync_failures: vec![SyncFailure {
             source: source.into(),
             reason: "unknown_instrument",
@@ -1307,11 +1137,14 @@ pub(crate) fn failed_source(source: &str, file: &str, symbol: &str, market: Opti
 pub(crate) fn summary(parts: &[SourceReport], list_key: &str, check: bool) -> Report {
     let ok = !parts.is_empty() && parts.iter().all(|p| p.ok);
     if parts.len() == 1 {
-        return Report::from_struct(ok, &parts[0]);
+        let mut r = Report::from_struct(ok, &parts[0]);
+        r.fields.remove("ok");
+        return r;
     }
     let sum = |f: fn(&SourceReport) -> u64| parts.iter().map(f).sum::<u64>();
     let mut r = Report::new(ok);
     r.set("sources", parts.len())
+        .set("verdicts", parts.iter().map(|p| format!("{}: {}", p.source, p.verdict)).collect::<Vec<_>>())
         .set("synced", !parts.is_empty() && parts.iter().all(|p| p.synced))
         .set("sync_failures", parts.iter().flat_map(|p| p.sync_failures.iter().cloned()).collect::<Vec<_>>())
         .set("gaps", sum(|p| p.gaps))
@@ -1329,7 +1162,10 @@ pub(crate) fn summary(parts: &[SourceReport], list_key: &str, check: bool) -> Re
         .set("other_messages", sum(|p| p.other_messages))
         .set("crossed_batches", sum(|p| p.crossed_batches))
         .set("bad_lines", sum(|p| p.bad_lines))
-        .set("first_bad_lines", parts.iter().flat_map(|p| p.first_bad_lines.iter().cloned()).take(KEEP).collect::<Vec<_>>());
+        .set(
+            "first_bad_lines",
+            parts.iter().flat_map(|p| p.first_bad_lines.iter().cloned()).take(KEEP).collect::<Vec<_>>(),
+        );
     if check {
         let b = |f: fn(&BboStats) -> u64| parts.iter().filter_map(|p| p.bbo.as_ref()).map(f).sum::<u64>();
         let (checks, mism) = (b(|s| s.bbo_checks), b(|s| s.bbo_mismatches));
@@ -1369,9 +1205,17 @@ fn split_line<'l>(ctx: &Ctx, line: &'l str) -> Result<(i64, &'l str)> {
     Ok((t, json))
 }
 
-/// What the first lines of a recording say: market, symbol and (unknown instruments) the
-/// snapshot's decimals. Reads only as far as needed; unreadable lines are left to the main pass.
-fn probe(path: &Path, opts: &ImportOptions) -> Result<(Market, String, Option<(u32, u32)>)> {
+/// What the first lines of a recording say.
+struct Probe {
+    market: Market,
+    symbol: String,
+    /// (price, size) decimals of the first snapshot, when the instrument must be inferred.
+    scales: Option<(u32, u32)>,
+}
+
+/// Read only as far as needed to know market, symbol and (unknown instruments) the snapshot's
+/// decimals; unreadable lines are left to the main pass.
+fn probe(path: &Path, opts: &ImportOptions) -> Result<Probe> {
     let file = display_name(path);
     let mut market = Market::from_file_name(path);
     let mut symbol: Option<String> = None;
@@ -1411,7 +1255,7 @@ fn probe(path: &Path, opts: &ImportOptions) -> Result<(Market, String, Option<(u
             "{file}: cannot tell spot from futures (no spot-/usdm-/coinm- name prefix and no depth update)"
         ))
     })?;
-    Ok((market, symbol, scales))
+    Ok(Probe { market, symbol, scales })
 }
 
 struct Loaded {
@@ -1423,14 +1267,14 @@ struct Loaded {
 fn load_recording(path: &Path, opts: &ImportOptions, check: bool) -> Result<Loaded> {
     let file = display_name(path);
     let source = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| file.clone());
-    let (market, symbol, scales) = probe(path, opts)?;
+    let Probe { market, symbol, scales } = probe(path, opts)?;
     if let Some(want) = &opts.symbol {
         if !want.eq_ignore_ascii_case(&symbol) {
             return Err(DataError::Invalid(format!("{file}: holds {symbol}, not the requested --symbol {want}")));
         }
     }
-    let (inst, inferred) = resolve_instrument(market, &symbol, opts, scales)
-        .map_err(|e| DataError::Invalid(format!("{file}: {e}")))?;
+    let (inst, inferred) =
+        resolve_instrument(market, &symbol, opts, scales).map_err(|e| DataError::Invalid(format!("{file}: {e}")))?;
     let mut feed = Feed::new(market, inst, inferred, check);
     let mut bad = BadLines::new(opts.lenient);
     let mut last_local = i64::MIN;
@@ -1444,16 +1288,17 @@ fn load_recording(path: &Path, opts: &ImportOptions, check: bool) -> Result<Load
         let r = (|| {
             let (ts, json) = split_line(&ctx, line)?;
             if ts < last_local {
-                return Err(ctx.err(
-                    "local_ts",
-                    format!("receive time {ts} is earlier than the previous line's {last_local}"),
-                ));
+                return Err(
+                    ctx.err("local_ts", format!("receive time {ts} is earlier than the previous line's {last_local}"))
+                );
             }
             let msg = parse_msg(&ctx, json)?;
             let (kind, sym, data) = classify(&ctx, &msg)?;
             if let Some(s) = sym {
                 if !s.eq_ignore_ascii_case(&symbol) {
-                    return Err(ctx.err("stream", format!("symbol {s} in a recording of {symbol} (one symbol per file)")));
+                    return Err(
+                        ctx.err("stream", format!("symbol {s} in a recording of {symbol} (one symbol per file)"))
+                    );
                 }
             }
             feed.on_message(&ctx, kind, &msg, data, ts)?;
@@ -1468,8 +1313,14 @@ fn load_recording(path: &Path, opts: &ImportOptions, check: bool) -> Result<Load
         }
     })?;
     let sources = vec![SourceFile::hash(path)?];
-    let (mut dataset, report) =
-        finish_source(feed, &source, &file, &symbol, lines, &bad, sources, "binance", opts, check);
+    let (mut dataset, report) = finish_source(
+        feed,
+        &SourceInfo { source: &source, file: &file, symbol: &symbol, lines, format: "binance" },
+        &bad,
+        sources,
+        opts,
+        check,
+    );
     dataset.meta.import_report = serde_json::to_value(&report).unwrap_or(serde_json::Value::Null);
     Ok(Loaded { dataset, report })
 }
@@ -1499,6 +1350,7 @@ pub fn check(inputs: &[PathBuf], opts: &ImportOptions) -> Result<Report> {
 
 #[cfg(test)]
 mod tests {
+    use super::json::Pair;
     use super::*;
 
     fn ctx() -> Ctx<'static> {
@@ -1507,7 +1359,9 @@ mod tests {
 
     #[test]
     fn val_keeps_shapes_and_borrows() {
-        let m = parse_msg(&ctx(), r#"{"stream":"x@depth","data":{"U":1,"u":2,"b":[["1.5","2"],["3"],4],"a":"7","E":-1}}"#).unwrap();
+        let m =
+            parse_msg(&ctx(), r#"{"stream":"x@depth","data":{"U":1,"u":2,"b":[["1.5","2"],["3"],4],"a":"7","E":-1}}"#)
+                .unwrap();
         let Some(DataField::Obj(d)) = &m.data else { panic!() };
         let Some(Val::Levels(b)) = &d.b else { panic!() };
         assert_eq!(b[0], Pair { price: Val::Str("1.5"), qty: Val::Str("2"), len: Some(2) });
@@ -1524,14 +1378,14 @@ mod tests {
         let inst = Instrument::new("t", "X", "0.01", 3).unwrap();
         let m = parse_msg(&ctx(), r#"{"bids":[["1.00","1"],["1.0x","2"]]}"#).unwrap();
         let mut out = Vec::new();
-        let tmpl = Event::new(EventKind::LevelSet, Side::Bid, 0, 0, 0);
-        let e = push_levels(&ctx(), &inst, &m.bids, "bids", Side::Bid, tmpl, true, &mut out).unwrap_err().to_string();
+        let tmpl = Event::new(EventKind::LevelSet, Side::Bid, 0, 0, 0).with_flags(flags::SNAPSHOT);
+        let e = push_levels(&ctx(), &inst, &m.bids, "bids", Side::Bid, tmpl, &mut out).unwrap_err().to_string();
         assert!(e.starts_with("f:3: bids[1].price: not a number"), "{e}");
         let m = parse_msg(&ctx(), r#"{"bids":[["1.00",1]]}"#).unwrap();
-        let e = push_levels(&ctx(), &inst, &m.bids, "bids", Side::Bid, tmpl, true, &mut out).unwrap_err().to_string();
+        let e = push_levels(&ctx(), &inst, &m.bids, "bids", Side::Bid, tmpl, &mut out).unwrap_err().to_string();
         assert_eq!(e, "f:3: bids[0].qty: expected a decimal string, got an integer");
         let m = parse_msg(&ctx(), r#"{"bids":[["1.001","1"]]}"#).unwrap();
-        let e = push_levels(&ctx(), &inst, &m.bids, "bids", Side::Bid, tmpl, true, &mut out).unwrap_err().to_string();
+        let e = push_levels(&ctx(), &inst, &m.bids, "bids", Side::Bid, tmpl, &mut out).unwrap_err().to_string();
         assert!(e.starts_with("f:3: bids[0].price:"), "{e}");
     }
 

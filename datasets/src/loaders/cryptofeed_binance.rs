@@ -10,7 +10,7 @@
 
 use super::binance::{
     classify, display_name, failed_source, finish_source, needs_inference, parse_msg, resolve_instrument,
-    snapshot_scales, summary, Ctx, Feed, Market, Msg, MsgKind, SourceReport,
+    snapshot_scales, summary, Ctx, Feed, Market, Msg, MsgKind, SourceInfo, SourceReport,
 };
 use super::cfline::{parse_cf_line, CfLine};
 use super::text::for_each_line;
@@ -32,9 +32,17 @@ struct RestSnap {
 }
 
 enum Slot {
-    Live { feed: Box<Feed>, lines: u64, bad: BadLines },
+    Live {
+        feed: Box<Feed>,
+        lines: u64,
+        bad: BadLines,
+    },
     /// The instrument could not be resolved: the symbol's lines are counted, not converted.
-    Dead { market: Market, reason: String, lines: u64 },
+    Dead {
+        market: Market,
+        reason: String,
+        lines: u64,
+    },
 }
 
 /// `symbol=` of a REST URL's query.
@@ -156,7 +164,10 @@ fn parse_ws<'l>(ctx: &Ctx, line: &'l str, last_ts: i64) -> Result<Option<(i64, M
     match parse_cf_line(ctx.file, ctx.line, line)? {
         CfLine::Received { ts_ns, json } => {
             if ts_ns < last_ts {
-                return Err(ctx.err("timestamp", format!("receive time {ts_ns} ns is earlier than the previous line's {last_ts}")));
+                return Err(ctx.err(
+                    "timestamp",
+                    format!("receive time {ts_ns} ns is earlier than the previous line's {last_ts}"),
+                ));
             }
             Ok(Some((ts_ns, parse_msg(ctx, json)?)))
         }
@@ -188,7 +199,10 @@ fn load(inputs: &[PathBuf], opts: &ImportOptions, check: bool) -> Result<(Vec<Da
             let r = parse_cf_line(ctx.file, n, line).and_then(|l| match l {
                 CfLine::Rest { url, ts_ns, json } => {
                     if ts_ns < last_ts {
-                        return Err(ctx.err("timestamp", format!("receive time {ts_ns} ns is earlier than the previous line's {last_ts}")));
+                        return Err(ctx.err(
+                            "timestamp",
+                            format!("receive time {ts_ns} ns is earlier than the previous line's {last_ts}"),
+                        ));
                     }
                     last_ts = ts_ns;
                     if !url.contains("/depth") {
@@ -198,7 +212,14 @@ fn load(inputs: &[PathBuf], opts: &ImportOptions, check: bool) -> Result<(Vec<Da
                     let symbol = symbol_from_url(url)
                         .ok_or_else(|| ctx.err("url", format!("no symbol= in the REST URL {url}")))?
                         .to_ascii_uppercase();
-                    st.snaps.push(RestSnap { symbol, market: Market::from_url(url), file: fi, line: n, ts_ns, json: json.to_string() });
+                    st.snaps.push(RestSnap {
+                        symbol,
+                        market: Market::from_url(url),
+                        file: fi,
+                        line: n,
+                        ts_ns,
+                        json: json.to_string(),
+                    });
                     Ok(())
                 }
                 CfLine::Connect { url, .. } | CfLine::Sent { url, .. } => {
@@ -252,9 +273,9 @@ fn load(inputs: &[PathBuf], opts: &ImportOptions, check: bool) -> Result<(Vec<Da
     for (symbol, slot) in std::mem::take(&mut st.slots) {
         match slot {
             Slot::Live { feed, lines, bad } => {
-                let (mut ds, r) = finish_source(
-                    *feed, &symbol, &file, &symbol, lines, &bad, sources.clone(), "cryptofeed-binance", opts, check,
-                );
+                let info =
+                    SourceInfo { source: &symbol, file: &file, symbol: &symbol, lines, format: "cryptofeed-binance" };
+                let (mut ds, r) = finish_source(*feed, &info, &bad, sources.clone(), opts, check);
                 ds.meta.import_report = serde_json::to_value(&r).unwrap_or(serde_json::Value::Null);
                 if !ds.events.is_empty() {
                     datasets.push(ds);
@@ -268,8 +289,14 @@ fn load(inputs: &[PathBuf], opts: &ImportOptions, check: bool) -> Result<(Vec<Da
     }
     let mut report = summary(&parts, "symbols", check);
     let total_bad = st.bad.count + parts.iter().map(|p| p.bad_lines).sum::<u64>();
-    let first_bad: Vec<String> =
-        st.bad.first.iter().chain(parts.iter().flat_map(|p| p.first_bad_lines.iter())).take(BadLines::KEEP).cloned().collect();
+    let first_bad: Vec<String> = st
+        .bad
+        .first
+        .iter()
+        .chain(parts.iter().flat_map(|p| p.first_bad_lines.iter()))
+        .take(BadLines::KEEP)
+        .cloned()
+        .collect();
     report
         .set("lines", lines)
         .set("bad_lines", total_bad)
