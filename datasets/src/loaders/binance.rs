@@ -69,13 +69,14 @@ impl Market {
     pub fn is_futures(self) -> bool {
         self != Market::Spot
     }
-    /// From a recording's file-name prefix: `spot-…`, `usdm-…`, `coinm-…` (case-insensitive).
+    /// From a recording's file-name prefix: `spot-…`, `usdm-…`/`um-…`, `coinm-…`/`cm-…`
+    /// (case-insensitive; `um`/`cm` as in data.binance.vision).
     pub fn from_file_name(path: &Path) -> Option<Market> {
         let name = path.file_name()?.to_str()?.to_ascii_lowercase();
         let prefix = name.split(['-', '_', '.']).next()?;
         match prefix {
             "spot" => Some(Market::Spot),
-            "usdm" | "um" | "futures" => Some(Market::Usdm),
+            "usdm" | "um" => Some(Market::Usdm),
             "coinm" | "cm" => Some(Market::Coinm),
             _ => None,
         }
@@ -770,7 +771,8 @@ impl Feed {
         match &d.e {
             None => Ok(()),
             Some(Val::Str(e)) if *e == want => Ok(()),
-            Some(o) => Err(ctx.err("data.e", format!("expected {want:?}, got {o:?}"))),
+            Some(Val::Str(e)) => Err(ctx.err("data.e", format!("expected {want:?}, got {e:?}"))),
+            Some(o) => Err(ctx.err("data.e", format!("expected {want:?}, got {}", o.kind()))),
         }
     }
 

@@ -109,6 +109,7 @@ impl State<'_> {
             (s.symbol.clone(), s.file, s.line, s.ts_ns)
         };
         if !self.wanted(&symbol) {
+            self.other_symbol_lines += 1;
             return Ok(());
         }
         let json = std::mem::take(&mut self.snaps[i].json);
