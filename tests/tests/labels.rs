@@ -1,0 +1,147 @@
+//! Cross-crate checks of the features/labels pipeline (`prepare::run` = `features compute`):
+//! nothing but the labels looks forward, and real data goes through end to end.
+
+use flowcast_datasets::features::FeatureSet;
+use flowcast_datasets::labels::{AlphaRule, LabelConfig};
+use flowcast_datasets::prepare::{run, PrepareConfig, Prepared};
+use flowcast_datasets::store::{Dataset, DatasetMeta, LOADER_VERSION, STORE_FORMAT_VERSION};
+use flowcast_datasets::{flags, Event, EventKind, Instrument, Side};
+
+const S: i64 = 1_000_000_000;
+
+/// A 5-level random-walk book with trades: one batch per 20 ms.
+fn walk(batches: i64, seed: u64) -> Dataset {
+    let t0 = 1_700_000_000 * S;
+    let mut x = seed;
+    let mut rnd = |m: u64| {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (x >> 33) % m
+    };
+    let mut events = Vec::new();
+    let mut bid = 20_000i64;
+    let mut live: Vec<(Side, i64)> = Vec::new();
+    for b in 0..batches {
+        let ts = t0 + b * 20_000_000 + rnd(1000) as i64;
+        for (side, px) in live.drain(..) {
+            events.push(Event::level(side, px, 0, ts));
+        }
+        bid += rnd(3) as i64 - 1;
+        let ask = bid + 1 + rnd(2) as i64;
+        for l in 0..5 {
+            live.push((Side::Bid, bid - l));
+            live.push((Side::Ask, ask + l));
+        }
+        for &(side, px) in &live {
+            events.push(Event::level(side, px, 1 + rnd(60) as i64, ts));
+        }
+        for _ in 0..rnd(3) {
+            let side = if rnd(2) == 0 { Side::Bid } else { Side::Ask };
+            let px = if side == Side::Bid { ask } else { bid };
+            events.push(Event::new(EventKind::Trade, side, px, 1 + rnd(8) as i64, ts));
+        }
+        let last = events.len() - 1;
+        events[last] = events[last].with_flags(flags::BATCH_END);
+    }
+    Dataset {
+        meta: DatasetMeta {
+            store_format: STORE_FORMAT_VERSION,
+            loader_version: LOADER_VERSION.into(),
+            source_format: "test".into(),
+            instrument: Instrument::new("test", "XYZ", "0.01", 0).unwrap(),
+            levels: 5,
+            starts_synced: true,
+            source_files: vec![],
+            import_report: serde_json::Value::Null,
+        },
+        events,
+    }
+}
+
+fn cfg() -> PrepareConfig {
+    PrepareConfig {
+        labels: LabelConfig {
+            smooth_k: vec![10, 50],
+            smooth_past: true,
+            event_horizons: vec![10, 100],
+            clock_horizons_ns: vec![S, 10 * S],
+            alpha: AlphaRule::BalancedOnTrain,
+        },
+        ..Default::default()
+    }
+}
+
+fn same(a: f64, b: f64) -> bool {
+    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+}
+
+fn prepare(ds: &Dataset) -> Prepared {
+    run(ds, &FeatureSet::default_set(), &cfg()).unwrap()
+}
+
+/// Perturb every event after the batch end of row `cut` (prices, sizes; timestamps and batch
+/// structure kept, so the rows are the same): features, fitted parameters, the normaliser and α
+/// at rows ≤ cut are unchanged; labels change only where their reach is past `cut`.
+#[test]
+fn only_labels_look_forward() {
+    let ds = walk(6000, 5);
+    let base = prepare(&ds);
+    let n = base.table.rows();
+    // Cuts inside validation and test (a cut inside train legitimately moves the train-fitted
+    // parameters, which every row then uses).
+    for cut in [base.splits.validation.start + 7, base.splits.test.start + 200] {
+        let e_cut = base.table.event_index[cut] as usize;
+        let mut pert = ds.clone();
+        let mut x = 77u64;
+        for ev in &mut pert.events[e_cut + 1..] {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            if ev.kind == EventKind::LevelSet || ev.kind == EventKind::Trade {
+                ev.size += 1 + ((x >> 40) % 20) as i64;
+            }
+            ev.price += 3; // the whole future book moves up 3 ticks
+        }
+        let p = prepare(&pert);
+        assert_eq!(p.table.rows(), n);
+        assert_eq!(p.splits, base.splits);
+        assert_eq!(p.feature_set, base.feature_set, "fitted parameters read only training rows");
+        assert_eq!(p.normalizer.to_json(), base.normalizer.to_json());
+        let c = base.table.cols();
+        for r in 0..=cut {
+            for j in 0..c {
+                let (a, b) = (base.table.values[r * c + j], p.table.values[r * c + j]);
+                assert!(same(a, b), "feature {} row {r} (cut {cut}): {a} vs {b}", base.table.names[j]);
+            }
+        }
+        let later_features_changed = (cut + 1..n).any(|r| (0..c).any(|j| !same(base.table.values[r * c + j], p.table.values[r * c + j])));
+        assert!(later_features_changed, "the perturbation is visible after the cut");
+        let mut labels_changed = 0;
+        for (a, b) in base.labels.targets.iter().zip(&p.labels.targets) {
+            assert_eq!(a.alpha.to_bits(), b.alpha.to_bits(), "α from train only");
+            for r in 0..n {
+                let unchanged = same(a.value[r], b.value[r]) && a.class[r] == b.class[r];
+                if a.reach[r] <= cut {
+                    assert!(unchanged, "label {} row {r} reaches {} <= cut {cut} yet changed", a.target.name(), a.reach[r]);
+                } else if !unchanged {
+                    labels_changed += 1;
+                }
+            }
+        }
+        assert!(labels_changed > 0, "labels reaching past the cut see the perturbation");
+    }
+}
+
+/// Labels and splits agree with the feature table row for row, and the purge gap holds in rows and time.
+#[test]
+fn splits_purge_the_longest_horizon() {
+    let ds = walk(4000, 11);
+    let p = prepare(&ds);
+    let s = &p.splits;
+    let ts = &p.table.ts;
+    assert_eq!(p.rows.event_index, p.table.event_index);
+    for (a, b) in [(&s.train, &s.validation), (&s.validation, &s.test)] {
+        let gap_rows = b.start - a.end;
+        assert!(gap_rows >= 100, "gap {gap_rows} rows < longest event horizon 100");
+        // Every row before the gap reaches its 10 s horizon before the next split starts.
+        let last = a.end - 1;
+        assert!(ts[b.start] >= ts[last] + 10 * S, "gap {} ns < 10 s", ts[b.start] - ts[last]);
+    }
+}
