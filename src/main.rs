@@ -18,6 +18,31 @@ enum Cmd {
     /// Load, check, inspect, benchmark and synthesise order-book datasets.
     #[command(subcommand)]
     Data(DataCmd),
+    /// Microstructure features: the registry (and, later, computing them).
+    #[command(subcommand)]
+    Features(FeaturesCmd),
+}
+
+#[derive(Subcommand)]
+enum FeaturesCmd {
+    /// Print the feature registry: name, group, parameters, warm-up, reference.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn run_features(cmd: FeaturesCmd) -> Result<bool> {
+    match cmd {
+        FeaturesCmd::List { json } => {
+            if json {
+                println!("{}", flowcast_datasets::features::list_report().to_json());
+            } else {
+                print!("{}", flowcast_datasets::features::list_table());
+            }
+            Ok(true)
+        }
+    }
 }
 
 #[derive(Args, Clone)]
@@ -184,6 +209,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Data(c) => run_data(c),
+        Cmd::Features(c) => run_features(c),
     };
     match result {
         Ok(true) => {}
