@@ -134,6 +134,9 @@ pub mod flags {
     /// The level changed only because it entered/left a depth-truncated view (LOBSTER level-N
     /// files), not because of an order event at that price.
     pub const DEPTH_WINDOW: u8 = 4;
+    /// The true price is `price + ½` tick: a trade between two ticks (LOBSTER midpoint executions
+    /// of hidden orders at half a cent); `price` is the tick below. Exact: nothing is rounded away.
+    pub const HALF_TICK: u8 = 8;
 }
 
 /// One canonical event. `Copy`, no heap data: hot paths move these by value.
