@@ -18,7 +18,7 @@ enum Cmd {
     /// Load, check, inspect, benchmark and synthesise order-book datasets.
     #[command(subcommand)]
     Data(DataCmd),
-    /// Microstructure features: compute features + labels + splits for a dataset.
+    /// Microstructure features: the registry, and features + labels + splits for a dataset.
     #[command(subcommand)]
     Features(FeaturesCmd),
     /// Analyses of stored datasets.
@@ -28,6 +28,11 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum FeaturesCmd {
+    /// Print the feature registry: name, group, parameters, warm-up, reference.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
     /// Features, labels, chronological splits and train-fitted normalisation, written to --out.
     Compute(ComputeArgs),
 }
@@ -73,6 +78,20 @@ struct ComputeArgs {
     /// Fixed class threshold alpha instead of the balanced-on-train rule.
     #[arg(long)]
     alpha: Option<f64>,
+}
+
+fn run_features(cmd: FeaturesCmd) -> Result<bool> {
+    match cmd {
+        FeaturesCmd::List { json } => {
+            if json {
+                println!("{}", flowcast_datasets::features::list_report().to_json());
+            } else {
+                print!("{}", flowcast_datasets::features::list_table());
+            }
+            Ok(true)
+        }
+        FeaturesCmd::Compute(a) => run_features_compute(a),
+    }
 }
 
 fn run_features_compute(a: ComputeArgs) -> Result<bool> {
@@ -328,7 +347,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Data(c) => run_data(c),
-        Cmd::Features(FeaturesCmd::Compute(a)) => run_features_compute(a),
+        Cmd::Features(c) => run_features(c),
         Cmd::Analyze(c) => run_analyze(c),
     };
     match result {

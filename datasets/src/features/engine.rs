@@ -14,7 +14,7 @@ use super::queue::OrderTracker;
 use super::window::Span;
 use crate::book::{BookLayout, OrderBook, TopN, NO_PRICE};
 use crate::error::{DataError, Result};
-use crate::event::{Event, EventKind, Side, NO_TS};
+use crate::event::{flags, Event, EventKind, Side, NO_TS};
 use crate::store::{Dataset, DatasetMeta};
 use serde::Serialize;
 
@@ -55,7 +55,8 @@ pub(crate) struct TouchFlow {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct TradeTick {
     pub ts: i64,
-    pub price: i64,
+    /// Ticks; x.5 for LOBSTER's half-tick (midpoint) executions (`flags::HALF_TICK`).
+    pub price: f64,
     pub size: i64,
     pub sign: [i8; 3],
 }
@@ -82,7 +83,8 @@ pub(crate) struct Ctx {
     pub touch: [TouchFlow; 2],
     pub l3_seen: bool,
     pub last_trade_ts: i64,
-    pub last_trade_px: i64,
+    /// Last trade price in half ticks (exact for half-tick executions); NO_PRICE if none.
+    pub last_trade_px2: i64,
     /// Last non-zero tick-rule sign.
     pub tick_sign: i8,
     pub last_mid_change_ts: i64,
@@ -105,7 +107,7 @@ impl Ctx {
             touch: [TouchFlow::default(); 2],
             l3_seen: false,
             last_trade_ts: NO_TS,
-            last_trade_px: NO_PRICE,
+            last_trade_px2: NO_PRICE,
             tick_sign: 0,
             last_mid_change_ts: NO_TS,
             orders: orders.then(OrderTracker::new),
@@ -121,7 +123,7 @@ impl Ctx {
         self.touch = [TouchFlow::default(); 2];
         self.l3_seen = false;
         self.last_trade_ts = NO_TS;
-        self.last_trade_px = NO_PRICE;
+        self.last_trade_px2 = NO_PRICE;
         self.tick_sign = 0;
         self.last_mid_change_ts = NO_TS;
         if let Some(o) = &mut self.orders {
@@ -318,7 +320,9 @@ impl Engine {
             return false;
         }
         if let Some((price, size, aggressor)) = ev.trade() {
-            self.on_trade(ev.ts_exchange, price, size, aggressor);
+            // Half-tick executions: the true price is price + ½ (see `flags::HALF_TICK`).
+            let px2 = 2 * price + i64::from(ev.flags & flags::HALF_TICK != 0);
+            self.on_trade(ev.ts_exchange, px2, size, aggressor);
         }
         if matches!(ev.kind, EventKind::OrderAdd | EventKind::OrderCancel | EventKind::OrderDelete | EventKind::OrderExecute) {
             self.on_l3(ev);
@@ -357,17 +361,19 @@ impl Engine {
         self.values.fill(f64::NAN);
     }
 
-    fn on_trade(&mut self, ts: i64, price: i64, size: i64, aggressor: Side) {
+    /// A trade at `px2` half ticks.
+    fn on_trade(&mut self, ts: i64, px2: i64, size: i64, aggressor: Side) {
         let c = &mut self.ctx;
+        let price = px2 as f64 / 2.0;
         // Tick rule: sign of the price change from the previous trade, carried over zero ticks.
-        if c.last_trade_px != NO_PRICE && price != c.last_trade_px {
-            c.tick_sign = if price > c.last_trade_px { 1 } else { -1 };
+        if c.last_trade_px2 != NO_PRICE && px2 != c.last_trade_px2 {
+            c.tick_sign = if px2 > c.last_trade_px2 { 1 } else { -1 };
         }
         // Lee-Ready: above the prevailing mid (last sample, i.e. before this message) buys, below
         // sells, at the mid the tick rule decides.
-        let lr = if c.mid.is_nan() || price as f64 == c.mid {
+        let lr = if c.mid.is_nan() || price == c.mid {
             c.tick_sign
-        } else if price as f64 > c.mid {
+        } else if price > c.mid {
             1
         } else {
             -1
@@ -383,9 +389,9 @@ impl Engine {
         }
         c.flow.trades += 1.0;
         c.flow.volume += q;
-        c.flow.notional += price as f64 * q;
+        c.flow.notional += price * q;
         c.last_trade_ts = ts;
-        c.last_trade_px = price;
+        c.last_trade_px2 = px2;
         let t = TradeTick { ts, price, size, sign };
         for &i in &self.trade_nodes {
             self.nodes[i].on_trade(&self.ctx, &t);

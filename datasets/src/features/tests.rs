@@ -306,6 +306,27 @@ fn trade_flow_by_hand() {
     assert_close(&col(&t, "time_since_trade"), &[N, 0.0, 0.0, 0.0, 0.0, 0.5], "since trade");
 }
 
+/// LOBSTER midpoint executions carry `HALF_TICK`: the trade is at price + ½, exactly.
+#[test]
+fn half_tick_trades_are_exact() {
+    let mut b = B::default();
+    b.at(0).lvl(Side::Bid, 100, 5).lvl(Side::Ask, 103, 5).end(); // mid 101.5
+    b.at(S).ev(Event::new(EventKind::HiddenExecute, Side::Ask, 101, 4, 0).with_flags(flags::HALF_TICK)).end();
+    b.at(2 * S).ev(Event::new(EventKind::HiddenExecute, Side::Ask, 101, 2, 0)).end();
+    let t = table(
+        &b.ds(),
+        "[[feature]]\nname='vwap_distance'\nwindow_events=1\n\
+         [[feature]]\nname='sell_volume'\nclassification='tick'\nwindow_events=1\n\
+         [[feature]]\nname='buy_volume'\nclassification='lee_ready'\nwindow_events=1\n",
+    );
+    // 101.5 is the mid: VWAP distance 0. Then 101 < 101.5: the tick rule says sell.
+    assert_close(&col(&t, "vwap_distance"), &[N, 0.0, 0.5], "vwap at half ticks");
+    assert_close(&col(&t, "sell_volume_tick"), &[0.0, 0.0, 2.0], "tick rule on half ticks");
+    // Lee-Ready: the first trade at the mid with no tick history is unclassified; the second is
+    // below the mid: not a buy.
+    assert_close(&col(&t, "buy_volume_lr"), &[0.0, 0.0, 0.0], "Lee-Ready");
+}
+
 #[test]
 fn vpin_aggressor_and_tick_rule_on_a_constructed_tape() {
     let mut b = B::default();

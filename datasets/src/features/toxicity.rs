@@ -204,7 +204,7 @@ impl Node for Vpin {
             VpinClass::Bvc => {
                 self.roll_bars(t.ts);
                 self.bar_vol += q;
-                self.bar_px = t.price as f64;
+                self.bar_px = t.price;
             }
         }
     }
