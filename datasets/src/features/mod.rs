@@ -1,7 +1,38 @@
-//! Microstructure features (in progress). The streaming engine is the only implementation; a batch
-//! run is the streaming engine driven over a stored dataset, so the two cannot disagree.
+//! Microstructure features. The streaming engine is the only implementation; a batch run is the
+//! streaming engine driven over a stored dataset, so the two cannot disagree.
+//!
+//! - [`FeatureSet`] (spec.rs): which features with which parameters, TOML in / JSON out;
+//! - [`registry`]: every feature kind, its group, parameters, warm-up and reference
+//!   (formulas in docs/features.md);
+//! - [`Engine`] (engine.rs): O(1) per event, no allocation after `new`;
+//! - [`compute`]: batch over a [`crate::Dataset`]; [`fit`]: parameters from training rows only;
+//! - [`bench()`]: features per second against the raw book replay.
 
+pub mod bench;
+mod depth;
+pub mod engine;
+pub mod fit;
+mod imbalance;
+pub mod microprice;
 pub mod ofi;
+mod prices;
+mod queue;
+pub mod registry;
+pub mod spec;
+mod timefeat;
+pub mod toxicity;
+mod trades;
+mod volatility;
+pub mod window;
+
+#[cfg(test)]
+mod tests;
+
+pub use bench::bench;
+pub use engine::{compute, compute_with_diagnostics, Diagnostics, Engine};
+pub use fit::fit;
+pub use registry::{list_report, list_table};
+pub use spec::{FeatureSet, FeatureSpec, Fitted};
 
 /// Features (and labels) sampled at every batch end of a synced book: row-major `values`.
 #[derive(Clone, Debug, Default, PartialEq)]
