@@ -24,7 +24,149 @@ enum Cmd {
     /// Analyses of stored datasets.
     #[command(subcommand)]
     Analyze(AnalyzeCmd),
+    /// List the deep model architectures and describe one with its trainable parameter count.
+    #[command(subcommand)]
+    Models(ModelsCmd),
+    /// Train every model of an experiment, test it beside the baselines and export it to a run
+    /// directory (docs/training.md).
+    Train(TrainArgs),
+    /// `train`, then reload each exported model through the serve crate's candle forward pass
+    /// and compare its test predictions with burn's: the main job.
+    Run(TrainArgs),
+    /// Evaluate an exported run on another dataset (another day or instrument) with the stored
+    /// preprocessing (burn forward pass).
+    Eval(EvalArgs),
+    /// Predict with an exported run on a dataset through the serve crate's candle forward pass
+    /// (no burn), with metrics against the dataset's labels.
+    Predict(EvalArgs),
+    /// Training-stack benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCmd),
 }
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Experiment file (TOML, see experiments/ and docs/training.md).
+    experiment: PathBuf,
+    /// Continue the run in this directory from its last checkpoints (same experiment file).
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Device override: cpu, vulkan, vulkan:N (GPU needs the `gpu` feature).
+    #[arg(long)]
+    device: Option<String>,
+    /// Where run directories go (default: the experiment's runs_dir).
+    #[arg(long)]
+    runs_dir: Option<PathBuf>,
+    /// Stop every model after this many epochs in this call (resume later with --resume).
+    #[arg(long, default_value_t = 0)]
+    stop_after_epochs: usize,
+    /// No progress output.
+    #[arg(long)]
+    quiet: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// Run directory (or one model directory inside it).
+    #[arg(long)]
+    run: PathBuf,
+    /// Dataset directory (`flowcast data import` output).
+    #[arg(long)]
+    data: PathBuf,
+    /// Device for the burn forward pass (`eval` only).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Write each model's predictions to <out>/<model id>.parquet.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Training samples/s and inference windows/s of a model on random windows.
+    Train {
+        #[arg(long, default_value = "deeplob")]
+        model: String,
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Rows per window.
+        #[arg(long, default_value_t = 100)]
+        window: usize,
+        /// Book levels (4 columns each).
+        #[arg(long, default_value_t = 10)]
+        levels: usize,
+        /// Timed steps.
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        /// Hyperparameter override KEY=VALUE (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn emit_summary(s: &flowcast_train::run::Summary, json: bool) {
+    if json {
+        println!("{}", s.json);
+    } else {
+        print!("{}", s.table());
+    }
+}
+
+fn run_train(a: TrainArgs, verify_export: bool) -> Result<bool> {
+    let text = std::fs::read_to_string(&a.experiment).with_context(|| format!("reading {}", a.experiment.display()))?;
+    let exp = flowcast_train::Experiment::load(&a.experiment)?;
+    let opts = flowcast_train::run::RunOptions {
+        resume: a.resume,
+        progress: if a.quiet { flowcast_train::progress::Mode::Quiet } else { flowcast_train::progress::Mode::auto() },
+        stop_after: a.stop_after_epochs,
+        device: a.device,
+        runs_dir: a.runs_dir,
+        verify_export,
+    };
+    let s = flowcast_train::run::run_experiment(&exp, &text, &opts)?;
+    emit_summary(&s, a.json);
+    Ok(true)
+}
+
+fn run_eval(a: EvalArgs, engine: flowcast_train::run::Engine) -> Result<bool> {
+    let device = flowcast_train::run::device_of(&a.device)?;
+    let s = flowcast_train::run::evaluate(&a.run, &a.data, engine, &device, a.out.as_deref())?;
+    emit_summary(&s, a.json);
+    Ok(true)
+}
+
+fn run_bench(c: BenchCmd) -> Result<bool> {
+    let BenchCmd::Train { model, batch, window, levels, steps, set, device, json } = c;
+    let spec = flowcast_train::bench::BenchSpec {
+        model,
+        params: parse_overrides(&set)?,
+        batch,
+        window,
+        features: 4 * levels,
+        classes: 3,
+        steps,
+        device,
+    };
+    let r = flowcast_train::bench::run(&spec)?;
+    if json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!("model        {} ({} trainable params) on {}", r.model, r.params, r.device);
+        println!("input        batch {} × window {} × {} features", r.batch, r.window, r.features);
+        println!("training     {:.1} samples/s ({} steps, {:.2} s)", r.train_samples_per_s, r.steps, r.train_seconds);
+        println!("inference    {:.1} windows/s", r.infer_windows_per_s);
+    }
+    Ok(true)
+}
+
 
 #[derive(Subcommand)]
 enum FeaturesCmd {
@@ -154,6 +296,25 @@ enum AnalyzeCmd {
         /// Print one JSON object on stdout (`--json`), or also write it to a file (`--json FILE`).
         #[arg(long, num_args = 0..=1, default_missing_value = "-")]
         json: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelsCmd {
+    /// Every registered architecture (parameter counts at 40 features, 3 classes).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One architecture: resolved config, tensors, module tree and trainable parameters.
+    Describe {
+        /// Registry name (lstm, gru, deeplob, transformer).
+        name: String,
+        /// Hyperparameter override KEY=VALUE (repeatable); also features=N, classes=N.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -337,6 +498,55 @@ fn run_analyze(cmd: AnalyzeCmd) -> Result<bool> {
     }
 }
 
+/// `KEY=VALUE` pairs as a hyperparameter table; VALUE is read as JSON (numbers, booleans) and
+/// falls back to a string.
+fn parse_overrides(set: &[String]) -> Result<flowcast_models::Params> {
+    let mut params = flowcast_models::Params::new();
+    for kv in set {
+        let Some((k, v)) = kv.split_once('=') else { bail!("--set {kv:?}: expected KEY=VALUE") };
+        let value = serde_json::from_str(v.trim()).unwrap_or_else(|_| serde_json::Value::String(v.trim().to_string()));
+        params.insert(k.trim().to_string(), value);
+    }
+    Ok(params)
+}
+
+fn run_models(cmd: ModelsCmd) -> Result<bool> {
+    match cmd {
+        ModelsCmd::List { json } => {
+            let models = flowcast_models::list();
+            if json {
+                let rows: Vec<_> = models
+                    .iter()
+                    .map(|(a, p)| serde_json::json!({"name": a.name(), "summary": a.summary(), "reference": a.reference(), "params": p}))
+                    .collect();
+                println!("{}", serde_json::json!({ "models": rows }));
+            } else {
+                println!("{:<12} {:>10}  summary (params at 40 features, 3 classes)", "model", "params");
+                for (a, p) in &models {
+                    println!("{:<12} {:>10}  {}", a.name(), p, a.summary());
+                }
+            }
+        }
+        ModelsCmd::Describe { name, set, json } => {
+            let d = flowcast_models::describe(&name, &parse_overrides(&set)?)?;
+            if json {
+                println!("{}", serde_json::to_string(&d)?);
+            } else {
+                println!("model      {}\nsummary    {}\nreference  {}", d.name, d.summary, d.reference);
+                println!("input      [batch, seq, {}] -> logits [batch, {}]", d.n_features, d.n_classes);
+                println!("params     {} trainable", d.params);
+                println!("config     {}", d.model["config"]);
+                println!("tensors    {} in model.safetensors", d.tensors.len());
+                for t in &d.tensors {
+                    println!("  {:<48} {:?}", t.name, t.shape);
+                }
+                println!("architecture\n{}", d.architecture);
+            }
+        }
+    }
+    Ok(true)
+}
+
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -349,6 +559,12 @@ fn main() {
         Cmd::Data(c) => run_data(c),
         Cmd::Features(c) => run_features(c),
         Cmd::Analyze(c) => run_analyze(c),
+        Cmd::Models(c) => run_models(c),
+        Cmd::Train(a) => run_train(a, false),
+        Cmd::Run(a) => run_train(a, true),
+        Cmd::Eval(a) => run_eval(a, flowcast_train::run::Engine::Burn),
+        Cmd::Predict(a) => run_eval(a, flowcast_train::run::Engine::Candle),
+        Cmd::Bench(c) => run_bench(c),
     };
     match result {
         Ok(true) => {}

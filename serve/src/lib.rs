@@ -1,1 +1,80 @@
-//! flowcast-serve (in progress).
+//! flowcast-serve: inference for models exported by `flowcast-models`, in candle-core on the
+//! CPU with no burn dependency. It reads only `model.safetensors` and `model_config.json`
+//! (tensor names, layouts and the config schema: docs/models.md) and returns logits.
+
+pub mod config;
+pub mod error;
+pub mod layers;
+pub mod models;
+pub mod weights;
+
+pub use config::ModelSpec;
+pub use error::{Result, ServeError};
+
+use candle_core::{Device, Tensor};
+use std::path::Path;
+use weights::Weights;
+
+/// Weights file name inside an export directory (as `flowcast_models::export::WEIGHTS_FILE`).
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// Config file name inside an export directory (as `flowcast_models::export::CONFIG_FILE`).
+pub const CONFIG_FILE: &str = "model_config.json";
+
+enum Net {
+    Rnn(models::RnnClassifier),
+    DeepLob(models::DeepLob),
+    TransLob(models::TransLob),
+}
+
+/// A loaded model, ready for inference.
+pub struct Model {
+    spec: ModelSpec,
+    net: Net,
+}
+
+impl Model {
+    /// Loads `dir/model_config.json` and `dir/model.safetensors`.
+    pub fn load_dir(dir: &Path) -> Result<Self> {
+        Self::load(&ModelSpec::from_file(&dir.join(CONFIG_FILE))?, &dir.join(WEIGHTS_FILE))
+    }
+
+    /// Builds the model described by `spec` from the safetensors file at `weights`; every
+    /// tensor must be there with its exact shape and none may be left over.
+    pub fn load(spec: &ModelSpec, weights: &Path) -> Result<Self> {
+        let mut ws = Weights::load(weights)?;
+        let net = match spec {
+            ModelSpec::Lstm(c) | ModelSpec::Gru(c) => Net::Rnn(models::RnnClassifier::load(&mut ws, c)?),
+            ModelSpec::Deeplob(c) => Net::DeepLob(models::DeepLob::load(&mut ws, c)?),
+            ModelSpec::Transformer(c) => Net::TransLob(models::TransLob::load(&mut ws, c)?),
+        };
+        ws.finish()?;
+        Ok(Model { spec: spec.clone(), net })
+    }
+
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    /// Logits: [batch, seq, features] f32 → [batch, classes].
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (_, _, f) = x.dims3()?;
+        if f != self.spec.n_features() {
+            return Err(ServeError::Input(format!("{} expects {} features per step, got {f}", self.spec.name(), self.spec.n_features())));
+        }
+        match &self.net {
+            Net::Rnn(m) => m.forward(x),
+            Net::DeepLob(m) => m.forward(x),
+            Net::TransLob(m) => m.forward(x),
+        }
+    }
+
+    /// Logits for a row-major `[batch, seq, features]` buffer; returns `[batch × classes]`.
+    pub fn logits(&self, data: &[f32], batch: usize, seq: usize) -> Result<Vec<f32>> {
+        let f = self.spec.n_features();
+        if data.len() != batch * seq * f {
+            return Err(ServeError::Input(format!("buffer of {} values is not {batch}×{seq}×{f}", data.len())));
+        }
+        let x = Tensor::from_slice(data, (batch, seq, f), &Device::Cpu)?;
+        Ok(self.forward(&x)?.flatten_all()?.to_vec1()?)
+    }
+}

@@ -1,0 +1,221 @@
+//! The two floors every report shows, fitted on the training windows only and scored on the same
+//! windows as the deep models:
+//! - `majority`: always the most frequent training class; its probabilities are the training
+//!   class frequencies (constant scores, so its ROC-AUC is 0.5).
+//! - `ofi_logistic`: multinomial logistic regression on one input, the best-level order-flow
+//!   imbalance of Cont, Kukanov & Stoikov (2014) summed over the window's rows, standardised with
+//!   training mean/std. Fitted by Newton's method (IRLS) on the full softmax with a small ridge
+//!   (λ = 1e-4 per weight, which also pins the softmax's redundant degree of freedom).
+
+use crate::metrics::Metrics;
+use crate::window::WindowSet;
+use serde::{Deserialize, Serialize};
+
+/// A fitted baseline (stored in the run so `eval` applies it unchanged).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Baselines {
+    pub majority: Majority,
+    pub ofi_logistic: OfiLogistic,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Majority {
+    pub class: usize,
+    /// Training class frequencies (the constant probabilities).
+    pub frequencies: Vec<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OfiLogistic {
+    pub mean: f64,
+    pub std: f64,
+    /// Per class (intercept, slope) on the standardised OFI.
+    pub coef: Vec<[f64; 2]>,
+    pub iterations: usize,
+    pub converged: bool,
+}
+
+impl Majority {
+    pub fn fit(train: &WindowSet, k: usize) -> Majority {
+        let counts = train.class_counts(k);
+        let n = counts.iter().sum::<u64>().max(1) as f64;
+        let frequencies: Vec<f64> = counts.iter().map(|&c| c as f64 / n).collect();
+        // First maximum: ties go to the lower class index.
+        let class = (0..k).fold(0, |b, c| if counts[c] > counts[b] { c } else { b });
+        Majority { class, frequencies }
+    }
+    pub fn probs(&self, n: usize) -> Vec<f32> {
+        let k = self.frequencies.len();
+        let mut p = vec![0.0f32; n * k];
+        for row in p.chunks_mut(k) {
+            for (j, v) in row.iter_mut().enumerate() {
+                *v = self.frequencies[j] as f32;
+            }
+        }
+        p
+    }
+}
+
+fn softmax(z: &mut [f64]) {
+    let m = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let s: f64 = z.iter_mut().map(|v| {
+        *v = (*v - m).exp();
+        *v
+    }).sum();
+    z.iter_mut().for_each(|v| *v /= s);
+}
+
+/// Solve `a x = b` (n×n, row-major) by Gaussian elimination with partial pivoting.
+fn solve(mut a: Vec<f64>, mut b: Vec<f64>) -> Option<Vec<f64>> {
+    let n = b.len();
+    for col in 0..n {
+        let piv = (col..n).max_by(|&i, &j| a[i * n + col].abs().total_cmp(&a[j * n + col].abs()))?;
+        if a[piv * n + col].abs() < 1e-300 {
+            return None;
+        }
+        for j in 0..n {
+            a.swap(col * n + j, piv * n + j);
+        }
+        b.swap(col, piv);
+        for i in col + 1..n {
+            let f = a[i * n + col] / a[col * n + col];
+            for j in col..n {
+                a[i * n + j] -= f * a[col * n + j];
+            }
+            b[i] -= f * b[col];
+        }
+    }
+    let mut x = vec![0.0; n];
+    for i in (0..n).rev() {
+        let s: f64 = (i + 1..n).map(|j| a[i * n + j] * x[j]).sum();
+        x[i] = (b[i] - s) / a[i * n + i];
+    }
+    Some(x)
+}
+
+impl OfiLogistic {
+    const RIDGE: f64 = 1e-4;
+
+    /// Fit on `(ofi, class)` pairs of the training windows.
+    pub fn fit(x: &[f64], y: &[u8], k: usize) -> OfiLogistic {
+        let n = x.len().max(1) as f64;
+        let mean = x.iter().sum::<f64>() / n;
+        let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+        let std = if var > 0.0 { var.sqrt() } else { 1.0 };
+        let z: Vec<f64> = x.iter().map(|v| (v - mean) / std).collect();
+        let d = 2 * k; // per class: intercept, slope
+        let mut w = vec![0.0f64; d];
+        let (mut iterations, mut converged) = (0, false);
+        let mut p = vec![0.0f64; k];
+        for it in 1..=50 {
+            iterations = it;
+            let mut g = vec![0.0f64; d];
+            let mut h = vec![0.0f64; d * d];
+            for (&zi, &yi) in z.iter().zip(y) {
+                let f = [1.0, zi];
+                for c in 0..k {
+                    p[c] = w[2 * c] + w[2 * c + 1] * zi;
+                }
+                softmax(&mut p);
+                for c in 0..k {
+                    let r = p[c] - (yi as usize == c) as u8 as f64;
+                    for a in 0..2 {
+                        g[2 * c + a] += r * f[a];
+                    }
+                    for c2 in 0..k {
+                        let s = p[c] * ((c == c2) as u8 as f64 - p[c2]);
+                        for a in 0..2 {
+                            for b in 0..2 {
+                                h[(2 * c + a) * d + 2 * c2 + b] += s * f[a] * f[b];
+                            }
+                        }
+                    }
+                }
+            }
+            for i in 0..d {
+                g[i] += Self::RIDGE * n * w[i];
+                h[i * d + i] += Self::RIDGE * n;
+            }
+            let Some(step) = solve(h, g) else { break };
+            let mut max = 0.0f64;
+            for i in 0..d {
+                w[i] -= step[i];
+                max = max.max(step[i].abs());
+            }
+            if max < 1e-10 {
+                converged = true;
+                break;
+            }
+        }
+        OfiLogistic { mean, std, coef: (0..k).map(|c| [w[2 * c], w[2 * c + 1]]).collect(), iterations, converged }
+    }
+
+    pub fn probs(&self, x: &[f64]) -> Vec<f32> {
+        let k = self.coef.len();
+        let mut out = Vec::with_capacity(x.len() * k);
+        let mut p = vec![0.0f64; k];
+        for &v in x {
+            let z = (v - self.mean) / self.std;
+            for (c, w) in self.coef.iter().enumerate() {
+                p[c] = w[0] + w[1] * z;
+            }
+            softmax(&mut p);
+            out.extend(p.iter().map(|&q| q as f32));
+        }
+        out
+    }
+}
+
+/// The baseline input of each window of `set`: the OFI sum at its end row.
+pub fn window_inputs(set: &WindowSet, window_ofi: &[f64]) -> Vec<f64> {
+    set.ends.iter().map(|&e| window_ofi[e as usize]).collect()
+}
+
+impl Baselines {
+    pub fn fit(train: &WindowSet, window_ofi: &[f64], k: usize) -> Baselines {
+        Baselines {
+            majority: Majority::fit(train, k),
+            ofi_logistic: OfiLogistic::fit(&window_inputs(train, window_ofi), &train.labels, k),
+        }
+    }
+
+    /// Metrics of both baselines on `set`.
+    pub fn evaluate(&self, set: &WindowSet, window_ofi: &[f64], k: usize) -> (Metrics, Metrics) {
+        let y: Vec<usize> = set.labels.iter().map(|&c| c as usize).collect();
+        let maj = Metrics::compute(&y, &self.majority.probs(y.len()), k);
+        let ofi = Metrics::compute(&y, &self.ofi_logistic.probs(&window_inputs(set, window_ofi)), k);
+        (maj, ofi)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logistic_recovers_a_monotone_relation() {
+        // Class 2 (up) when x is high, 0 when low, 1 in between: the fit must order them.
+        let mut x = Vec::new();
+        let mut y = Vec::new();
+        for i in 0..300 {
+            let v = (i as f64 - 150.0) / 10.0;
+            x.push(v);
+            y.push(if v < -5.0 { 0 } else if v > 5.0 { 2 } else { 1 });
+        }
+        let m = OfiLogistic::fit(&x, &y, 3);
+        assert!(m.converged, "{m:?}");
+        assert!(m.coef[2][1] > m.coef[1][1] && m.coef[1][1] > m.coef[0][1], "{m:?}");
+        let p = m.probs(&[-14.0, 0.0, 14.0]);
+        assert_eq!(crate::metrics::argmax(&p[0..3]), 0);
+        assert_eq!(crate::metrics::argmax(&p[3..6]), 1);
+        assert_eq!(crate::metrics::argmax(&p[6..9]), 2);
+        let acc = Metrics::compute(&y.iter().map(|&c| c as usize).collect::<Vec<_>>(), &m.probs(&x), 3).accuracy;
+        assert!(acc > 0.95, "{acc}");
+    }
+
+    #[test]
+    fn solve_small_system() {
+        let x = solve(vec![2.0, 1.0, 1.0, 3.0], vec![3.0, 5.0]).unwrap();
+        assert!((x[0] - 0.8).abs() < 1e-12 && (x[1] - 1.4).abs() < 1e-12);
+    }
+}

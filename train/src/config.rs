@@ -1,0 +1,471 @@
+//! The experiment file (TOML): data → columns → label → splits → normalisation → models →
+//! training → device. Every key is documented in docs/training.md. Unknown keys are errors
+//! (a misspelt key silently ignored would train a different experiment than the one written).
+
+use crate::error::{Result, TrainError};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    /// Run name: the run directory is `<runs_dir>/<name>-<UTC timestamp>`.
+    pub name: String,
+    /// Seed of model initialisation and batch order (and of synthetic data unless it sets its own).
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// `cpu`, `vulkan` or `vulkan:N` (the GPU ones need the `gpu` cargo feature).
+    #[serde(default = "default_device")]
+    pub device: String,
+    /// Where run directories go, relative to the experiment file's directory's parent when
+    /// relative (so `experiments/x.toml` writes to `runs/`).
+    #[serde(default = "default_runs_dir")]
+    pub runs_dir: PathBuf,
+    pub data: DataSpec,
+    #[serde(default)]
+    pub columns: ColumnsSpec,
+    #[serde(default)]
+    pub label: LabelSpec,
+    #[serde(default)]
+    pub splits: SplitSpec,
+    #[serde(default)]
+    pub normalization: NormSpec,
+    /// One or more models, trained and evaluated on the same windows.
+    #[serde(rename = "model")]
+    pub models: Vec<ModelSpec>,
+    #[serde(default)]
+    pub training: TrainingSpec,
+}
+
+fn default_seed() -> u64 {
+    7
+}
+fn default_device() -> String {
+    "cpu".into()
+}
+fn default_runs_dir() -> PathBuf {
+    PathBuf::from("runs")
+}
+
+/// Where the events come from: exactly one of the three.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSpec {
+    /// Generate a synthetic L3 book in memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synthetic: Option<SynthSpec>,
+    /// A stored dataset directory (`flowcast data import` output).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<PathBuf>,
+    /// Raw source files imported on the fly (same options as `flowcast data import`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import: Option<ImportSpec>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SynthSpec {
+    #[serde(default = "default_levels")]
+    pub levels: usize,
+    pub events: usize,
+    /// Defaults to the experiment seed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+}
+
+fn default_levels() -> usize {
+    10
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportSpec {
+    /// lobster, binance, cryptofeed-binance, cryptofeed-coinbase, cryptofeed-kraken.
+    pub format: String,
+    /// Input files, relative to the experiment file's directory when relative.
+    pub inputs: Vec<PathBuf>,
+    #[serde(default = "default_levels")]
+    pub levels: usize,
+    #[serde(default)]
+    pub lenient: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tick_size: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_scale: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symbol: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
+}
+
+/// Which columns a window holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnKind {
+    /// Raw book levels: per level, ask price − mid, ask size, bid price − mid, bid size.
+    Book,
+    /// Engineered features of the feature engine.
+    Features,
+    /// Book levels then features.
+    Both,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnsSpec {
+    pub kind: ColumnKind,
+    /// Book levels used (≤ the dataset's stored depth); default: all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub levels: Option<usize>,
+    /// Rows per window T.
+    pub window: usize,
+    /// Feature specs (`[[columns.feature]]`, the feature engine's keys); empty = its default set.
+    #[serde(default, rename = "feature", skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<serde_json::Value>,
+    /// Keep every n-th window of the training split (1 = all). Overlapping windows of a long
+    /// day are highly redundant; a stride trades samples for speed. Validation/test use all.
+    #[serde(default = "one")]
+    pub train_stride: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+impl Default for ColumnsSpec {
+    fn default() -> Self {
+        ColumnsSpec { kind: ColumnKind::Book, levels: None, window: 100, features: Vec::new(), train_stride: 1 }
+    }
+}
+
+/// The one label target the models predict (classes down / stationary / up).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelSpec {
+    /// `smoothed` (mean of the next k mids vs the current mid), `smoothed_past` (vs the mean of
+    /// the past k), `events` (mid log return over h rows), `clock` (over a duration).
+    pub kind: LabelKind,
+    /// k or h in rows (smoothed, smoothed_past, events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub horizon: Option<usize>,
+    /// Clock horizon, e.g. "1s", "500ms" (clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+    /// Class threshold: `"balanced_on_train"` (1/3 quantile of |value| on train) or a number.
+    #[serde(default = "default_alpha")]
+    pub alpha: AlphaSpec,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LabelKind {
+    Smoothed,
+    SmoothedPast,
+    Events,
+    Clock,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AlphaSpec {
+    Fixed(f64),
+    Rule(String),
+}
+
+fn default_alpha() -> AlphaSpec {
+    AlphaSpec::Rule("balanced_on_train".into())
+}
+
+impl Default for LabelSpec {
+    fn default() -> Self {
+        LabelSpec { kind: LabelKind::Smoothed, horizon: Some(10), duration: None, alpha: default_alpha() }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitSpec {
+    /// Fractions of the sample rows, chronological; test gets the rest.
+    pub train: f64,
+    pub validation: f64,
+}
+
+impl Default for SplitSpec {
+    fn default() -> Self {
+        SplitSpec { train: 0.7, validation: 0.15 }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NormSpec {
+    /// zscore | minmax | decimal (fitted on the training rows only).
+    pub method: String,
+}
+
+impl Default for NormSpec {
+    fn default() -> Self {
+        NormSpec { method: "zscore".into() }
+    }
+}
+
+/// A model of the registry by name; every other key is a hyperparameter for it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    pub name: String,
+    /// Sub-directory of the run (default: the name); needed when one experiment trains the
+    /// same architecture twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(flatten)]
+    pub params: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ModelSpec {
+    pub fn id(&self) -> &str {
+        self.id.as_deref().unwrap_or(&self.name)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    Adam,
+    Adamw,
+}
+
+/// Learning-rate schedule, evaluated once per epoch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Schedule {
+    Constant,
+    /// lr · gamma^⌊epoch / every⌋.
+    Step { every: usize, gamma: f64 },
+    /// min_lr + (lr − min_lr)·(1 + cos(π·epoch/epochs))/2.
+    Cosine {
+        #[serde(default)]
+        min_lr: f64,
+    },
+    /// Multiply by `factor` after `patience` epochs without a validation macro-F1 improvement.
+    Plateau {
+        #[serde(default = "half")]
+        factor: f64,
+        #[serde(default = "two")]
+        patience: usize,
+        #[serde(default)]
+        min_lr: f64,
+    },
+}
+
+fn half() -> f64 {
+    0.5
+}
+fn two() -> usize {
+    2
+}
+
+/// Gradient clipping (burn's, applied per parameter tensor).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClipSpec {
+    Norm(f32),
+    Value(f32),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ClassWeights {
+    /// `"none"` or `"balanced"` (n / (k · count_c) on the training windows, as scikit-learn).
+    Rule(String),
+    Explicit(Vec<f32>),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EarlyStopping {
+    /// Stop after this many epochs without a validation macro-F1 gain above `min_delta`.
+    pub patience: usize,
+    #[serde(default)]
+    pub min_delta: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingSpec {
+    #[serde(default = "adam")]
+    pub optimizer: OptimizerKind,
+    #[serde(default = "default_lr")]
+    pub lr: f64,
+    #[serde(default)]
+    pub weight_decay: f64,
+    #[serde(default = "constant")]
+    pub schedule: Schedule,
+    #[serde(default = "default_epochs")]
+    pub epochs: usize,
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grad_clip: Option<ClipSpec>,
+    #[serde(default = "no_weights")]
+    pub class_weights: ClassWeights,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_stopping: Option<EarlyStopping>,
+    /// Cap on training batches per epoch (0 = all): for smoke runs and benchmarks.
+    #[serde(default)]
+    pub max_batches: usize,
+}
+
+fn adam() -> OptimizerKind {
+    OptimizerKind::Adam
+}
+fn default_lr() -> f64 {
+    1e-3
+}
+fn constant() -> Schedule {
+    Schedule::Constant
+}
+fn default_epochs() -> usize {
+    10
+}
+fn default_batch() -> usize {
+    64
+}
+fn no_weights() -> ClassWeights {
+    ClassWeights::Rule("none".into())
+}
+
+impl Default for TrainingSpec {
+    fn default() -> Self {
+        TrainingSpec {
+            optimizer: adam(),
+            lr: default_lr(),
+            weight_decay: 0.0,
+            schedule: constant(),
+            epochs: default_epochs(),
+            batch: default_batch(),
+            grad_clip: None,
+            class_weights: no_weights(),
+            early_stopping: None,
+            max_batches: 0,
+        }
+    }
+}
+
+impl Experiment {
+    /// Parse an experiment; `origin` names the file in errors (with the line of the bad key).
+    pub fn from_toml(s: &str, origin: &str) -> Result<Experiment> {
+        let e: Experiment = toml::from_str(s).map_err(|e| {
+            let line = e.span().map(|r| s[..r.start.min(s.len())].lines().count().max(1) as u64).unwrap_or(0);
+            TrainError::Config { file: origin.into(), line, reason: e.message().to_string() }
+        })?;
+        e.validate().map_err(|reason| TrainError::Config { file: origin.into(), line: 0, reason })?;
+        Ok(e)
+    }
+
+    /// Read an experiment file, resolving relative data paths against its directory.
+    pub fn load(path: &Path) -> Result<Experiment> {
+        let s = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+        let mut e = Experiment::from_toml(&s, &path.display().to_string())?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let abs = |p: &Path| if p.is_relative() { base.join(p) } else { p.to_path_buf() };
+        if let Some(d) = &e.data.dataset {
+            e.data.dataset = Some(abs(d));
+        }
+        if let Some(imp) = &mut e.data.import {
+            imp.inputs = imp.inputs.iter().map(|p| abs(p)).collect();
+        }
+        if e.runs_dir.is_relative() {
+            // experiments/x.toml → <checkout>/runs
+            let root = base.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            e.runs_dir = root.join(&e.runs_dir);
+        }
+        Ok(e)
+    }
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        let d = &self.data;
+        let sources = d.synthetic.is_some() as u8 + d.dataset.is_some() as u8 + d.import.is_some() as u8;
+        if sources != 1 {
+            return Err("[data] needs exactly one of `synthetic`, `dataset`, `import`".into());
+        }
+        if self.name.is_empty() || self.name.contains(['/', '\\']) {
+            return Err(format!("name {:?} must be non-empty and contain no path separator", self.name));
+        }
+        if self.columns.window == 0 {
+            return Err("[columns] window must be at least 1".into());
+        }
+        if self.columns.train_stride == 0 {
+            return Err("[columns] train_stride must be at least 1".into());
+        }
+        if self.models.is_empty() {
+            return Err("at least one [[model]] is needed".into());
+        }
+        let mut ids: Vec<&str> = self.models.iter().map(|m| m.id()).collect();
+        ids.sort_unstable();
+        if ids.windows(2).any(|w| w[0] == w[1]) {
+            return Err("two [[model]] tables share an id: set `id` on one of them".into());
+        }
+        let t = &self.training;
+        if !(t.lr > 0.0 && t.lr.is_finite()) {
+            return Err(format!("[training] lr must be positive, got {}", t.lr));
+        }
+        if t.epochs == 0 || t.batch == 0 {
+            return Err("[training] epochs and batch must be at least 1".into());
+        }
+        if let ClassWeights::Rule(r) = &t.class_weights {
+            if r != "none" && r != "balanced" {
+                return Err(format!("[training] class_weights must be \"none\", \"balanced\" or a list, got {r:?}"));
+            }
+        }
+        if let AlphaSpec::Rule(r) = &self.label.alpha {
+            if r != "balanced_on_train" {
+                return Err(format!("[label] alpha must be \"balanced_on_train\" or a number, got {r:?}"));
+            }
+        }
+        match self.label.kind {
+            LabelKind::Clock if self.label.duration.is_none() => Err("[label] kind = \"clock\" needs `duration`".into()),
+            LabelKind::Smoothed | LabelKind::SmoothedPast | LabelKind::Events if self.label.horizon.unwrap_or(0) == 0 => {
+                Err("[label] needs `horizon` ≥ 1 for this kind".into())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = r#"
+name = "t"
+[data]
+synthetic = { levels = 2, events = 1000 }
+[columns]
+kind = "book"
+window = 10
+[[model]]
+name = "lstm"
+hidden = 8
+"#;
+
+    #[test]
+    fn minimal_experiment_parses_with_defaults() {
+        let e = Experiment::from_toml(MIN, "t.toml").unwrap();
+        assert_eq!(e.models[0].params["hidden"], 8);
+        assert_eq!(e.training.optimizer, OptimizerKind::Adam);
+        assert_eq!(e.label.kind, LabelKind::Smoothed);
+        assert_eq!(e.device, "cpu");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_problem() {
+        let bad = MIN.replace("kind = \"book\"", "kind = \"book\"\nwindoww = 3");
+        let e = Experiment::from_toml(&bad, "t.toml").unwrap_err().to_string();
+        assert!(e.contains("t.toml") && e.contains("windoww"), "{e}");
+        let bad = MIN.replace("[columns]", "[training]\nschedule = { kind = \"cosine\", min_lr = 0.0 }\nclass_weights = \"weird\"\n[columns]");
+        let e = Experiment::from_toml(&bad, "t.toml").unwrap_err().to_string();
+        assert!(e.contains("class_weights"), "{e}");
+        let bad = MIN.replace("synthetic = { levels = 2, events = 1000 }", "dataset = \"x\"\nsynthetic = { events = 5 }");
+        assert!(Experiment::from_toml(&bad, "t.toml").unwrap_err().to_string().contains("exactly one"));
+    }
+}
