@@ -108,3 +108,31 @@ fn binance_streaming_equals_batch() {
         }
     }
 }
+
+/// `cargo test --release -p flowcast-tests --test features bench -- --ignored --nocapture`:
+/// feature-engine throughput vs the raw book replay on the real samples (not a timed test).
+#[test]
+#[ignore]
+fn bench_features_on_real_data() {
+    let Some(data) = flowcast_tests::shared_data() else { return };
+    let d = data.join("lobster");
+    let mut sets: Vec<(String, Dataset)> = Vec::new();
+    if let Some(dss) = import(
+        Format::Lobster,
+        &[d.join("AMZN_2012-06-21_34200000_57600000_message_1.csv"), d.join("AMZN_2012-06-21_34200000_57600000_orderbook_1.csv")],
+    ) {
+        sets.push(("AMZN".into(), dss.into_iter().next().unwrap()));
+    }
+    if let Some(dss) = import(Format::Binance, &[data.join("binance/usdm-btcusdt_20240808.gz")]) {
+        sets.push(("usdm-btcusdt".into(), dss.into_iter().next().unwrap()));
+    }
+    for (label, ds) in sets {
+        let set0 = FeatureSet::default_set();
+        let rows = features::compute(&ds, &set0).unwrap().rows();
+        let set = fit(&ds, &set0, 0..rows * 6 / 10).unwrap();
+        let r = features::bench(&ds, &set).unwrap();
+        println!("{label}: {}", r.to_json());
+        let p = features::bench_per_feature(&ds, &set).unwrap();
+        println!("{label} per feature: {}", p.to_json());
+    }
+}

@@ -66,3 +66,24 @@ pub fn bench(ds: &Dataset, set: &FeatureSet) -> Result<Report> {
     }
     Ok(r)
 }
+
+/// Per-feature cost: each feature of `set` alone through the engine loop, as a multiple of the
+/// book replay. Keys: `replay_seconds`, `features` (rows `{name, seconds, cost_vs_replay}`,
+/// most expensive first). Finds the feature that dominates a slow set.
+pub fn bench_per_feature(ds: &Dataset, set: &FeatureSet) -> Result<Report> {
+    let passes = 3;
+    let replay = replay_seconds::<VecBook>(&ds.events, ds.meta.starts_synced, ds.meta.levels.max(1), passes);
+    let mut rows = Vec::new();
+    for (spec, name) in set.features.iter().zip(set.names()) {
+        let one = FeatureSet::new(vec![spec.clone()])?;
+        let (secs, _) = engine_seconds(ds, &one, passes)?;
+        rows.push((name, secs));
+    }
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let mut r = Report::new(true);
+    r.set("replay_seconds", replay).set(
+        "features",
+        rows.iter().map(|(n, s)| json!({"name": n, "seconds": s, "cost_vs_replay": s / replay})).collect::<Vec<_>>(),
+    );
+    Ok(r)
+}

@@ -8,6 +8,7 @@
 //! - [`compute`]: batch over a [`crate::Dataset`]; [`fit`]: parameters from training rows only;
 //! - [`bench()`]: features per second against the raw book replay.
 
+mod bank;
 pub mod bench;
 mod depth;
 pub mod engine;
@@ -28,7 +29,7 @@ pub mod window;
 #[cfg(test)]
 mod tests;
 
-pub use bench::bench;
+pub use bench::{bench, bench_per_feature};
 pub use engine::{compute, compute_with_diagnostics, Diagnostics, Engine};
 pub use fit::fit;
 pub use registry::{list_report, list_table};
