@@ -198,8 +198,8 @@ impl<const K: usize> Multi<K> {
             }
             self.ts[(self.head & self.mask) as usize] = ts;
         }
-        for j in 0..K {
-            self.total[j] += v[j];
+        for (t, x) in self.total.iter_mut().zip(v) {
+            *t += x;
         }
         self.cum[(self.head & self.mask) as usize] = self.total;
         self.head += 1;

@@ -4,7 +4,8 @@
 //! - [`FeatureSet`] (spec.rs): which features with which parameters, TOML in / JSON out;
 //! - [`registry`]: every feature kind, its group, parameters, warm-up and reference
 //!   (formulas in docs/features.md);
-//! - [`Engine`] (engine.rs): O(1) per event, no allocation after `new`;
+//! - [`Engine`] (engine.rs): O(1) per event, no allocation after `new`; windows over the same
+//!   quantity share prefix-sum rings (bank.rs), other rolling state lives in window.rs;
 //! - [`compute`]: batch over a [`crate::Dataset`]; [`fit`]: parameters from training rows only;
 //! - [`bench()`]: features per second against the raw book replay.
 

@@ -813,6 +813,14 @@ fn windows_match_naive_sums() {
     assert!(checked > 1000, "{checked}");
 }
 
+/// A server can move an engine to the thread that owns its connection.
+#[test]
+fn engine_is_send() {
+    fn send<T: Send>() {}
+    send::<Engine>();
+    send::<FeatureSet>();
+}
+
 /// Windows over the same quantity share one ring per window type.
 #[test]
 fn shared_windows_share_rings() {

@@ -125,7 +125,7 @@ impl Vpin {
 
     /// Pour `vol` lots with buy fraction `f` into the buckets.
     fn pour(&mut self, vol: f64, f: f64) {
-        if !(self.v > 0.0) {
+        if self.v.is_nan() || self.v <= 0.0 {
             return;
         }
         let mut rem = vol;

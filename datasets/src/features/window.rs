@@ -182,8 +182,8 @@ impl<const K: usize> RollingSums<K> {
         self.sum = [0.0; K];
         for i in 0..self.ts.len() {
             let v = self.vals[self.slot(i)];
-            for j in 0..K {
-                self.sum[j] += v[j];
+            for (s, x) in self.sum.iter_mut().zip(v) {
+                *s += x;
             }
         }
     }
@@ -230,8 +230,8 @@ impl<const K: usize> RollingSums<K> {
         let s = self.slot(self.ts.len());
         self.ts.push(ts);
         self.vals[s] = *v;
-        for j in 0..K {
-            self.sum[j] += v[j];
+        for (s, x) in self.sum.iter_mut().zip(v) {
+            *s += x;
         }
     }
 
@@ -243,6 +243,10 @@ impl<const K: usize> RollingSums<K> {
     /// Entries currently in the ring (event windows: samples; clock windows: non-zero samples).
     pub fn len(&self) -> usize {
         self.ts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ts.is_empty()
     }
 
     /// Whether the window is fully observed at time `ts`, observation having started at `t0`:
