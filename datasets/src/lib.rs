@@ -3,15 +3,21 @@
 //!
 //! One model, one replay: never parse or rebuild a book a second way downstream.
 
+pub mod analysis;
 pub mod book;
 pub mod bench;
 pub mod error;
 pub mod event;
 pub mod features;
+pub mod features_io;
 pub mod info;
 pub mod instrument;
+pub mod labels;
 pub mod loaders;
+pub mod normalize;
+pub mod prepare;
 pub mod report;
+pub mod splits;
 pub mod store;
 pub mod synth;
 pub mod time;

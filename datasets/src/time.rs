@@ -90,6 +90,44 @@ pub fn format_utc(ns: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z", s / 3600, s / 60 % 60, s % 60, rem % NS_PER_SEC)
 }
 
+/// Parse a duration such as `"10s"`, `"500ms"`, `"30m"`, `"1h"` into nanoseconds: a positive
+/// integer followed by one unit of `ns`, `us`, `ms`, `s`, `m` (= `min`), `h`, `d`. Integers only,
+/// so that every duration is an exact number of nanoseconds.
+pub fn parse_duration(s: &str) -> Result<i64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    if num.is_empty() {
+        return Err(format!("duration {s:?}: expected a positive integer and a unit, e.g. 10s, 500ms, 30m, 1h"));
+    }
+    let n: i64 = num.parse().map_err(|_| format!("duration {s:?}: number too large"))?;
+    let per = match unit {
+        "ns" => 1,
+        "us" => 1_000,
+        "ms" => 1_000_000,
+        "s" => NS_PER_SEC,
+        "m" | "min" => 60 * NS_PER_SEC,
+        "h" => 3_600 * NS_PER_SEC,
+        "d" => NS_PER_DAY,
+        _ => return Err(format!("duration {s:?}: unknown unit {unit:?} (use ns, us, ms, s, m, h, d)")),
+    };
+    match n.checked_mul(per) {
+        Some(0) => Err(format!("duration {s:?} must be positive")),
+        Some(v) => Ok(v),
+        None => Err(format!("duration {s:?} overflows i64 nanoseconds")),
+    }
+}
+
+/// Shortest exact rendering of a duration in the units of [`parse_duration`] (`300 s` → `"5m"`).
+pub fn format_duration(ns: i64) -> String {
+    for (unit, per) in [("d", NS_PER_DAY), ("h", 3_600 * NS_PER_SEC), ("m", 60 * NS_PER_SEC), ("s", NS_PER_SEC), ("ms", 1_000_000), ("us", 1_000)] {
+        if ns != 0 && ns % per == 0 {
+            return format!("{}{unit}", ns / per);
+        }
+    }
+    format!("{ns}ns")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,5 +154,21 @@ mod tests {
         // LOBSTER sample: 34200 s after midnight on 2012-06-21 is 09:30 EDT = 13:30 UTC.
         let ts = new_york_midnight_utc_ns(2012, 6, 21) + 34_200 * NS_PER_SEC;
         assert_eq!(format_utc(ts), "2012-06-21T13:30:00.000000000Z");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s"), Ok(10 * NS_PER_SEC));
+        assert_eq!(parse_duration("500ms"), Ok(500_000_000));
+        assert_eq!(parse_duration("30m"), Ok(1_800 * NS_PER_SEC));
+        assert_eq!(parse_duration("1min"), Ok(60 * NS_PER_SEC));
+        assert_eq!(parse_duration("1h"), Ok(3_600 * NS_PER_SEC));
+        for bad in ["", "s", "10", "1.5s", "-1s", "0s", "10x", "99999999999999999999s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        for s in ["1s", "10s", "5m", "1h", "500ms", "3us", "7ns", "2d"] {
+            assert_eq!(format_duration(parse_duration(s).unwrap()), s);
+        }
+        assert_eq!(format_duration(60 * NS_PER_SEC), "1m");
     }
 }

@@ -6,6 +6,8 @@ use flowcast_datasets::{flags, Event, EventKind, Instrument, Side};
 use std::path::Path;
 use std::process::Command;
 
+mod labels;
+
 fn flowcast(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_flowcast")).args(args).output().expect("run flowcast");
     (
