@@ -839,7 +839,7 @@ fn shared_windows_share_rings() {
 }
 
 #[test]
-fn default_set_runs_and_every_feature_is_checked_for_allocation_free_width() {
+fn default_set_computes_and_bench_reports() {
     let ds = synth_l3(1, 3_000);
     let set = FeatureSet::default_set();
     let t = compute(&ds, &set).unwrap();
