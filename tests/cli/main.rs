@@ -88,3 +88,19 @@ fn bad_input_is_rejected_with_exit_2_and_a_named_file() {
     assert_eq!(code, 2);
     assert!(err.contains("/nonexistent/flowcast-ds/meta.json"), "{err}");
 }
+
+#[test]
+fn features_list_prints_the_registry() {
+    let (code, out, err) = flowcast(&["features", "list", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["ok"], true);
+    let rows = v["features"].as_array().unwrap();
+    assert!(rows.len() >= 50 && v["count"].as_u64() == Some(rows.len() as u64), "{v}");
+    for key in ["name", "group", "params", "warmup", "reference"] {
+        assert!(rows.iter().all(|r| !r[key].is_null()), "missing {key}");
+    }
+    let (code, out, _) = flowcast(&["features", "list"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("ofi_10s") && out.contains("Cont, Kukanov & Stoikov (2014)"), "{out}");
+}

@@ -1,12 +1,12 @@
 //! Features on real data: streaming equals batch (bit for bit) on the LOBSTER AMZN sample and the
 //! Binance recordings, with the default set fitted on the first 60% of rows; no data issue goes
-//! unreported. Skipped (with a message) without ../shared/data, or while a loader is not in the
+//! unreported; perturbing the future changes no past feature. Skipped (with a message) without ../shared/data, or while a loader is not in the
 //! build yet.
 
 use flowcast_datasets::features::{self, compute_with_diagnostics, fit, Engine, FeatureSet, FeatureTable, Fitted};
 use flowcast_datasets::loaders::{self, Format, ImportOptions};
 use flowcast_datasets::store::{read_dataset, write_dataset};
-use flowcast_datasets::Dataset;
+use flowcast_datasets::{flags, Dataset, Event, EventKind, Side};
 use std::path::PathBuf;
 
 fn import(format: Format, inputs: &[PathBuf]) -> Option<Vec<Dataset>> {
@@ -73,6 +73,44 @@ fn check(ds: &Dataset, label: &str) -> FeatureTable {
     batch
 }
 
+/// Perturb every event after row r's batch end (prices, sizes, inserted trades): features at rows
+/// ≤ r and parameters fitted on rows < r/2 must not change.
+fn no_look_ahead(ds: &Dataset, label: &str) {
+    let set0 = FeatureSet::default_set();
+    let rows = features::compute(ds, &set0).unwrap().rows();
+    let r = rows * 2 / 3;
+    let set = fit(ds, &set0, 0..r / 2).unwrap();
+    let base = features::compute(ds, &set).unwrap();
+    let cut = base.event_index[r] as usize;
+    let mut p = ds.clone();
+    p.events.truncate(cut + 1);
+    let mut x = 0x2545_f491_4f6c_dd1du64; // xorshift: deterministic noise
+    let mut rnd = |m: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % m) as i64
+    };
+    for e in &ds.events[cut + 1..] {
+        let mut e = *e;
+        e.price += rnd(7) - 3;
+        e.size = (e.size + rnd(60) - 5).max(0);
+        if e.kind == EventKind::LevelSet && e.size == 0 {
+            e.kind = EventKind::LevelDelete;
+        }
+        p.events.push(e);
+        if rnd(10) == 0 {
+            p.events.push(Event::new(EventKind::Trade, Side::Bid, e.price, 7, e.ts_exchange).with_flags(flags::BATCH_END));
+        }
+    }
+    assert_eq!(fit(&p, &set0, 0..r / 2).unwrap(), set, "{label}: fitted parameters changed");
+    let pert = features::compute(&p, &set).unwrap();
+    for k in 0..=r {
+        assert!(same_bits(base.row(k), pert.row(k)), "{label}: row {k} <= {r} changed");
+    }
+    assert!((r + 1..base.rows().min(pert.rows())).any(|k| !same_bits(base.row(k), pert.row(k))), "{label}: perturbation had no effect");
+}
+
 #[test]
 fn lobster_amzn_streaming_equals_batch() {
     let Some(data) = flowcast_tests::shared_data() else { return };
@@ -83,6 +121,7 @@ fn lobster_amzn_streaming_equals_batch() {
     ];
     let Some(dss) = import(Format::Lobster, &inputs) else { return };
     let t = check(&dss[0], "AMZN");
+    no_look_ahead(&dss[0], "AMZN");
     // Level-1 data: deeper levels are absent, but every L1 and L3 feature must carry values.
     for name in ["ofi", "ofi_5min", "imbalance_top1", "order_count_imbalance_top1", "queue_arrival_rate_bid_10s",
         "queue_cancel_ratio_ask_10s", "vpin", "vpin_bvc", "kyle_lambda", "large_trade", "resilience_top5", "microprice"]
@@ -100,11 +139,40 @@ fn binance_streaming_equals_batch() {
         let Some(dss) = import(Format::Binance, &[data.join("binance").join(f)]) else { return };
         for ds in &dss {
             let t = check(ds, f);
+            no_look_ahead(ds, f);
             for name in ["ofi", "ofi_1min", "mlofi_norm_l5_top5_ev100", "ofi_integrated_top5_ev100", "imbalance_top10", "trade_imbalance_10s", "vpin"] {
                 let s = finite_share(&t, name);
                 eprintln!("{f}: {name} finite in {:.1}% of rows", 100.0 * s);
                 assert!(s > 0.0, "{name} never finite on {f}");
             }
         }
+    }
+}
+
+/// `cargo test --release -p flowcast-tests --test features bench -- --ignored --nocapture`:
+/// feature-engine throughput vs the raw book replay on the real samples (not a timed test).
+#[test]
+#[ignore]
+fn bench_features_on_real_data() {
+    let Some(data) = flowcast_tests::shared_data() else { return };
+    let d = data.join("lobster");
+    let mut sets: Vec<(String, Dataset)> = Vec::new();
+    if let Some(dss) = import(
+        Format::Lobster,
+        &[d.join("AMZN_2012-06-21_34200000_57600000_message_1.csv"), d.join("AMZN_2012-06-21_34200000_57600000_orderbook_1.csv")],
+    ) {
+        sets.push(("AMZN".into(), dss.into_iter().next().unwrap()));
+    }
+    if let Some(dss) = import(Format::Binance, &[data.join("binance/usdm-btcusdt_20240808.gz")]) {
+        sets.push(("usdm-btcusdt".into(), dss.into_iter().next().unwrap()));
+    }
+    for (label, ds) in sets {
+        let set0 = FeatureSet::default_set();
+        let rows = features::compute(&ds, &set0).unwrap().rows();
+        let set = fit(&ds, &set0, 0..rows * 6 / 10).unwrap();
+        let r = features::bench(&ds, &set).unwrap();
+        println!("{label}: {}", r.to_json());
+        let p = features::bench_per_feature(&ds, &set).unwrap();
+        println!("{label} per feature: {}", p.to_json());
     }
 }
