@@ -110,6 +110,20 @@ enum BenchCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Feature-engine rate (full registry and best-level OFI alone) against the raw book replay.
+    Features {
+        /// Dataset directory (default: a synthetic 10-level dataset generated in memory).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Feature set TOML (default: the full registry).
+        #[arg(long)]
+        set: Option<PathBuf>,
+        /// Also time every feature alone, most expensive first.
+        #[arg(long)]
+        per_feature: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn emit_summary(s: &flowcast_train::run::Summary, json: bool) {
@@ -144,7 +158,28 @@ fn run_eval(a: EvalArgs, engine: flowcast_train::run::Engine) -> Result<bool> {
 }
 
 fn run_bench(c: BenchCmd) -> Result<bool> {
-    let BenchCmd::Train { model, batch, window, levels, steps, set, device, json } = c;
+    let (model, batch, window, levels, steps, set, device, json) = match c {
+        BenchCmd::Train { model, batch, window, levels, steps, set, device, json } => {
+            (model, batch, window, levels, steps, set, device, json)
+        }
+        BenchCmd::Features { data, set, per_feature, json } => {
+            use flowcast_datasets::features::{bench, bench_per_feature, FeatureSet};
+            let ds = match &data {
+                Some(d) => store::read_dataset(d)?,
+                None => flowcast_datasets::synth::synth_dataset(10, 200_000, 1)?,
+            };
+            let fs = match &set {
+                Some(p) => FeatureSet::from_toml(&std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)?,
+                None => FeatureSet::default_set(),
+            };
+            let mut report = bench(&ds, &fs)?;
+            if per_feature {
+                report.set("per_feature", bench_per_feature(&ds, &fs)?.fields);
+            }
+            emit(&report, json);
+            return Ok(report.ok);
+        }
+    };
     let spec = flowcast_train::bench::BenchSpec {
         model,
         params: parse_overrides(&set)?,
