@@ -222,7 +222,7 @@ pub fn predict(model: &Model, set: &WindowSet, batch: usize, device: &Device) ->
         batcher.fill(&set.items(chunk), &mut buf);
         let x = Tensor::<3>::from_data(TensorData::new(std::mem::take(&mut buf), [chunk.len(), set.window, f]), device);
         let p = softmax(model.forward(x), 1);
-        out.extend(p.into_data().to_vec::<f32>().expect("f32 probabilities"));
+        out.extend(p.into_data().try_to_vec::<f32>().expect("f32 probabilities"));
     }
     out
 }

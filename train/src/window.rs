@@ -259,10 +259,10 @@ mod tests {
         let b = WindowBatcher { window: 4, features: 3 };
         let batch = b.batch(ws.items(&[1, 0]), &Device::flex());
         assert_eq!(batch.inputs.dims(), [2, 4, 3]);
-        let v: Vec<f32> = batch.inputs.into_data().to_vec().unwrap();
+        let v: Vec<f32> = batch.inputs.into_data().try_to_vec().unwrap();
         assert_eq!(&v[..12], &m.values[18..30]);
         assert_eq!(&v[12..], &m.values[0..12]);
-        let t: Vec<i64> = batch.targets.into_data().to_vec().unwrap();
+        let t: Vec<i64> = batch.targets.into_data().iter::<i64>().collect();
         assert_eq!(t, vec![0, 2]);
     }
 

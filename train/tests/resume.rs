@@ -50,6 +50,23 @@ fn history(run: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// name → raw bytes of every tensor in the run's exported safetensors file (the header's key
+/// order is not canonical, so files are compared tensor by tensor).
+fn tensors(run: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let b = std::fs::read(run.join("lstm/model.safetensors")).unwrap();
+    let n = u64::from_le_bytes(b[..8].try_into().unwrap()) as usize;
+    let h: serde_json::Value = serde_json::from_slice(&b[8..8 + n]).unwrap();
+    h.as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| *k != "__metadata__")
+        .map(|(k, v)| {
+            let (s, e) = (v["data_offsets"][0].as_u64().unwrap() as usize, v["data_offsets"][1].as_u64().unwrap() as usize);
+            (k.clone(), b[8 + n + s..8 + n + e].to_vec())
+        })
+        .collect()
+}
+
 #[test]
 fn resumed_run_matches_uninterrupted_run() {
     let tmp = tempfile::tempdir().unwrap();
@@ -65,8 +82,11 @@ fn resumed_run_matches_uninterrupted_run() {
     assert_eq!(resumed.json["run_dir"], part.json["run_dir"]);
 
     assert_eq!(history(&full_dir), history(&part_dir));
-    let w = |d: &Path| std::fs::read(d.join("lstm/model.safetensors")).unwrap();
-    assert!(w(&full_dir) == w(&part_dir), "resumed weights differ from the uninterrupted run's");
+    let (a, b) = (tensors(&full_dir), tensors(&part_dir));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (name, bytes) in &a {
+        assert!(bytes == &b[name], "{name}: resumed weights differ from the uninterrupted run's");
+    }
     for k in ["accuracy", "macro_f1", "mcc"] {
         assert_eq!(full.json[k], resumed.json[k], "{k}");
     }

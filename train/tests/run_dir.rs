@@ -69,7 +69,8 @@ fn tiny_run_writes_every_artifact_and_reloads() {
     // Memory: the shared matrix plus a small index, far below per-window copies.
     let mem = &j["memory"];
     assert!(mem["ratio"].as_f64().unwrap() < 1.2, "{mem}");
-    assert!(mem["copied_windows_bytes"].as_u64().unwrap() > 10 * mem["dataset_bytes"].as_u64().unwrap(), "{mem}");
+    // Per-window copies would take ~T/stride times more (T = 20, training stride 3).
+    assert!(mem["copied_windows_bytes"].as_u64().unwrap() > 5 * mem["dataset_bytes"].as_u64().unwrap(), "{mem}");
 
     for f in ["experiment.toml", "config.json", "run.json", "metrics.json"] {
         assert!(run_dir.join(f).is_file(), "{f}");
@@ -131,7 +132,7 @@ fn logits_agree(run_dir: &Path, exp: &Experiment) {
         let cm = flowcast_serve::Model::load_dir(&d).unwrap();
         let (b, t, f) = (5, 20, cfg.n_features());
         let x: Vec<f32> = (0..b * t * f).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
-        let bl: Vec<f32> = bm.valid().forward(Tensor::<3>::from_data(burn::tensor::TensorData::new(x.clone(), [b, t, f]), &device)).into_data().to_vec().unwrap();
+        let bl: Vec<f32> = bm.valid().forward(Tensor::<3>::from_data(burn::tensor::TensorData::new(x.clone(), [b, t, f]), &device)).into_data().try_to_vec().unwrap();
         let cl = cm.logits(&x, b, t).unwrap();
         let diff = bl.iter().zip(&cl).map(|(a, c)| (a - c).abs()).fold(0.0f32, f32::max);
         assert!(diff < 1e-5, "{}: burn vs candle logits differ by {diff}", m.id());
