@@ -18,6 +18,12 @@ enum Cmd {
     /// Load, check, inspect, benchmark and synthesise order-book datasets.
     #[command(subcommand)]
     Data(DataCmd),
+    /// Microstructure features: the registry, and features + labels + splits for a dataset.
+    #[command(subcommand)]
+    Features(FeaturesCmd),
+    /// Analyses of stored datasets.
+    #[command(subcommand)]
+    Analyze(AnalyzeCmd),
     /// List the deep model architectures and describe one with its trainable parameter count.
     #[command(subcommand)]
     Models(ModelsCmd),
@@ -104,6 +110,20 @@ enum BenchCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Feature-engine rate (full registry and best-level OFI alone) against the raw book replay.
+    Features {
+        /// Dataset directory (default: a synthetic 10-level dataset generated in memory).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Feature set TOML (default: the full registry).
+        #[arg(long)]
+        set: Option<PathBuf>,
+        /// Also time every feature alone, most expensive first.
+        #[arg(long)]
+        per_feature: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn emit_summary(s: &flowcast_train::run::Summary, json: bool) {
@@ -138,7 +158,28 @@ fn run_eval(a: EvalArgs, engine: flowcast_train::run::Engine) -> Result<bool> {
 }
 
 fn run_bench(c: BenchCmd) -> Result<bool> {
-    let BenchCmd::Train { model, batch, window, levels, steps, set, device, json } = c;
+    let (model, batch, window, levels, steps, set, device, json) = match c {
+        BenchCmd::Train { model, batch, window, levels, steps, set, device, json } => {
+            (model, batch, window, levels, steps, set, device, json)
+        }
+        BenchCmd::Features { data, set, per_feature, json } => {
+            use flowcast_datasets::features::{bench, bench_per_feature, FeatureSet};
+            let ds = match &data {
+                Some(d) => store::read_dataset(d)?,
+                None => flowcast_datasets::synth::synth_dataset(10, 200_000, 1)?,
+            };
+            let fs = match &set {
+                Some(p) => FeatureSet::from_toml(&std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)?,
+                None => FeatureSet::default_set(),
+            };
+            let mut report = bench(&ds, &fs)?;
+            if per_feature {
+                report.set("per_feature", bench_per_feature(&ds, &fs)?.fields);
+            }
+            emit(&report, json);
+            return Ok(report.ok);
+        }
+    };
     let spec = flowcast_train::bench::BenchSpec {
         model,
         params: parse_overrides(&set)?,
@@ -159,6 +200,138 @@ fn run_bench(c: BenchCmd) -> Result<bool> {
         println!("inference    {:.1} windows/s", r.infer_windows_per_s);
     }
     Ok(true)
+}
+
+
+#[derive(Subcommand)]
+enum FeaturesCmd {
+    /// Print the feature registry: name, group, parameters, warm-up, reference.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Features, labels, chronological splits and train-fitted normalisation, written to --out.
+    Compute(ComputeArgs),
+}
+
+#[derive(Args)]
+struct ComputeArgs {
+    /// Dataset directory (from `data import`).
+    #[arg(long)]
+    data: PathBuf,
+    /// Feature set TOML (`[[feature]]` tables); default: the full registry.
+    #[arg(long)]
+    set: Option<PathBuf>,
+    /// Output directory: features.parquet, normalization.json, feature_set.json, labels.json, summary.json.
+    #[arg(long)]
+    out: PathBuf,
+    /// Also write features.csv.
+    #[arg(long)]
+    csv: bool,
+    /// Print summary.json on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Training fraction of the rows (chronological).
+    #[arg(long, default_value_t = 0.7)]
+    train: f64,
+    /// Validation fraction; the test split gets the rest.
+    #[arg(long, default_value_t = 0.15)]
+    validation: f64,
+    /// Normalisation recorded in normalization.json: zscore, minmax, decimal.
+    #[arg(long, default_value = "zscore")]
+    normalization: String,
+    /// k of the smoothed labels (comma separated).
+    #[arg(long, value_delimiter = ',', default_value = "10,20,50,100")]
+    smooth_k: Vec<usize>,
+    /// Skip the past-mean variant of the smoothed labels.
+    #[arg(long)]
+    no_smooth_past: bool,
+    /// Fixed event (row) horizons of the return labels.
+    #[arg(long, value_delimiter = ',', default_value = "10,100")]
+    horizons: Vec<usize>,
+    /// Clock horizons of the return labels (e.g. 1s,10s,1m,5m).
+    #[arg(long, value_delimiter = ',', default_value = "1s,10s,1m,5m")]
+    clock: Vec<String>,
+    /// Fixed class threshold alpha instead of the balanced-on-train rule.
+    #[arg(long)]
+    alpha: Option<f64>,
+}
+
+fn run_features(cmd: FeaturesCmd) -> Result<bool> {
+    match cmd {
+        FeaturesCmd::List { json } => {
+            if json {
+                println!("{}", flowcast_datasets::features::list_report().to_json());
+            } else {
+                print!("{}", flowcast_datasets::features::list_table());
+            }
+            Ok(true)
+        }
+        FeaturesCmd::Compute(a) => run_features_compute(a),
+    }
+}
+
+fn run_features_compute(a: ComputeArgs) -> Result<bool> {
+    use flowcast_datasets::features::FeatureSet;
+    use flowcast_datasets::labels::{AlphaRule, LabelConfig};
+    use flowcast_datasets::normalize::Method;
+    use flowcast_datasets::prepare::{self, NormalizationChoice, PrepareConfig};
+    use flowcast_datasets::splits::SplitConfig;
+    let set = match &a.set {
+        Some(p) => {
+            let s = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            FeatureSet::from_toml(&s).with_context(|| format!("feature set {}", p.display()))?
+        }
+        None => FeatureSet::default_set(),
+    };
+    let clock = a
+        .clock
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| flowcast_datasets::time::parse_duration(s).map_err(anyhow::Error::msg))
+        .collect::<Result<Vec<_>>>()?;
+    let cfg = PrepareConfig {
+        labels: LabelConfig {
+            smooth_k: a.smooth_k,
+            smooth_past: !a.no_smooth_past,
+            event_horizons: a.horizons,
+            clock_horizons_ns: clock,
+            alpha: a.alpha.map_or(AlphaRule::BalancedOnTrain, |alpha| AlphaRule::Fixed { alpha }),
+        },
+        splits: SplitConfig { train: a.train, validation: a.validation },
+        normalization: NormalizationChoice(Method::parse(&a.normalization)?),
+    };
+    let ds = store::read_dataset(&a.data)?;
+    let prepared = prepare::run(&ds, &set, &cfg)?;
+    let (report, summary) = prepared.write(&a.out, a.csv)?;
+    if a.json {
+        println!("{summary}");
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(report.ok)
+}
+
+#[derive(Subcommand)]
+enum AnalyzeCmd {
+    /// Cont, Kukanov & Stoikov (2014): regress mid change (ticks) on OFI per interval, per window.
+    OfiImpact {
+        /// Dataset directory (from `data import`).
+        #[arg(long)]
+        data: PathBuf,
+        /// Interval of each observation, e.g. 10s, 500ms.
+        #[arg(long, default_value = "10s")]
+        interval: String,
+        /// Window of each regression, e.g. 30m, 1h (a multiple of the interval).
+        #[arg(long, default_value = "30m")]
+        window: String,
+        /// Fewest usable intervals for a window's regression.
+        #[arg(long, default_value_t = 10)]
+        min_intervals: usize,
+        /// Print one JSON object on stdout (`--json`), or also write it to a file (`--json FILE`).
+        #[arg(long, num_args = 0..=1, default_missing_value = "-")]
+        json: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -334,6 +507,32 @@ fn run_data(cmd: DataCmd) -> Result<bool> {
     }
 }
 
+fn run_analyze(cmd: AnalyzeCmd) -> Result<bool> {
+    use flowcast_datasets::analysis::ofi_impact::{ofi_impact, OfiImpactConfig};
+    use flowcast_datasets::time::parse_duration;
+    match cmd {
+        AnalyzeCmd::OfiImpact { data, interval, window, min_intervals, json } => {
+            let cfg = OfiImpactConfig {
+                interval_ns: parse_duration(&interval).map_err(anyhow::Error::msg)?,
+                window_ns: parse_duration(&window).map_err(anyhow::Error::msg)?,
+                min_intervals,
+            };
+            let ds = store::read_dataset(&data)?;
+            let res = ofi_impact(&ds, &cfg)?;
+            let report = res.report();
+            match json.as_deref() {
+                Some(p) if p == Path::new("-") => emit(&report, true),
+                Some(p) => {
+                    std::fs::write(p, report.to_json()).with_context(|| format!("writing {}", p.display()))?;
+                    print!("{}", res.table());
+                }
+                None => print!("{}", res.table()),
+            }
+            Ok(report.ok)
+        }
+    }
+}
+
 /// `KEY=VALUE` pairs as a hyperparameter table; VALUE is read as JSON (numbers, booleans) and
 /// falls back to a string.
 fn parse_overrides(set: &[String]) -> Result<flowcast_models::Params> {
@@ -393,6 +592,8 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Data(c) => run_data(c),
+        Cmd::Features(c) => run_features(c),
+        Cmd::Analyze(c) => run_analyze(c),
         Cmd::Models(c) => run_models(c),
         Cmd::Train(a) => run_train(a, false),
         Cmd::Run(a) => run_train(a, true),

@@ -1,7 +1,7 @@
 //! `flowcast data bench`: replay rates of the book layouts on one dataset, measured in the same
 //! process so that the ratios (layout vs the BTreeMap baseline) are meaningful on any machine.
 
-use crate::book::{BTreeBook, BookLayout, OrderBook, TopN, VecBook};
+use crate::book::{BTreeBook, BookLayout, DenseBook, OrderBook, TopN, VecBook};
 use crate::error::{DataError, Result};
 use crate::event::Event;
 use crate::loaders::{self, Format, ImportOptions};
@@ -46,7 +46,7 @@ fn layout_row<L: BookLayout>(ds: &Dataset, passes: usize, l2: usize) -> (String,
 
 /// Run the benchmark. `data`: a stored dataset (default: synthetic, generated in memory);
 /// `lobster`: optional message + orderbook files to time the CSV import on.
-/// Keys: `events`, `l2_updates`, `load_seconds`, `layouts.{vec,btree}.{events_per_s,l2_updates_per_s}`,
+/// Keys: `events`, `l2_updates`, `load_seconds`, `layouts.{vec,dense,btree}.{events_per_s,l2_updates_per_s}`,
 /// `speedup_vs_btree`, `lobster_import` (`rows_per_s`).
 pub fn run(data: Option<&Path>, lobster: &[PathBuf], passes: usize) -> Result<Report> {
     let t = Instant::now();
@@ -56,7 +56,11 @@ pub fn run(data: Option<&Path>, lobster: &[PathBuf], passes: usize) -> Result<Re
     };
     let load = t.elapsed().as_secs_f64();
     let l2 = ds.events.iter().filter(|e| e.kind.is_level_update()).count();
-    let rows = [layout_row::<VecBook>(&ds, passes, l2), layout_row::<BTreeBook>(&ds, passes, l2)];
+    let rows = [
+        layout_row::<VecBook>(&ds, passes, l2),
+        layout_row::<DenseBook>(&ds, passes, l2),
+        layout_row::<BTreeBook>(&ds, passes, l2),
+    ];
     let base = rows.iter().find(|r| r.0 == BTreeBook::NAME).map(|r| r.1).unwrap_or(f64::NAN);
     let mut layouts = serde_json::Map::new();
     let mut speedups = serde_json::Map::new();

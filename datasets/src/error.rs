@@ -22,8 +22,9 @@ pub enum DataError {
     /// Malformed input: `file:line: field: reason`.
     #[error("{file}:{line}: {field}: {reason}")]
     Parse { file: String, line: u64, field: String, reason: String },
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    /// The io error is part of the message (not a `source`), so `{:#}` chains don't repeat it.
+    #[error("{path}: {err}")]
+    Io { path: PathBuf, err: std::io::Error },
     #[error("{path}: parquet: {msg}")]
     Store { path: PathBuf, msg: String },
     /// The input is well-formed but inconsistent (crossed book, unsynchronisable stream, ...).
@@ -36,7 +37,7 @@ impl DataError {
         DataError::Parse { file: file.into(), line, field: field.into(), reason: reason.into() }
     }
     pub fn io(path: &Path, source: std::io::Error) -> DataError {
-        DataError::Io { path: path.to_path_buf(), source }
+        DataError::Io { path: path.to_path_buf(), err: source }
     }
 }
 

@@ -22,7 +22,7 @@ pub mod store;
 pub mod synth;
 pub mod time;
 
-pub use book::{BTreeBook, BookLayout, OrderBook, TopN, VecBook, NO_PRICE};
+pub use book::{BTreeBook, BookLayout, DenseBook, OrderBook, TopN, VecBook, NO_PRICE};
 pub use error::{BadLines, DataError, Result};
 pub use event::{flags, Event, EventKind, Side, NO_TS};
 pub use instrument::Instrument;

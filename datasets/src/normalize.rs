@@ -114,7 +114,7 @@ impl Normalizer {
     /// read.
     pub fn fit(names: &[String], values: &[f64], train: Range<usize>, method: Method) -> Result<Normalizer> {
         let c = names.len();
-        if c == 0 || values.len() % c != 0 || train.end * c > values.len() {
+        if c == 0 || !values.len().is_multiple_of(c) || train.end * c > values.len() {
             return Err(DataError::Invalid(format!(
                 "normaliser: {} values do not hold rows {:?} of {c} columns",
                 values.len(),

@@ -12,7 +12,7 @@
 use crate::analysis::ic::{information_coefficients, Horizon};
 use crate::analysis::summary::feature_stats;
 use crate::error::{DataError, Result};
-use crate::features::FeatureTable;
+use crate::features::{FeatureSet, FeatureTable};
 use crate::features_io::{write_csv, write_parquet, OutputTable};
 use crate::labels::{LabelConfig, Labels, SampleRows, Target};
 use crate::normalize::{Method, Normalizer};
@@ -88,6 +88,14 @@ pub fn run_with(
             first
         )));
     }
+    let label_names = labels.column_names();
+    let mut seen = std::collections::HashSet::new();
+    let fixed = ["event_index", "ts", "split"].map(String::from);
+    for name in fixed.iter().chain(&table.names).chain(&label_names) {
+        if !seen.insert(name.as_str()) {
+            return Err(DataError::Invalid(format!("output column {name:?} appears twice (feature and label names must be unique)")));
+        }
+    }
     let normalizer = Normalizer::fit(&table.names, &table.values, splits.train.clone(), cfg.normalization.0)?;
     let dataset = json!({
         "source_format": ds.meta.source_format,
@@ -96,6 +104,17 @@ pub fn run_with(
         "source_files": ds.meta.source_files,
     });
     Ok(Prepared { rows, table, labels, splits, normalizer, feature_set, dataset })
+}
+
+/// [`run_with`] using the feature engine: `features::fit` on the training rows, then
+/// `features::compute` with the fitted set.
+pub fn run(ds: &Dataset, set: &FeatureSet, cfg: &PrepareConfig) -> Result<Prepared> {
+    run_with(ds, cfg, |train| {
+        let fitted = crate::features::fit(ds, set, train)?;
+        let table = crate::features::compute(ds, &fitted)?;
+        let json = serde_json::to_value(&fitted).map_err(|e| DataError::Invalid(e.to_string()))?;
+        Ok((table, json))
+    })
 }
 
 impl Prepared {

@@ -11,7 +11,7 @@
 //! in events.parquet), `ts_exchange`, then `bid_px_1..N`, `bid_sz_1..N`, `ask_px_1..N`,
 //! `ask_sz_1..N` (int64; an absent level has null price and size 0).
 
-use crate::book::{OrderBook, TopN, VecBook, NO_PRICE};
+use crate::book::{OrderBook, TopN, NO_PRICE};
 use crate::error::{DataError, Result};
 use crate::event::{Event, EventKind, Side, NO_TS};
 use crate::instrument::Instrument;
@@ -83,7 +83,7 @@ pub struct Dataset {
 
 impl Dataset {
     /// A fresh book in the right initial state for this dataset.
-    pub fn new_book(&self) -> OrderBook<VecBook> {
+    pub fn new_book(&self) -> OrderBook {
         if self.meta.starts_synced {
             OrderBook::new_synced()
         } else {
@@ -93,7 +93,7 @@ impl Dataset {
 
     /// Replay the events through a book, calling `f(event_index, book)` after every batch-end
     /// event while the book is synced. The single replay loop every consumer shares.
-    pub fn replay(&self, mut f: impl FnMut(usize, &OrderBook<VecBook>)) {
+    pub fn replay(&self, mut f: impl FnMut(usize, &OrderBook)) {
         let mut book = self.new_book();
         for (i, ev) in self.events.iter().enumerate() {
             book.apply(ev);

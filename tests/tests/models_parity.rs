@@ -56,7 +56,7 @@ fn parity(name: &str, hp: serde_json::Value, features: usize, classes: usize, ba
 
     let x = inputs(batch * seq * features, seed ^ 0xABCD);
     let input = Tensor::<3>::from_data(TensorData::new(x.clone(), [batch, seq, features]), &device);
-    let burn_logits: Vec<f32> = model.forward(input.clone()).into_data().to_vec().unwrap();
+    let burn_logits: Vec<f32> = model.forward(input.clone()).into_data().try_to_vec::<f32>().unwrap();
     assert_eq!(burn_logits.len(), batch * classes);
 
     let served = flowcast_serve::Model::load_dir(dir.path()).expect("candle load");
@@ -75,7 +75,7 @@ fn parity(name: &str, hp: serde_json::Value, features: usize, classes: usize, ba
 
     // burn reads its own export back bit for bit.
     let (reloaded, _) = export::load(dir.path(), &device).expect("burn load");
-    let again: Vec<f32> = reloaded.forward(input).into_data().to_vec().unwrap();
+    let again: Vec<f32> = reloaded.forward(input).into_data().try_to_vec::<f32>().unwrap();
     assert_eq!(again, burn_logits, "{name}: burn reload changed the logits");
     diff
 }

@@ -140,6 +140,52 @@ impl OfiImpact {
     pub fn report(&self) -> Report {
         Report::from_struct(self.windows_fitted > 0, self)
     }
+
+    /// Human-readable table: one line per window, then the aggregates.
+    pub fn table(&self) -> String {
+        let f = |v: Option<f64>, p: usize| v.map_or_else(|| "-".to_string(), |x| format!("{x:.p$}"));
+        let mut s = format!(
+            "CKS (2014) OFI price impact: dP (ticks of {}) ~ OFI (lots of {}), {} intervals in {} windows\n",
+            self.tick_size, self.lot_size, self.interval, self.window
+        );
+        s.push_str(&format!(
+            "{:<32} {:>9} {:>12} {:>8} {:>9} {:>11}\n",
+            "window start (UTC)", "intervals", "beta", "R2", "beta t", "avg depth"
+        ));
+        for w in &self.windows {
+            s.push_str(&format!(
+                "{:<32} {:>9} {:>12} {:>8} {:>9} {:>11}\n",
+                w.start,
+                w.intervals,
+                f(w.beta, 6),
+                f(w.r2, 4),
+                f(w.beta_t, 1),
+                f(w.avg_depth, 1)
+            ));
+        }
+        s.push_str(&format!(
+            "windows fitted {} of {}; R2 mean {} (min {}, median {}, max {}); pooled R2 {}\n",
+            self.windows_fitted,
+            self.windows.len(),
+            f(self.mean_r2, 4),
+            f(self.min_r2, 4),
+            f(self.median_r2, 4),
+            f(self.max_r2, 4),
+            f(self.pooled.as_ref().map(|p| p.r2), 4)
+        ));
+        let b = &self.beta_depth_fit;
+        s.push_str(&format!(
+            "beta = c / AD^lambda over {} windows: lambda {}, c {}, R2 {}; beta ~ 1/AD: slope {}, intercept {}, R2 {}\n",
+            b.n,
+            f(b.lambda, 3),
+            f(b.c, 4),
+            f(b.r2, 3),
+            f(b.inverse_depth_linear.as_ref().map(|l| l.slope), 4),
+            f(b.inverse_depth_linear.as_ref().map(|l| l.intercept), 6),
+            f(b.inverse_depth_linear.as_ref().map(|l| l.r2), 3)
+        ));
+        s
+    }
 }
 
 /// Window accumulator: depth sum over samples.

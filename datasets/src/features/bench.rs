@@ -5,7 +5,7 @@
 use super::engine::Engine;
 use super::spec::{FeatureSet, FeatureSpec};
 use crate::bench::replay_seconds;
-use crate::book::VecBook;
+use crate::book::DenseBook;
 use crate::error::Result;
 use crate::report::Report;
 use crate::store::Dataset;
@@ -36,14 +36,15 @@ fn engine_seconds(ds: &Dataset, set: &FeatureSet, passes: usize) -> Result<(f64,
     Ok((best, rows))
 }
 
-/// Benchmark the full `set` and best-level OFI alone against `crate::bench::replay_seconds`.
+/// Benchmark the full `set` and best-level OFI alone against `crate::bench::replay_seconds` with
+/// the canonical book's default layout (the one `Dataset::new_book` and the engine loop use).
 /// Keys: `events`, `rows`, `passes`, `replay.{seconds, events_per_s}`,
 /// `full.{features, seconds, events_per_s, rows_per_s, values_per_s, cost_vs_replay}`,
 /// `ofi.{…same…}` (cost_vs_replay = engine-loop seconds / replay seconds; both include the book).
 pub fn bench(ds: &Dataset, set: &FeatureSet) -> Result<Report> {
     let passes = 3;
     let n = ds.events.len() as f64;
-    let replay = replay_seconds::<VecBook>(&ds.events, ds.meta.starts_synced, ds.meta.levels.max(1), passes);
+    let replay = replay_seconds::<DenseBook>(&ds.events, ds.meta.starts_synced, ds.meta.levels.max(1), passes);
     let ofi = FeatureSet::new(vec![FeatureSpec { name: "ofi".into(), ..Default::default() }])?;
     let mut r = Report::new(true);
     r.set("events", ds.events.len())
@@ -64,5 +65,26 @@ pub fn bench(ds: &Dataset, set: &FeatureSet) -> Result<Report> {
             }),
         );
     }
+    Ok(r)
+}
+
+/// Per-feature cost: each feature of `set` alone through the engine loop, as a multiple of the
+/// book replay. Keys: `replay_seconds`, `features` (rows `{name, seconds, cost_vs_replay}`,
+/// most expensive first). Finds the feature that dominates a slow set.
+pub fn bench_per_feature(ds: &Dataset, set: &FeatureSet) -> Result<Report> {
+    let passes = 3;
+    let replay = replay_seconds::<DenseBook>(&ds.events, ds.meta.starts_synced, ds.meta.levels.max(1), passes);
+    let mut rows = Vec::new();
+    for (spec, name) in set.features.iter().zip(set.names()) {
+        let one = FeatureSet::new(vec![spec.clone()])?;
+        let (secs, _) = engine_seconds(ds, &one, passes)?;
+        rows.push((name, secs));
+    }
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let mut r = Report::new(true);
+    r.set("replay_seconds", replay).set(
+        "features",
+        rows.iter().map(|(n, s)| json!({"name": n, "seconds": s, "cost_vs_replay": s / replay})).collect::<Vec<_>>(),
+    );
     Ok(r)
 }

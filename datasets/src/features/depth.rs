@@ -1,6 +1,7 @@
 //! Depth and book-shape features (Næs & Skjeltorp 2006 for slopes; Large 2007 for resilience).
 //! Sizes in lots, distances in ticks.
 
+use super::bank::Bank;
 use super::engine::{Ctx, Node, TradeTick, AGGRESSOR};
 use super::trades::TradeSizeStats;
 use crate::book::NO_PRICE;
@@ -26,8 +27,8 @@ impl Depth {
 }
 
 impl Node for Depth {
-    fn on_sample(&mut self, ctx: &Ctx) -> f64 {
-        let (b, a) = (ctx.depth(Side::Bid, self.levels), ctx.depth(Side::Ask, self.levels));
+    fn on_sample(&mut self, ctx: &Ctx, _bank: &Bank) -> f64 {
+        let (b, a) = (ctx.cum_depth(Side::Bid, self.levels), ctx.cum_depth(Side::Ask, self.levels));
         match self.kind {
             DepthKind::Total => b + a,
             DepthKind::Side(Side::Bid) => b,
@@ -47,7 +48,7 @@ pub(crate) struct SlopeImpact {
 }
 
 impl Node for SlopeImpact {
-    fn on_sample(&mut self, ctx: &Ctx) -> f64 {
+    fn on_sample(&mut self, ctx: &Ctx, _bank: &Bank) -> f64 {
         let (px, sz) = ctx.side(self.side);
         let l = self.levels.min(px.len());
         if ctx.mid.is_nan() || px[l - 1] == NO_PRICE {
@@ -68,7 +69,7 @@ pub(crate) struct SlopeLog {
 }
 
 impl Node for SlopeLog {
-    fn on_sample(&mut self, ctx: &Ctx) -> f64 {
+    fn on_sample(&mut self, ctx: &Ctx, _bank: &Bank) -> f64 {
         if ctx.mid.is_nan() {
             return f64::NAN;
         }
@@ -124,13 +125,13 @@ impl Node for Resilience {
             // A buy hits the ask side, a sell the bid side.
             let hit = if t.sign[AGGRESSOR] > 0 { Side::Ask } else { Side::Bid };
             self.side = Some(hit);
-            self.before = ctx.depth(hit, self.levels);
+            self.before = ctx.cum_depth(hit, self.levels);
             self.min = f64::INFINITY;
         }
     }
-    fn on_sample(&mut self, ctx: &Ctx) -> f64 {
+    fn on_sample(&mut self, ctx: &Ctx, _bank: &Bank) -> f64 {
         let Some(side) = self.side else { return f64::NAN };
-        let d = ctx.depth(side, self.levels);
+        let d = ctx.cum_depth(side, self.levels);
         self.min = self.min.min(d);
         if self.before > self.min {
             (d - self.min) / (self.before - self.min)

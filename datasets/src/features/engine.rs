@@ -10,11 +10,12 @@
 
 use super::spec::{parse_duration, FeatureSet, FeatureSpec};
 use super::{depth, imbalance, ofi, prices, queue, timefeat, toxicity, trades, volatility, FeatureTable};
+use super::bank::Bank;
 use super::queue::OrderTracker;
 use super::window::Span;
 use crate::book::{BookLayout, OrderBook, TopN, NO_PRICE};
 use crate::error::{DataError, Result};
-use crate::event::{Event, EventKind, Side, NO_TS};
+use crate::event::{flags, Event, EventKind, Side, NO_TS};
 use crate::store::{Dataset, DatasetMeta};
 use serde::Serialize;
 
@@ -55,7 +56,8 @@ pub(crate) struct TouchFlow {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct TradeTick {
     pub ts: i64,
-    pub price: i64,
+    /// Ticks; x.5 for LOBSTER's half-tick (midpoint) executions (`flags::HALF_TICK`).
+    pub price: f64,
     pub size: i64,
     pub sign: [i8; 3],
 }
@@ -70,19 +72,25 @@ pub(crate) struct Ctx {
     /// Book at this sample and at the previous one.
     pub top: TopN,
     pub prev: TopN,
+    /// Cumulative size of the top i+1 levels per side at this sample (bid, ask).
+    pub cum: [Vec<f64>; 2],
     /// `prev` holds the previous sample's book (false at the first sample after a reset).
     pub has_prev: bool,
     /// Mid (ticks) at this sample; NaN if a side is empty.
     pub mid: f64,
     /// Mid at the previous sample (NaN if none).
     pub prev_mid: f64,
+    /// ln(mid) and ln(prev_mid), computed once per sample for the return features.
+    pub ln_mid: f64,
+    pub prev_ln_mid: f64,
     /// Per-level OFI e^m_n (m = 1..len) between the previous and this sample (valid iff has_prev).
     pub ofi: Vec<f64>,
     pub flow: Flow,
     pub touch: [TouchFlow; 2],
     pub l3_seen: bool,
     pub last_trade_ts: i64,
-    pub last_trade_px: i64,
+    /// Last trade price in half ticks (exact for half-tick executions); NO_PRICE if none.
+    pub last_trade_px2: i64,
     /// Last non-zero tick-rule sign.
     pub tick_sign: i8,
     pub last_mid_change_ts: i64,
@@ -97,15 +105,18 @@ impl Ctx {
             samples: 0,
             top: TopN::new(levels),
             prev: TopN::new(levels),
+            cum: [vec![0.0; levels], vec![0.0; levels]],
             has_prev: false,
             mid: f64::NAN,
             prev_mid: f64::NAN,
+            ln_mid: f64::NAN,
+            prev_ln_mid: f64::NAN,
             ofi: vec![0.0; ofi_levels],
             flow: Flow::default(),
             touch: [TouchFlow::default(); 2],
             l3_seen: false,
             last_trade_ts: NO_TS,
-            last_trade_px: NO_PRICE,
+            last_trade_px2: NO_PRICE,
             tick_sign: 0,
             last_mid_change_ts: NO_TS,
             orders: orders.then(OrderTracker::new),
@@ -117,11 +128,13 @@ impl Ctx {
         self.has_prev = false;
         self.mid = f64::NAN;
         self.prev_mid = f64::NAN;
+        self.ln_mid = f64::NAN;
+        self.prev_ln_mid = f64::NAN;
         self.flow = Flow::default();
         self.touch = [TouchFlow::default(); 2];
         self.l3_seen = false;
         self.last_trade_ts = NO_TS;
-        self.last_trade_px = NO_PRICE;
+        self.last_trade_px2 = NO_PRICE;
         self.tick_sign = 0;
         self.last_mid_change_ts = NO_TS;
         if let Some(o) = &mut self.orders {
@@ -148,17 +161,18 @@ impl Ctx {
         }
     }
 
-    /// Σ sizes of the top `l` levels of `side` (absent levels count 0).
+    /// Σ sizes of the top `l` levels of `side` (absent levels count 0); O(1).
     #[inline]
-    pub fn depth(&self, side: Side, l: usize) -> f64 {
-        let (_, sz) = self.side(side);
-        sz[..l.min(sz.len())].iter().sum::<i64>() as f64
+    pub fn cum_depth(&self, side: Side, l: usize) -> f64 {
+        let c = &self.cum[side as usize];
+        c[l.min(c.len()) - 1]
     }
 }
 
 /// A feature's streaming state. `on_sample` returns the feature value at the sample.
 pub(crate) trait Node: Send {
-    fn on_sample(&mut self, ctx: &Ctx) -> f64;
+    /// `bank` holds the shared windows, already updated for this sample.
+    fn on_sample(&mut self, ctx: &Ctx, bank: &Bank) -> f64;
     /// Called for each trade (after the context saw it), before the sample closing its batch.
     fn on_trade(&mut self, _ctx: &Ctx, _t: &TradeTick) {}
     fn wants_trades(&self) -> bool {
@@ -192,6 +206,8 @@ pub struct Diagnostics {
 /// The streaming engine: build once, then call [`Engine::on_event`] after `book.apply(ev)`.
 pub struct Engine {
     ctx: Ctx,
+    /// Shared rolling sums, updated at each sample before the nodes run.
+    bank: Bank,
     nodes: Vec<Box<dyn Node>>,
     trade_nodes: Vec<usize>,
     values: Vec<f64>,
@@ -221,15 +237,15 @@ pub(crate) fn side_of(s: &FeatureSpec) -> Side {
     }
 }
 
-fn build_node(s: &FeatureSpec, meta: &DatasetMeta) -> Result<Box<dyn Node>> {
+fn build_node(s: &FeatureSpec, meta: &DatasetMeta, bank: &mut Bank) -> Result<Box<dyn Node>> {
     let span = span_of(s)?;
     let sp = || span.ok_or_else(|| DataError::Invalid(format!("{}: missing window", s.name)));
     let levels = s.levels.unwrap_or(1);
     Ok(match s.name.as_str() {
-        "ofi" => Box::new(ofi::WindowOfi::new(1, sp()?)),
-        "mlofi" => Box::new(ofi::WindowOfi::new(s.level.unwrap_or(1), sp()?)),
-        "mlofi_norm" => Box::new(ofi::NormOfi::level(s.level.unwrap_or(1), levels, sp()?)),
-        "ofi_integrated" => Box::new(ofi::IntegratedOfi::new(levels, sp()?, s.fitted.as_ref())),
+        "ofi" => Box::new(ofi::WindowOfi::new(1, sp()?, bank)),
+        "mlofi" => Box::new(ofi::WindowOfi::new(s.level.unwrap_or(1), sp()?, bank)),
+        "mlofi_norm" => Box::new(ofi::NormOfi::new(s.level.unwrap_or(1), levels, sp()?, bank)),
+        "ofi_integrated" => Box::new(ofi::IntegratedOfi::new(levels, sp()?, s.fitted.as_ref(), bank)),
         "imbalance" => Box::new(imbalance::Imbalance::new(imbalance::Weighting::Volume, levels)),
         "imbalance_price_weighted" => Box::new(imbalance::Imbalance::new(imbalance::Weighting::Notional, levels)),
         "imbalance_inv_distance" => Box::new(imbalance::Imbalance::new(imbalance::Weighting::InvDistance, levels)),
@@ -243,27 +259,27 @@ fn build_node(s: &FeatureSpec, meta: &DatasetMeta) -> Result<Box<dyn Node>> {
         "spread_ticks" => Box::new(prices::Spread { bps: false }),
         "spread_bps" => Box::new(prices::Spread { bps: true }),
         "spread_zscore" => Box::new(prices::SpreadZ::new(sp()?)),
-        "vwap_distance" => Box::new(prices::VwapDistance::new(sp()?)),
+        "vwap_distance" => Box::new(prices::VwapDistance::new(sp()?, bank)),
         "depth_total" => Box::new(depth::Depth::new(depth::DepthKind::Total, levels)),
         "depth" => Box::new(depth::Depth::new(depth::DepthKind::Side(side_of(s)), levels)),
         "depth_ratio" => Box::new(depth::Depth::new(depth::DepthKind::Ratio, levels)),
         "slope_impact" => Box::new(depth::SlopeImpact { side: side_of(s), levels }),
         "slope_log" => Box::new(depth::SlopeLog { side: side_of(s), levels }),
         "resilience" => Box::new(depth::Resilience::new(levels, s.threshold.unwrap_or(4.0), s.trades.unwrap_or(100))),
-        "buy_volume" => Box::new(trades::Volume::new(class_index(s.classification.as_deref()), true, sp()?)),
-        "sell_volume" => Box::new(trades::Volume::new(class_index(s.classification.as_deref()), false, sp()?)),
-        "trade_imbalance" => Box::new(trades::TradeImbalance::new(class_index(s.classification.as_deref()), sp()?)),
+        "buy_volume" => Box::new(trades::Volume::new(class_index(s.classification.as_deref()), true, sp()?, bank)),
+        "sell_volume" => Box::new(trades::Volume::new(class_index(s.classification.as_deref()), false, sp()?, bank)),
+        "trade_imbalance" => Box::new(trades::TradeImbalance::new(class_index(s.classification.as_deref()), sp()?, bank)),
         "large_trade" => Box::new(trades::LargeTrade::new(s.threshold.unwrap_or(4.0), s.trades.unwrap_or(100))),
-        "trade_intensity" => Box::new(trades::Intensity::new(sp()?)),
+        "trade_intensity" => Box::new(trades::Intensity::new(sp()?, bank)),
         "vpin" => Box::new(toxicity::Vpin::new(s)?),
         "kyle_lambda" => Box::new(toxicity::KyleLambda::new(s)?),
         "log_return" => Box::new(volatility::LogReturn::new(sp()?)),
-        "realized_vol" => Box::new(volatility::RealizedVol::new(sp()?)),
+        "realized_vol" => Box::new(volatility::RealizedVol::new(sp()?, bank)),
         "parkinson" => Box::new(volatility::Parkinson::new(sp()?)),
-        "queue_arrival_rate" => Box::new(queue::QueueRate::new(queue::QueueEvent::Add, side_of(s), sp()?)),
-        "queue_cancel_rate" => Box::new(queue::QueueRate::new(queue::QueueEvent::Cancel, side_of(s), sp()?)),
-        "queue_execution_rate" => Box::new(queue::QueueRate::new(queue::QueueEvent::Execute, side_of(s), sp()?)),
-        "queue_cancel_ratio" => Box::new(queue::CancelRatio::new(side_of(s), sp()?)),
+        "queue_arrival_rate" => Box::new(queue::QueueRate::new(queue::QueueEvent::Add, side_of(s), sp()?, bank)),
+        "queue_cancel_rate" => Box::new(queue::QueueRate::new(queue::QueueEvent::Cancel, side_of(s), sp()?, bank)),
+        "queue_execution_rate" => Box::new(queue::QueueRate::new(queue::QueueEvent::Execute, side_of(s), sp()?, bank)),
+        "queue_cancel_ratio" => Box::new(queue::CancelRatio::new(side_of(s), sp()?, bank)),
         "time_of_day" => Box::new(timefeat::TimeOfDay::new(meta)),
         "time_since_trade" => Box::new(timefeat::SinceTrade),
         "time_since_mid_change" => Box::new(timefeat::SinceMidChange),
@@ -280,6 +296,7 @@ impl Engine {
         let mut ofi_levels = 1;
         let mut orders = false;
         let mut nodes = Vec::with_capacity(set.len());
+        let mut bank = Bank::default();
         for s in &set.features {
             let l = s.levels.unwrap_or(1).max(s.level.unwrap_or(1));
             levels = levels.max(l);
@@ -287,11 +304,13 @@ impl Engine {
                 ofi_levels = ofi_levels.max(l);
             }
             orders |= s.name == "order_count_imbalance";
-            nodes.push(build_node(s, meta)?);
+            nodes.push(build_node(s, meta, &mut bank)?);
         }
+        bank.allocate();
         let trade_nodes = nodes.iter().enumerate().filter(|(_, n)| n.wants_trades()).map(|(i, _)| i).collect();
         Ok(Engine {
             ctx: Ctx::new(levels, ofi_levels, orders),
+            bank,
             values: vec![f64::NAN; nodes.len()],
             names: set.names(),
             nodes,
@@ -318,7 +337,9 @@ impl Engine {
             return false;
         }
         if let Some((price, size, aggressor)) = ev.trade() {
-            self.on_trade(ev.ts_exchange, price, size, aggressor);
+            // Half-tick executions: the true price is price + ½ (see `flags::HALF_TICK`).
+            let px2 = 2 * price + i64::from(ev.flags & flags::HALF_TICK != 0);
+            self.on_trade(ev.ts_exchange, px2, size, aggressor);
         }
         if matches!(ev.kind, EventKind::OrderAdd | EventKind::OrderCancel | EventKind::OrderDelete | EventKind::OrderExecute) {
             self.on_l3(ev);
@@ -343,31 +364,40 @@ impl Engine {
 
     pub fn diagnostics(&self) -> Diagnostics {
         let mut d = self.diag.clone();
-        d.window_overflows = self.nodes.iter().map(|n| n.overflows()).sum();
+        d.window_overflows = self.nodes.iter().map(|n| n.overflows()).sum::<u64>() + self.bank.overflows();
         d.order_tracker_overflows = self.ctx.orders.as_ref().map(|o| o.overflows()).unwrap_or(0);
         d
+    }
+
+    /// Distinct shared rings (tests of the sharing).
+    #[cfg(test)]
+    pub(crate) fn bank_rings(&self) -> usize {
+        self.bank.rings()
     }
 
     /// Forget all state (as at a `Gap`).
     pub fn reset(&mut self) {
         self.ctx.reset();
+        self.bank.reset();
         for n in &mut self.nodes {
             n.reset();
         }
         self.values.fill(f64::NAN);
     }
 
-    fn on_trade(&mut self, ts: i64, price: i64, size: i64, aggressor: Side) {
+    /// A trade at `px2` half ticks.
+    fn on_trade(&mut self, ts: i64, px2: i64, size: i64, aggressor: Side) {
         let c = &mut self.ctx;
+        let price = px2 as f64 / 2.0;
         // Tick rule: sign of the price change from the previous trade, carried over zero ticks.
-        if c.last_trade_px != NO_PRICE && price != c.last_trade_px {
-            c.tick_sign = if price > c.last_trade_px { 1 } else { -1 };
+        if c.last_trade_px2 != NO_PRICE && px2 != c.last_trade_px2 {
+            c.tick_sign = if px2 > c.last_trade_px2 { 1 } else { -1 };
         }
         // Lee-Ready: above the prevailing mid (last sample, i.e. before this message) buys, below
         // sells, at the mid the tick rule decides.
-        let lr = if c.mid.is_nan() || price as f64 == c.mid {
+        let lr = if c.mid.is_nan() || price == c.mid {
             c.tick_sign
-        } else if price as f64 > c.mid {
+        } else if price > c.mid {
             1
         } else {
             -1
@@ -383,9 +413,9 @@ impl Engine {
         }
         c.flow.trades += 1.0;
         c.flow.volume += q;
-        c.flow.notional += price as f64 * q;
+        c.flow.notional += price * q;
         c.last_trade_ts = ts;
-        c.last_trade_px = price;
+        c.last_trade_px2 = px2;
         let t = TradeTick { ts, price, size, sign };
         for &i in &self.trade_nodes {
             self.nodes[i].on_trade(&self.ctx, &t);
@@ -430,6 +460,7 @@ impl Engine {
         c.ts = ts;
         let (b, a) = (c.top.bid_px[0], c.top.ask_px[0]);
         c.mid = if b != NO_PRICE && a != NO_PRICE { (b + a) as f64 / 2.0 } else { f64::NAN };
+        c.ln_mid = c.mid.ln();
         if b == NO_PRICE || a == NO_PRICE {
             self.diag.one_sided_samples += 1;
         } else if b >= a {
@@ -443,12 +474,23 @@ impl Engine {
                 c.ofi[m] = ofi::level_ofi(&c.prev, &c.top, m) as f64;
             }
         }
+        for (k, side) in [Side::Bid, Side::Ask].into_iter().enumerate() {
+            let mut acc = 0i64;
+            let sz = if side == Side::Bid { &c.top.bid_sz } else { &c.top.ask_sz };
+            for (cum, &q) in c.cum[k].iter_mut().zip(sz) {
+                acc += q;
+                *cum = acc as f64;
+            }
+        }
+        // Shared windows first, then every feature.
+        self.bank.update(c);
         for (v, n) in self.values.iter_mut().zip(self.nodes.iter_mut()) {
-            *v = n.on_sample(&self.ctx);
+            *v = n.on_sample(&self.ctx, &self.bank);
         }
         let c = &mut self.ctx;
         if !c.mid.is_nan() {
             c.prev_mid = c.mid;
+            c.prev_ln_mid = c.ln_mid;
         }
         c.flow = Flow::default();
         c.touch = [TouchFlow::default(); 2];

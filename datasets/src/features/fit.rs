@@ -108,7 +108,7 @@ fn fit_integrated(ds: &Dataset, spec: &FeatureSpec, train: &Range<usize>) -> Res
     let k = (0..l).max_by(|&a, &b| vals[a].total_cmp(&vals[b])).unwrap_or(0);
     let mut w: Vec<f64> = (0..l).map(|i| vecs[i][k]).collect();
     let norm: f64 = w.iter().map(|v| v.abs()).sum();
-    if !(norm > 0.0) {
+    if norm.is_nan() || norm <= 0.0 {
         return Err(DataError::Invalid("fit ofi_integrated: degenerate covariance".into()));
     }
     let sign = if w.iter().sum::<f64>() < 0.0 { -1.0 } else { 1.0 };
@@ -123,6 +123,7 @@ fn fit_integrated(ds: &Dataset, spec: &FeatureSpec, train: &Range<usize>) -> Res
 
 /// Eigen-decomposition of a symmetric matrix by cyclic Jacobi rotations: (eigenvalues,
 /// eigenvectors as columns).
+#[allow(clippy::needless_range_loop)] // rotations update rows p and q of `a` together
 pub(crate) fn jacobi_eigen(mut a: Vec<Vec<f64>>) -> (Vec<f64>, Vec<Vec<f64>>) {
     let n = a.len();
     let mut v = vec![vec![0.0; n]; n];

@@ -3,6 +3,7 @@
 //! volume (w = 1, Gould & Bonart 2016 for L = 1), notional (w = price in ticks) and inverse
 //! distance (w = 1/|p − mid| in ticks, Cao, Hansch & Wang 2009 weigh levels by distance).
 
+use super::bank::Bank;
 use super::engine::{Ctx, Node};
 use super::window::{Ewma, RollingZ, Span};
 use crate::book::NO_PRICE;
@@ -18,6 +19,10 @@ pub(crate) enum Weighting {
 /// Weighted imbalance of the top `l` levels; NaN on an empty book (or no mid for InvDistance).
 #[inline]
 pub(crate) fn imbalance(ctx: &Ctx, w: Weighting, l: usize) -> f64 {
+    if w == Weighting::Volume {
+        let (b, a) = (ctx.cum_depth(Side::Bid, l), ctx.cum_depth(Side::Ask, l));
+        return if b + a > 0.0 { (b - a) / (b + a) } else { f64::NAN };
+    }
     if w == Weighting::InvDistance && ctx.mid.is_nan() {
         return f64::NAN;
     }
@@ -56,7 +61,7 @@ impl Imbalance {
 }
 
 impl Node for Imbalance {
-    fn on_sample(&mut self, ctx: &Ctx) -> f64 {
+    fn on_sample(&mut self, ctx: &Ctx, _bank: &Bank) -> f64 {
         imbalance(ctx, self.w, self.levels)
     }
     fn reset(&mut self) {}
@@ -76,7 +81,7 @@ impl OrderCount {
 }
 
 impl Node for OrderCount {
-    fn on_sample(&mut self, ctx: &Ctx) -> f64 {
+    fn on_sample(&mut self, ctx: &Ctx, _bank: &Bank) -> f64 {
         let Some(orders) = ctx.orders.as_ref() else { return f64::NAN };
         if !ctx.l3_seen || !orders.valid() {
             return f64::NAN;
@@ -118,7 +123,7 @@ impl ImbalanceEwma {
 }
 
 impl Node for ImbalanceEwma {
-    fn on_sample(&mut self, ctx: &Ctx) -> f64 {
+    fn on_sample(&mut self, ctx: &Ctx, _bank: &Bank) -> f64 {
         let v = self.e.push(imbalance(ctx, Weighting::Volume, self.levels));
         if (self.e.count() as f64) < self.halflife {
             f64::NAN
@@ -144,7 +149,7 @@ impl ImbalanceZ {
 }
 
 impl Node for ImbalanceZ {
-    fn on_sample(&mut self, ctx: &Ctx) -> f64 {
+    fn on_sample(&mut self, ctx: &Ctx, _bank: &Bank) -> f64 {
         self.z.push(ctx.ts, ctx.t0, imbalance(ctx, Weighting::Volume, self.levels))
     }
     fn reset(&mut self) {

@@ -4,10 +4,12 @@
 //! - [`FeatureSet`] (spec.rs): which features with which parameters, TOML in / JSON out;
 //! - [`registry`]: every feature kind, its group, parameters, warm-up and reference
 //!   (formulas in docs/features.md);
-//! - [`Engine`] (engine.rs): O(1) per event, no allocation after `new`;
+//! - [`Engine`] (engine.rs): O(1) per event, no allocation after `new`; windows over the same
+//!   quantity share prefix-sum rings (bank.rs), other rolling state lives in window.rs;
 //! - [`compute`]: batch over a [`crate::Dataset`]; [`fit`]: parameters from training rows only;
 //! - [`bench()`]: features per second against the raw book replay.
 
+mod bank;
 pub mod bench;
 mod depth;
 pub mod engine;
@@ -28,7 +30,7 @@ pub mod window;
 #[cfg(test)]
 mod tests;
 
-pub use bench::bench;
+pub use bench::{bench, bench_per_feature};
 pub use engine::{compute, compute_with_diagnostics, Diagnostics, Engine};
 pub use fit::fit;
 pub use registry::{list_report, list_table};

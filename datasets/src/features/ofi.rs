@@ -13,9 +13,10 @@
 //! levels with the first principal component of the normalised vector (fitted in `fit.rs`).
 //! In the engine, n runs over sample points (consistent books), not over raw level events.
 
+use super::bank::{Bank, Src, WinRef};
 use super::engine::{Ctx, Node};
 use super::spec::Fitted;
-use super::window::{RollingSums, Span};
+use super::window::Span;
 use crate::book::{TopN, NO_PRICE};
 
 /// Best level of one side: (price ticks, size lots).
@@ -54,139 +55,95 @@ pub fn level_ofi(prev: &TopN, cur: &TopN, m: usize) -> i64 {
 
 /// Σ e^m over a window (best level: m = 1). `ofi` and `mlofi`.
 pub(crate) struct WindowOfi {
-    m: usize,
-    sums: RollingSums,
+    w: WinRef,
 }
 
 impl WindowOfi {
-    pub fn new(level: usize, span: Span) -> Self {
-        WindowOfi { m: level - 1, sums: RollingSums::new(span, 1) }
+    pub fn new(level: usize, span: Span, bank: &mut Bank) -> Self {
+        WindowOfi { w: bank.window(Src::Ofi(level - 1), span) }
     }
 }
 
 impl Node for WindowOfi {
-    fn on_sample(&mut self, ctx: &Ctx) -> f64 {
-        if ctx.has_prev {
-            self.sums.push(ctx.ts, &[ctx.ofi[self.m]]);
-        } else {
-            self.sums.advance(ctx.ts);
-        }
-        if ctx.has_prev && self.sums.ready(ctx.ts, ctx.t0) {
-            self.sums.sum(0)
+    fn on_sample(&mut self, ctx: &Ctx, bank: &Bank) -> f64 {
+        if ctx.has_prev && bank.ready(self.w) {
+            bank.sum(self.w, 0)
         } else {
             f64::NAN
         }
     }
-    fn reset(&mut self) {
-        self.sums.reset();
-    }
-    fn overflows(&self) -> u64 {
-        self.sums.overflows()
-    }
+    fn reset(&mut self) {}
 }
 
-/// Normalised multi-level OFI vector of CCZ (2023): x_m = Σ_window e^m / Q̄, where Q̄ is the
-/// window mean of the per-sample average depth per level (1/2M) Σ_{i≤M} (q^b_i + q^a_i).
-pub(crate) struct NormVec {
-    levels: usize,
-    /// Columns: e^1..e^M, depth average, 1 (sample count).
-    sums: RollingSums,
-    buf: Vec<f64>,
+/// The windows of CCZ's (2023) normalisation over one span: Σ e^m per level, Σ of the per-sample
+/// mean depth per level (1/2M) Σ_{i≤M} (q^b_i + q^a_i), and the number of samples; then
+/// x_m = Σ e^m / Q̄ with Q̄ = Σ depth / samples.
+struct NormWindows {
+    ofi: Vec<WinRef>,
+    depth: WinRef,
+    n: WinRef,
 }
 
-impl NormVec {
-    pub fn new(levels: usize, span: Span) -> Self {
-        NormVec { levels, sums: RollingSums::new(span, levels + 2), buf: vec![0.0; levels + 2] }
-    }
-    /// Update at a sample; returns whether `x` is defined.
-    pub fn update(&mut self, ctx: &Ctx) -> bool {
-        if !ctx.has_prev {
-            self.sums.advance(ctx.ts);
-            return false;
+impl NormWindows {
+    fn new(levels: usize, span: Span, bank: &mut Bank) -> Self {
+        NormWindows {
+            ofi: (0..levels).map(|m| bank.window(Src::Ofi(m), span)).collect(),
+            depth: bank.window(Src::DepthAvg(levels), span),
+            n: bank.window(Src::OfiSamples, span),
         }
-        let m = self.levels;
-        let mut d = 0i64;
-        for i in 0..m {
-            self.buf[i] = ctx.ofi[i];
-            d += ctx.top.bid_sz[i] + ctx.top.ask_sz[i];
-        }
-        self.buf[m] = d as f64 / (2 * m) as f64;
-        self.buf[m + 1] = 1.0;
-        self.sums.push(ctx.ts, &self.buf);
-        self.sums.ready(ctx.ts, ctx.t0) && self.sums.sum(m) > 0.0
     }
-    /// x_m for level index `i` (0-based).
+    /// Q̄⁻¹ if the window is full and has depth.
     #[inline]
-    pub fn x(&self, i: usize) -> f64 {
-        let m = self.levels;
-        self.sums.sum(i) * self.sums.sum(m + 1) / self.sums.sum(m)
-    }
-    pub fn reset(&mut self) {
-        self.sums.reset();
-    }
-    pub fn overflows(&self) -> u64 {
-        self.sums.overflows()
+    fn inv_depth(&self, ctx: &Ctx, b: &Bank) -> Option<f64> {
+        let ok = ctx.has_prev && b.ready(self.depth) && b.sum(self.depth, 0) > 0.0;
+        ok.then(|| b.sum(self.n, 0) / b.sum(self.depth, 0))
     }
 }
 
-/// `mlofi_norm`: one component x_m of [`NormVec`].
+/// `mlofi_norm`: one component x_m.
 pub(crate) struct NormOfi {
     i: usize,
-    v: NormVec,
+    w: NormWindows,
 }
 
 impl NormOfi {
-    pub fn level(level: usize, levels: usize, span: Span) -> Self {
-        NormOfi { i: level - 1, v: NormVec::new(levels, span) }
+    pub fn new(level: usize, levels: usize, span: Span, bank: &mut Bank) -> Self {
+        NormOfi { i: level - 1, w: NormWindows::new(levels, span, bank) }
     }
 }
 
 impl Node for NormOfi {
-    fn on_sample(&mut self, ctx: &Ctx) -> f64 {
-        if self.v.update(ctx) {
-            self.v.x(self.i)
-        } else {
-            f64::NAN
+    fn on_sample(&mut self, ctx: &Ctx, bank: &Bank) -> f64 {
+        match self.w.inv_depth(ctx, bank) {
+            Some(q) => bank.sum(self.w.ofi[self.i], 0) * q,
+            None => f64::NAN,
         }
     }
-    fn reset(&mut self) {
-        self.v.reset();
-    }
-    fn overflows(&self) -> u64 {
-        self.v.overflows()
-    }
+    fn reset(&mut self) {}
 }
 
 /// `ofi_integrated`: w · x with w the fitted first principal component (NaN until fitted).
 pub(crate) struct IntegratedOfi {
-    v: NormVec,
-    w: Option<Vec<f64>>,
+    w: NormWindows,
+    weights: Option<Vec<f64>>,
 }
 
 impl IntegratedOfi {
-    pub fn new(levels: usize, span: Span, fitted: Option<&Fitted>) -> Self {
-        let w = match fitted {
+    pub fn new(levels: usize, span: Span, fitted: Option<&Fitted>, bank: &mut Bank) -> Self {
+        let weights = match fitted {
             Some(Fitted::IntegratedOfi { weights, .. }) => Some(weights.clone()),
             _ => None,
         };
-        IntegratedOfi { v: NormVec::new(levels, span), w }
+        IntegratedOfi { w: NormWindows::new(levels, span, bank), weights }
     }
 }
 
 impl Node for IntegratedOfi {
-    fn on_sample(&mut self, ctx: &Ctx) -> f64 {
-        let ok = self.v.update(ctx);
-        match &self.w {
-            Some(w) if ok => w.iter().enumerate().map(|(i, wi)| wi * self.v.x(i)).sum(),
-            _ => f64::NAN,
-        }
+    fn on_sample(&mut self, ctx: &Ctx, bank: &Bank) -> f64 {
+        let (Some(weights), Some(q)) = (&self.weights, self.w.inv_depth(ctx, bank)) else { return f64::NAN };
+        weights.iter().zip(&self.w.ofi).map(|(wi, &r)| wi * bank.sum(r, 0) * q).sum()
     }
-    fn reset(&mut self) {
-        self.v.reset();
-    }
-    fn overflows(&self) -> u64 {
-        self.v.overflows()
-    }
+    fn reset(&mut self) {}
 }
 
 #[cfg(test)]

@@ -4,13 +4,14 @@
 use super::engine::{Ctx, Node};
 use super::microprice::imbalance_bucket;
 use super::spec::{FeatureSpec, Fitted};
-use super::window::{RollingSums, RollingZ, Span};
+use super::bank::{Bank, Src, WinRef};
+use super::window::{RollingZ, Span};
 use crate::event::Side;
 
 pub(crate) struct Mid;
 
 impl Node for Mid {
-    fn on_sample(&mut self, ctx: &Ctx) -> f64 {
+    fn on_sample(&mut self, ctx: &Ctx, _bank: &Bank) -> f64 {
         ctx.mid
     }
     fn reset(&mut self) {}
@@ -31,7 +32,7 @@ pub(crate) struct WeightedMid {
 }
 
 impl Node for WeightedMid {
-    fn on_sample(&mut self, ctx: &Ctx) -> f64 {
+    fn on_sample(&mut self, ctx: &Ctx, _bank: &Bank) -> f64 {
         let Some((b, a, i)) = touch(ctx) else { return f64::NAN };
         let wm = i * a as f64 + (1.0 - i) * b as f64;
         if self.offset {
@@ -65,7 +66,7 @@ impl Microprice {
 }
 
 impl Node for Microprice {
-    fn on_sample(&mut self, ctx: &Ctx) -> f64 {
+    fn on_sample(&mut self, ctx: &Ctx, _bank: &Bank) -> f64 {
         if self.g.is_empty() {
             return f64::NAN;
         }
@@ -98,7 +99,7 @@ fn spread(ctx: &Ctx) -> f64 {
 }
 
 impl Node for Spread {
-    fn on_sample(&mut self, ctx: &Ctx) -> f64 {
+    fn on_sample(&mut self, ctx: &Ctx, _bank: &Bank) -> f64 {
         let s = spread(ctx);
         if self.bps {
             s / ctx.mid * 1e4
@@ -120,7 +121,7 @@ impl SpreadZ {
 }
 
 impl Node for SpreadZ {
-    fn on_sample(&mut self, ctx: &Ctx) -> f64 {
+    fn on_sample(&mut self, ctx: &Ctx, _bank: &Bank) -> f64 {
         self.z.push(ctx.ts, ctx.t0, spread(ctx))
     }
     fn reset(&mut self) {
@@ -133,27 +134,22 @@ impl Node for SpreadZ {
 
 /// mid − VWAP, VWAP = Σ p·q / Σ q over the trades in the window; NaN if nothing traded.
 pub(crate) struct VwapDistance {
-    sums: RollingSums,
+    w: WinRef,
 }
 
 impl VwapDistance {
-    pub fn new(span: Span) -> Self {
-        VwapDistance { sums: RollingSums::new(span, 2) }
+    pub fn new(span: Span, bank: &mut Bank) -> Self {
+        VwapDistance { w: bank.window(Src::Vwap, span) }
     }
 }
 
 impl Node for VwapDistance {
-    fn on_sample(&mut self, ctx: &Ctx) -> f64 {
-        self.sums.push(ctx.ts, &[ctx.flow.notional, ctx.flow.volume]);
-        if !self.sums.ready(ctx.ts, ctx.t0) || self.sums.sum(1) <= 0.0 {
+    fn on_sample(&mut self, ctx: &Ctx, bank: &Bank) -> f64 {
+        let b = bank;
+        if !b.ready(self.w) || b.sum(self.w, 1) <= 0.0 {
             return f64::NAN;
         }
-        ctx.mid - self.sums.sum(0) / self.sums.sum(1)
+        ctx.mid - b.sum(self.w, 0) / b.sum(self.w, 1)
     }
-    fn reset(&mut self) {
-        self.sums.reset();
-    }
-    fn overflows(&self) -> u64 {
-        self.sums.overflows()
-    }
+    fn reset(&mut self) {}
 }

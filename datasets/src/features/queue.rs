@@ -6,7 +6,8 @@
 //! than the side's best price, a cancel/delete at or better than it, and every visible execution.
 
 use super::engine::{Ctx, Node};
-use super::window::{RollingSums, Span};
+use super::bank::{Bank, Src, WinRef};
+use super::window::Span;
 use crate::event::{Event, EventKind, Side};
 
 /// Fixed-capacity open-addressing map (linear probing, backward-shift deletion): no allocation
@@ -216,73 +217,58 @@ pub(crate) enum QueueEvent {
 
 /// Events of one type at one side's touch per second over a clock window.
 pub(crate) struct QueueRate {
-    ev: QueueEvent,
-    side: Side,
+    col: usize,
     secs: f64,
-    sums: RollingSums,
+    w: WinRef,
 }
 
 impl QueueRate {
-    pub fn new(ev: QueueEvent, side: Side, span: Span) -> Self {
+    pub fn new(ev: QueueEvent, side: Side, span: Span, bank: &mut Bank) -> Self {
         let secs = match span {
             Span::Clock { ns, .. } => ns as f64 / 1e9,
             Span::Events(_) => f64::NAN,
         };
-        QueueRate { ev, side, secs, sums: RollingSums::new(span, 1) }
+        let col = match ev {
+            QueueEvent::Add => 0,
+            QueueEvent::Cancel => 1,
+            QueueEvent::Execute => 2,
+        };
+        QueueRate { col, secs, w: bank.window(Src::Touch(side), span) }
     }
 }
 
 impl Node for QueueRate {
-    fn on_sample(&mut self, ctx: &Ctx) -> f64 {
-        let t = &ctx.touch[self.side as usize];
-        let x = match self.ev {
-            QueueEvent::Add => t.adds,
-            QueueEvent::Cancel => t.cancels,
-            QueueEvent::Execute => t.execs,
-        };
-        self.sums.push(ctx.ts, &[x]);
-        if ctx.l3_seen && self.sums.ready(ctx.ts, ctx.t0) {
-            self.sums.sum(0) / self.secs
+    fn on_sample(&mut self, ctx: &Ctx, bank: &Bank) -> f64 {
+        if ctx.l3_seen && bank.ready(self.w) {
+            bank.sum(self.w, self.col) / self.secs
         } else {
             f64::NAN
         }
     }
-    fn reset(&mut self) {
-        self.sums.reset();
-    }
-    fn overflows(&self) -> u64 {
-        self.sums.overflows()
-    }
+    fn reset(&mut self) {}
 }
 
 /// Cancellations / arrivals at one side's touch over the window (NaN without arrivals).
 pub(crate) struct CancelRatio {
-    side: Side,
-    sums: RollingSums,
+    w: WinRef,
 }
 
 impl CancelRatio {
-    pub fn new(side: Side, span: Span) -> Self {
-        CancelRatio { side, sums: RollingSums::new(span, 2) }
+    pub fn new(side: Side, span: Span, bank: &mut Bank) -> Self {
+        CancelRatio { w: bank.window(Src::Touch(side), span) }
     }
 }
 
 impl Node for CancelRatio {
-    fn on_sample(&mut self, ctx: &Ctx) -> f64 {
-        let t = &ctx.touch[self.side as usize];
-        self.sums.push(ctx.ts, &[t.cancels, t.adds]);
-        if ctx.l3_seen && self.sums.ready(ctx.ts, ctx.t0) && self.sums.sum(1) > 0.0 {
-            self.sums.sum(0) / self.sums.sum(1)
+    fn on_sample(&mut self, ctx: &Ctx, bank: &Bank) -> f64 {
+        let b = bank;
+        if ctx.l3_seen && b.ready(self.w) && b.sum(self.w, 0) > 0.0 {
+            b.sum(self.w, 1) / b.sum(self.w, 0)
         } else {
             f64::NAN
         }
     }
-    fn reset(&mut self) {
-        self.sums.reset();
-    }
-    fn overflows(&self) -> u64 {
-        self.sums.overflows()
-    }
+    fn reset(&mut self) {}
 }
 
 #[cfg(test)]

@@ -588,8 +588,10 @@ pub fn kind(name: &str) -> Option<&'static Kind> {
 /// Human-readable warm-up of a resolved spec: how long its column stays NaN after the start
 /// (or a reset at a gap).
 pub fn warmup(s: &FeatureSpec) -> String {
+    // OFI needs the previous book: an event window of N is full after N + 1 samples.
+    let extra = usize::from(matches!(s.name.as_str(), "ofi" | "mlofi" | "mlofi_norm" | "ofi_integrated"));
     let win = || match (&s.window_events, &s.window) {
-        (Some(n), _) => format!("{n} events"),
+        (Some(n), _) => format!("{} events", n + extra),
         (None, Some(w)) => parse_duration(w).map(format_duration).unwrap_or_else(|_| w.clone()),
         _ => "0".into(),
     };
@@ -597,11 +599,8 @@ pub fn warmup(s: &FeatureSpec) -> String {
         "ofi" | "mlofi" | "mlofi_norm" | "buy_volume" | "sell_volume" | "trade_imbalance" | "log_return"
         | "realized_vol" | "parkinson" | "vwap_distance" | "spread_zscore" | "imbalance_zscore"
         | "trade_intensity" | "queue_arrival_rate" | "queue_cancel_rate" | "queue_execution_rate"
-        | "queue_cancel_ratio" => {
-            let extra = if matches!(s.name.as_str(), "ofi" | "mlofi" | "mlofi_norm") { " (+1: e_n needs the previous book)" } else { "" };
-            format!("{}{extra}", win())
-        }
-        "ofi_integrated" => format!("{} (+1) and fitted", win()),
+        | "queue_cancel_ratio" => win(),
+        "ofi_integrated" => format!("{}, fitted", win()),
         "imbalance_ewma" => format!("{} events", s.halflife_events.unwrap_or(0.0)),
         "microprice" | "microprice_offset" => "fitted".into(),
         "large_trade" | "resilience" => format!("{} trades", s.trades.unwrap_or(0)),
@@ -763,7 +762,8 @@ pub fn list_table() -> String {
     let mut out = format!("{:w$}  {:10}  {:28}  {}\n", "name", "group", "warm-up", "definition [reference]");
     for (s, n) in set.features.iter().zip(&names) {
         let k = kind(&s.name).expect("resolved specs have a kind");
-        let short_ref = k.reference.split(',').next().unwrap_or(k.reference);
+        // "Author, Author & Author (year)" without the title.
+        let short_ref = k.reference.find(')').map(|i| &k.reference[..=i]).unwrap_or(k.reference);
         out.push_str(&format!("{n:w$}  {:10}  {:28}  {} [{short_ref}]\n", k.group, warmup(s), k.definition));
     }
     out.push_str(&format!("{} features ({} kinds); `--json` adds parameters and full references\n", names.len(), KINDS.len()));

@@ -1,6 +1,7 @@
 //! Time features. Time of day is in the venue's local time where that matters for intraday
 //! patterns: New York (US DST rule, `time.rs`) for NASDAQ, UTC for 24/7 crypto venues.
 
+use super::bank::Bank;
 use super::engine::{Ctx, Node};
 use crate::event::NO_TS;
 use crate::store::DatasetMeta;
@@ -33,7 +34,7 @@ impl TimeOfDay {
 }
 
 impl Node for TimeOfDay {
-    fn on_sample(&mut self, ctx: &Ctx) -> f64 {
+    fn on_sample(&mut self, ctx: &Ctx, _bank: &Bank) -> f64 {
         let local = ctx.ts + self.offset_ns(ctx.ts);
         local.rem_euclid(NS_PER_DAY) as f64 / NS_PER_DAY as f64
     }
@@ -52,7 +53,7 @@ fn seconds_since(ts: i64, then: i64) -> f64 {
 pub(crate) struct SinceTrade;
 
 impl Node for SinceTrade {
-    fn on_sample(&mut self, ctx: &Ctx) -> f64 {
+    fn on_sample(&mut self, ctx: &Ctx, _bank: &Bank) -> f64 {
         seconds_since(ctx.ts, ctx.last_trade_ts)
     }
     fn reset(&mut self) {}
@@ -62,7 +63,7 @@ impl Node for SinceTrade {
 pub(crate) struct SinceMidChange;
 
 impl Node for SinceMidChange {
-    fn on_sample(&mut self, ctx: &Ctx) -> f64 {
+    fn on_sample(&mut self, ctx: &Ctx, _bank: &Bank) -> f64 {
         seconds_since(ctx.ts, ctx.last_mid_change_ts)
     }
     fn reset(&mut self) {}

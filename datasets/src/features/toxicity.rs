@@ -4,6 +4,7 @@
 //! Time bars (BVC, Kyle) are aligned to multiples of `bar` since the epoch; a bar closes at the
 //! first trade or sample whose timestamp lies in a later bar, so nothing is known before its time.
 
+use super::bank::Bank;
 use super::engine::{Ctx, Node, TradeTick, AGGRESSOR, TICK};
 use super::spec::{parse_duration, FeatureSpec, Fitted};
 use super::window::{RollingSums, Span};
@@ -80,14 +81,14 @@ pub(crate) struct Vpin {
     cur_buy: f64,
     cur_sell: f64,
     cur_vol: f64,
-    buckets: RollingSums,
+    buckets: RollingSums<1>,
     // Bulk-volume classification state.
     bars: Bars,
     sigma_bars: usize,
     bar_vol: f64,
     bar_px: f64,
     ref_px: f64,
-    dp: RollingSums,
+    dp: RollingSums<2>,
 }
 
 impl Vpin {
@@ -112,19 +113,19 @@ impl Vpin {
             cur_buy: 0.0,
             cur_sell: 0.0,
             cur_vol: 0.0,
-            buckets: RollingSums::new(Span::Events(n), 1),
+            buckets: RollingSums::new(Span::Events(n)),
             bars: Bars::new(bar_ns),
             sigma_bars,
             bar_vol: 0.0,
             bar_px: f64::NAN,
             ref_px: f64::NAN,
-            dp: RollingSums::new(Span::Events(if class == VpinClass::Bvc { sigma_bars } else { 1 }), 2),
+            dp: RollingSums::new(Span::Events(if class == VpinClass::Bvc { sigma_bars } else { 1 })),
         })
     }
 
     /// Pour `vol` lots with buy fraction `f` into the buckets.
     fn pour(&mut self, vol: f64, f: f64) {
-        if !(self.v > 0.0) {
+        if self.v.is_nan() || self.v <= 0.0 {
             return;
         }
         let mut rem = vol;
@@ -204,11 +205,11 @@ impl Node for Vpin {
             VpinClass::Bvc => {
                 self.roll_bars(t.ts);
                 self.bar_vol += q;
-                self.bar_px = t.price as f64;
+                self.bar_px = t.price;
             }
         }
     }
-    fn on_sample(&mut self, ctx: &Ctx) -> f64 {
+    fn on_sample(&mut self, ctx: &Ctx, _bank: &Bank) -> f64 {
         if self.class == VpinClass::Bvc {
             self.roll_bars(ctx.ts);
         }
@@ -239,7 +240,7 @@ pub(crate) struct KyleLambda {
     x: f64,
     last_mid: f64,
     ref_mid: f64,
-    reg: RollingSums,
+    reg: RollingSums<5>,
     buf: [f64; 5],
 }
 
@@ -253,7 +254,7 @@ impl KyleLambda {
             x: 0.0,
             last_mid: f64::NAN,
             ref_mid: f64::NAN,
-            reg: RollingSums::new(Span::Events(n), 5),
+            reg: RollingSums::new(Span::Events(n)),
             buf: [0.0; 5],
         })
     }
@@ -285,7 +286,7 @@ impl Node for KyleLambda {
         self.roll(t.ts);
         self.x += t.sign[AGGRESSOR] as f64 * t.size as f64;
     }
-    fn on_sample(&mut self, ctx: &Ctx) -> f64 {
+    fn on_sample(&mut self, ctx: &Ctx, _bank: &Bank) -> f64 {
         self.roll(ctx.ts);
         if !ctx.mid.is_nan() {
             self.last_mid = ctx.mid;

@@ -11,7 +11,8 @@
 //! flag and a check of the flag where it exists. Unclassified trades count in neither side.
 
 use super::engine::{Ctx, Node, TradeTick};
-use super::window::{Ring, RollingSums, Span};
+use super::bank::{Bank, Src, WinRef};
+use super::window::{Ring, Span};
 
 /// Rolling mean size of the previous N trades, for "large trade" tests.
 pub(crate) struct TradeSizeStats {
@@ -47,66 +48,51 @@ impl TradeSizeStats {
 
 /// Buy or sell volume (lots) over the window.
 pub(crate) struct Volume {
-    class: usize,
     buy: bool,
-    sums: RollingSums,
+    w: WinRef,
 }
 
 impl Volume {
-    pub fn new(class: usize, buy: bool, span: Span) -> Self {
-        Volume { class, buy, sums: RollingSums::new(span, 1) }
+    pub fn new(class: usize, buy: bool, span: Span, bank: &mut Bank) -> Self {
+        Volume { buy, w: bank.window(Src::Flow(class), span) }
     }
 }
 
 impl Node for Volume {
-    fn on_sample(&mut self, ctx: &Ctx) -> f64 {
-        let q = if self.buy { ctx.flow.buy[self.class] } else { ctx.flow.sell[self.class] };
-        self.sums.push(ctx.ts, &[q]);
-        if self.sums.ready(ctx.ts, ctx.t0) {
-            self.sums.sum(0)
+    fn on_sample(&mut self, _ctx: &Ctx, bank: &Bank) -> f64 {
+        if bank.ready(self.w) {
+            bank.sum(self.w, if self.buy { 0 } else { 1 })
         } else {
             f64::NAN
         }
     }
-    fn reset(&mut self) {
-        self.sums.reset();
-    }
-    fn overflows(&self) -> u64 {
-        self.sums.overflows()
-    }
+    fn reset(&mut self) {}
 }
 
 /// (B − S)/(B + S) over the window; 0 when nothing (classified) traded.
 pub(crate) struct TradeImbalance {
-    class: usize,
-    sums: RollingSums,
+    w: WinRef,
 }
 
 impl TradeImbalance {
-    pub fn new(class: usize, span: Span) -> Self {
-        TradeImbalance { class, sums: RollingSums::new(span, 2) }
+    pub fn new(class: usize, span: Span, bank: &mut Bank) -> Self {
+        TradeImbalance { w: bank.window(Src::Flow(class), span) }
     }
 }
 
 impl Node for TradeImbalance {
-    fn on_sample(&mut self, ctx: &Ctx) -> f64 {
-        self.sums.push(ctx.ts, &[ctx.flow.buy[self.class], ctx.flow.sell[self.class]]);
-        if !self.sums.ready(ctx.ts, ctx.t0) {
+    fn on_sample(&mut self, _ctx: &Ctx, bank: &Bank) -> f64 {
+        if !bank.ready(self.w) {
             return f64::NAN;
         }
-        let (b, s) = (self.sums.sum(0), self.sums.sum(1));
+        let (b, s) = (bank.sum(self.w, 0), bank.sum(self.w, 1));
         if b + s > 0.0 {
             (b - s) / (b + s)
         } else {
             0.0
         }
     }
-    fn reset(&mut self) {
-        self.sums.reset();
-    }
-    fn overflows(&self) -> u64 {
-        self.sums.overflows()
-    }
+    fn reset(&mut self) {}
 }
 
 /// 1 if a trade since the previous sample was large, else 0; NaN until N trades were seen.
@@ -130,7 +116,7 @@ impl Node for LargeTrade {
             self.hit = true;
         }
     }
-    fn on_sample(&mut self, _ctx: &Ctx) -> f64 {
+    fn on_sample(&mut self, _ctx: &Ctx, _bank: &Bank) -> f64 {
         let v = if self.hit {
             1.0
         } else if self.stats.ready() {
@@ -150,32 +136,26 @@ impl Node for LargeTrade {
 /// Trades per second over a clock window.
 pub(crate) struct Intensity {
     secs: f64,
-    sums: RollingSums,
+    w: WinRef,
 }
 
 impl Intensity {
-    pub fn new(span: Span) -> Self {
+    pub fn new(span: Span, bank: &mut Bank) -> Self {
         let secs = match span {
             Span::Clock { ns, .. } => ns as f64 / 1e9,
             Span::Events(_) => f64::NAN,
         };
-        Intensity { secs, sums: RollingSums::new(span, 1) }
+        Intensity { secs, w: bank.window(Src::Trades, span) }
     }
 }
 
 impl Node for Intensity {
-    fn on_sample(&mut self, ctx: &Ctx) -> f64 {
-        self.sums.push(ctx.ts, &[ctx.flow.trades]);
-        if self.sums.ready(ctx.ts, ctx.t0) {
-            self.sums.sum(0) / self.secs
+    fn on_sample(&mut self, _ctx: &Ctx, bank: &Bank) -> f64 {
+        if bank.ready(self.w) {
+            bank.sum(self.w, 0) / self.secs
         } else {
             f64::NAN
         }
     }
-    fn reset(&mut self) {
-        self.sums.reset();
-    }
-    fn overflows(&self) -> u64 {
-        self.sums.overflows()
-    }
+    fn reset(&mut self) {}
 }

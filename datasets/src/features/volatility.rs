@@ -1,7 +1,8 @@
 //! Volatility and momentum of the mid price (log units, not annualised).
 
 use super::engine::{Ctx, Node};
-use super::window::{Lagged, RollingExtrema, RollingSums, Span};
+use super::bank::{Bank, Src, WinRef};
+use super::window::{Lagged, RollingExtrema, Span};
 
 /// ln(mid_t / mid one window ago): N samples back, or the mid in force at t − W.
 pub(crate) struct LogReturn {
@@ -15,9 +16,9 @@ impl LogReturn {
 }
 
 impl Node for LogReturn {
-    fn on_sample(&mut self, ctx: &Ctx) -> f64 {
-        let past = self.lag.push(ctx.ts, ctx.mid);
-        (ctx.mid / past).ln()
+    fn on_sample(&mut self, ctx: &Ctx, _bank: &Bank) -> f64 {
+        // ln mid_t − ln mid_{t−w}: one logarithm per sample for all return features.
+        ctx.ln_mid - self.lag.push(ctx.ts, ctx.ln_mid)
     }
     fn reset(&mut self) {
         self.lag.reset();
@@ -31,36 +32,25 @@ impl Node for LogReturn {
 /// (a sample with an empty side contributes 0 and the next return spans it). An event window of
 /// N holds N returns.
 pub(crate) struct RealizedVol {
-    sums: RollingSums,
+    w: WinRef,
 }
 
 impl RealizedVol {
-    pub fn new(span: Span) -> Self {
-        RealizedVol { sums: RollingSums::new(span, 1) }
+    pub fn new(span: Span, bank: &mut Bank) -> Self {
+        RealizedVol { w: bank.window(Src::RetSq, span) }
     }
 }
 
 impl Node for RealizedVol {
-    fn on_sample(&mut self, ctx: &Ctx) -> f64 {
-        if ctx.samples == 1 {
-            // No return into the first sample after a reset.
-            self.sums.advance(ctx.ts);
-            return f64::NAN;
-        }
-        let r = (ctx.mid / ctx.prev_mid).ln();
-        self.sums.push(ctx.ts, &[if r.is_nan() { 0.0 } else { r * r }]);
-        if self.sums.ready(ctx.ts, ctx.t0) {
-            self.sums.sum(0).max(0.0).sqrt()
+    fn on_sample(&mut self, ctx: &Ctx, bank: &Bank) -> f64 {
+        // No return into the first sample after a reset (the shared window skips it).
+        if ctx.samples > 1 && bank.ready(self.w) {
+            bank.sum(self.w, 0).max(0.0).sqrt()
         } else {
             f64::NAN
         }
     }
-    fn reset(&mut self) {
-        self.sums.reset();
-    }
-    fn overflows(&self) -> u64 {
-        self.sums.overflows()
-    }
+    fn reset(&mut self) {}
 }
 
 /// Parkinson (1980): σ = sqrt(ln(H/L)² / (4 ln 2)) with H, L the highest and lowest mid in the
@@ -76,12 +66,13 @@ impl Parkinson {
 }
 
 impl Node for Parkinson {
-    fn on_sample(&mut self, ctx: &Ctx) -> f64 {
-        self.ext.push(ctx.ts, ctx.mid);
+    fn on_sample(&mut self, ctx: &Ctx, _bank: &Bank) -> f64 {
+        // Extremes of ln mid: ln(H/L) = max ln mid − min ln mid.
+        self.ext.push(ctx.ts, ctx.ln_mid);
         if !self.ext.ready(ctx.ts, ctx.t0) {
             return f64::NAN;
         }
-        let hl = (self.ext.max() / self.ext.min()).ln();
+        let hl = self.ext.max() - self.ext.min();
         (hl * hl / (4.0 * std::f64::consts::LN_2)).sqrt()
     }
     fn reset(&mut self) {

@@ -112,17 +112,16 @@ impl<T: Copy + Default> Ring<T> {
     }
 }
 
-/// Rolling sums of `k` quantities over a [`Span`]. Sums are kept incrementally and recomputed
-/// from the ring after every `capacity` evictions (amortised O(1)) so float drift stays bounded;
-/// integer-valued quantities (lots, counts) are exact either way below 2^53.
+/// Rolling sums of `K` quantities over a [`Span`]. Sums are kept incrementally and recomputed
+/// from the ring after every max(capacity, 1024) evictions (amortised O(1)) so float drift stays
+/// bounded; integer-valued quantities (lots, counts) are exact either way below 2^53.
 #[derive(Clone, Debug)]
-pub struct RollingSums {
+pub struct RollingSums<const K: usize> {
     span: Span,
-    k: usize,
     ts: Ring<i64>,
-    /// `capacity × k` values, slot-aligned with `ts` (slot = ring position).
-    vals: Vec<f64>,
-    sum: Vec<f64>,
+    /// Values, slot-aligned with `ts` (slot = ring position).
+    vals: Vec<[f64; K]>,
+    sum: [f64; K],
     evictions: usize,
     /// Samples pushed since reset (event windows: warm-up).
     pushed: u64,
@@ -130,15 +129,14 @@ pub struct RollingSums {
     overflows: u64,
 }
 
-impl RollingSums {
-    pub fn new(span: Span, k: usize) -> Self {
+impl<const K: usize> RollingSums<K> {
+    pub fn new(span: Span) -> Self {
         let cap = span.capacity();
         RollingSums {
             span,
-            k,
             ts: Ring::new(cap),
-            vals: vec![0.0; cap * k],
-            sum: vec![0.0; k],
+            vals: vec![[0.0; K]; cap],
+            sum: [0.0; K],
             evictions: 0,
             pushed: 0,
             incomplete_until: i64::MIN,
@@ -148,7 +146,7 @@ impl RollingSums {
 
     pub fn reset(&mut self) {
         self.ts.clear();
-        self.sum.iter_mut().for_each(|s| *s = 0.0);
+        self.sum = [0.0; K];
         self.evictions = 0;
         self.pushed = 0;
         self.incomplete_until = i64::MIN;
@@ -169,22 +167,23 @@ impl RollingSums {
     fn evict_front(&mut self) {
         let s = self.ts.head;
         self.ts.pop_front();
-        for j in 0..self.k {
-            self.sum[j] -= self.vals[s * self.k + j];
+        for j in 0..K {
+            self.sum[j] -= self.vals[s][j];
         }
         self.evictions += 1;
-        if self.evictions >= self.ts.capacity() {
+        if self.evictions >= self.ts.capacity().max(1024) {
             self.recompute();
         }
     }
 
+    #[cold]
     fn recompute(&mut self) {
         self.evictions = 0;
-        self.sum.iter_mut().for_each(|s| *s = 0.0);
+        self.sum = [0.0; K];
         for i in 0..self.ts.len() {
-            let s = self.slot(i);
-            for j in 0..self.k {
-                self.sum[j] += self.vals[s * self.k + j];
+            let v = self.vals[self.slot(i)];
+            for (s, x) in self.sum.iter_mut().zip(v) {
+                *s += x;
             }
         }
     }
@@ -206,8 +205,7 @@ impl RollingSums {
     /// Add one sample's values at time `ts` (after evicting what left the window). Clock windows
     /// skip all-zero entries: they do not change a sum.
     #[inline]
-    pub fn push(&mut self, ts: i64, v: &[f64]) {
-        debug_assert_eq!(v.len(), self.k);
+    pub fn push(&mut self, ts: i64, v: &[f64; K]) {
         self.pushed += 1;
         match self.span {
             Span::Events(_) => {
@@ -229,13 +227,11 @@ impl RollingSums {
                 }
             }
         }
-        let c = self.ts.capacity();
-        let j = self.ts.head + self.ts.len();
-        let s = if j >= c { j - c } else { j };
+        let s = self.slot(self.ts.len());
         self.ts.push(ts);
-        for (i, &x) in v.iter().enumerate() {
-            self.vals[s * self.k + i] = x;
-            self.sum[i] += x;
+        self.vals[s] = *v;
+        for (s, x) in self.sum.iter_mut().zip(v) {
+            *s += x;
         }
     }
 
@@ -247,6 +243,10 @@ impl RollingSums {
     /// Entries currently in the ring (event windows: samples; clock windows: non-zero samples).
     pub fn len(&self) -> usize {
         self.ts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ts.is_empty()
     }
 
     /// Whether the window is fully observed at time `ts`, observation having started at `t0`:
@@ -458,14 +458,14 @@ impl Ewma {
 /// (then x equals the mean).
 #[derive(Clone, Debug)]
 pub struct RollingZ {
-    sums: RollingSums,
+    sums: RollingSums<3>,
     shift: f64,
     buf: [f64; 3],
 }
 
 impl RollingZ {
     pub fn new(span: Span) -> Self {
-        RollingZ { sums: RollingSums::new(span, 3), shift: f64::NAN, buf: [0.0; 3] }
+        RollingZ { sums: RollingSums::new(span), shift: f64::NAN, buf: [0.0; 3] }
     }
     pub fn reset(&mut self) {
         self.sums.reset();
@@ -528,7 +528,7 @@ mod tests {
 
     #[test]
     fn event_window_sums_last_n() {
-        let mut w = RollingSums::new(Span::Events(3), 1);
+        let mut w = RollingSums::<1>::new(Span::Events(3));
         let mut got = vec![];
         for (i, x) in [1.0, 2.0, 3.0, 4.0, 5.0].into_iter().enumerate() {
             w.push(i as i64, &[x]);
@@ -541,7 +541,7 @@ mod tests {
     #[test]
     fn clock_window_is_left_open_right_closed() {
         // W = 1 s; entries at 0, 0.5, 1.0, 1.5 s. At t = 1.0 s the window (0, 1.0] excludes t = 0.
-        let mut w = RollingSums::new(Span::Clock { ns: S, cap: 16 }, 1);
+        let mut w = RollingSums::<1>::new(Span::Clock { ns: S, cap: 16 });
         w.push(0, &[1.0]);
         w.push(S / 2, &[10.0]);
         assert!(!w.ready(S / 2, 0));
@@ -558,7 +558,7 @@ mod tests {
 
     #[test]
     fn clock_overflow_is_reported_not_summed_wrong() {
-        let mut w = RollingSums::new(Span::Clock { ns: 10 * S, cap: 4 }, 1);
+        let mut w = RollingSums::<1>::new(Span::Clock { ns: 10 * S, cap: 4 });
         for i in 0..6 {
             w.push(i * S, &[1.0]);
         }

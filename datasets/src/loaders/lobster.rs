@@ -304,10 +304,76 @@ fn side_of(t: &TopN, side: Side) -> (&[i64], &[i64]) {
     }
 }
 
+/// The comma-separated fields of one line, borrowed. A plain byte loop: LOBSTER fields are a few
+/// bytes long, too short for `memchr` to pay off.
+struct Fields<'a> {
+    s: &'a [u8],
+    pos: usize,
+    done: bool,
+}
+
+impl<'a> Fields<'a> {
+    fn new(s: &'a [u8]) -> Fields<'a> {
+        Fields { s, pos: 0, done: false }
+    }
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = &'a [u8];
+    #[inline]
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.done {
+            return None;
+        }
+        let start = self.pos;
+        let mut i = start;
+        while i < self.s.len() && self.s[i] != b',' {
+            i += 1;
+        }
+        if i == self.s.len() {
+            self.done = true;
+        } else {
+            self.pos = i + 1;
+        }
+        Some(&self.s[start..i])
+    }
+}
+
+/// A field for error messages.
+fn show(f: &[u8]) -> String {
+    format!("{:?}", String::from_utf8_lossy(f))
+}
+
+/// Seconds with up to 9 decimals → ns, exactly as `parse_fixed(s, 9)`: a fast path for the
+/// plain `digits[.digits]` form; anything else (and every error) goes through `parse_fixed`.
+#[inline]
+fn parse_time_ns(f: &[u8]) -> std::result::Result<i64, String> {
+    let dot = f.iter().position(|&c| c == b'.').unwrap_or(f.len());
+    let (int, frac) = (&f[..dot], f.get(dot + 1..).unwrap_or(&[]));
+    if !int.is_empty() && int.len() <= 9 && frac.len() <= 9 {
+        let mut ok = true;
+        let mut secs: i64 = 0;
+        for &c in int {
+            let d = c.wrapping_sub(b'0');
+            ok &= d <= 9;
+            secs = secs * 10 + d as i64;
+        }
+        let mut ns: i64 = 0;
+        for &c in frac {
+            let d = c.wrapping_sub(b'0');
+            ok &= d <= 9;
+            ns = ns * 10 + d as i64;
+        }
+        if ok {
+            return Ok(secs * NS_PER_SEC + ns * 10i64.pow(9 - frac.len() as u32));
+        }
+    }
+    parse_fixed(&String::from_utf8_lossy(f), 9)
+}
+
 /// Integer field: optional sign, ASCII digits, checked (no allocation).
 #[inline]
-fn parse_int(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
+fn parse_int(b: &[u8]) -> Option<i64> {
     let (neg, digits) = match b.first()? {
         b'-' => (true, &b[1..]),
         b'+' => (false, &b[1..]),
@@ -328,12 +394,12 @@ fn parse_int(s: &str) -> Option<i64> {
 }
 
 #[inline]
-fn parse_u64(s: &str) -> Option<u64> {
+fn parse_u64(s: &[u8]) -> Option<u64> {
     if s.is_empty() {
         return None;
     }
     let mut v: u64 = 0;
-    for &c in s.as_bytes() {
+    for &c in s {
         let d = c.wrapping_sub(b'0');
         if d > 9 {
             return None;
@@ -453,8 +519,8 @@ impl Lines {
         Ok(Some(self.buf.iter().filter(|&&b| b == b',').count() + 1))
     }
 
-    fn text(&self) -> Result<&str> {
-        std::str::from_utf8(&self.buf).map_err(|_| DataError::parse(&self.name, self.line, "line", "not valid UTF-8"))
+    fn bytes(&self) -> &[u8] {
+        &self.buf
     }
 
     /// Lines from here to the end (for the row-count error).
@@ -592,21 +658,21 @@ impl PairReader {
         if self.books.line != line {
             return Err(DataError::Invalid("internal: message and orderbook rows out of step".into()));
         }
-        self.msg = parse_message(&self.msgs.name, line, self.msgs.text()?, &self.units, self.last_ts)?;
-        parse_book_row(&self.books.name, line, self.books.text()?, &self.units, &mut self.after)
+        self.msg = parse_message(&self.msgs.name, line, self.msgs.bytes(), &self.units, self.last_ts)?;
+        parse_book_row(&self.books.name, line, self.books.bytes(), &self.units, &mut self.after)
     }
 }
 
-fn parse_message(file: &str, line: u64, s: &str, u: &Units, last_ts: i64) -> Result<Message> {
+fn parse_message(file: &str, line: u64, s: &[u8], u: &Units, last_ts: i64) -> Result<Message> {
     let err = |field: &str, reason: String| DataError::parse(file, line, field, reason);
     if s.is_empty() {
         return Err(err("line", "empty line".into()));
     }
-    let mut f = [""; 6];
+    let mut f: [&[u8]; 6] = [&[]; 6];
     let mut k = 0;
-    for part in s.split(',') {
+    for part in Fields::new(s) {
         if k == 6 {
-            return Err(err("line", format!("more than 6 fields (time,type,order_id,size,price,direction): {s:?}")));
+            return Err(err("line", format!("more than 6 fields (time,type,order_id,size,price,direction): {}", show(s))));
         }
         f[k] = part;
         k += 1;
@@ -615,36 +681,36 @@ fn parse_message(file: &str, line: u64, s: &str, u: &Units, last_ts: i64) -> Res
         return Err(err(MSG_FIELDS[k], format!("truncated line: 6 fields expected, found {k}")));
     }
     // time: seconds after New York midnight, exact to the ns.
-    let t = parse_fixed(f[0], 9).map_err(|e| err("time", e))?;
+    let t = parse_time_ns(f[0]).map_err(|e| err("time", e))?;
     // A New York day lasts up to 25 h (the day DST ends).
     if !(0..NS_PER_DAY + 3_600 * NS_PER_SEC).contains(&t) {
-        return Err(err("time", format!("{} is not a time of day in seconds", f[0])));
+        return Err(err("time", format!("{} is not a time of day in seconds", show(f[0]))));
     }
     let ts = u.midnight + t;
     if ts < last_ts {
         return Err(err(
             "time",
-            format!("{} is earlier than the previous row's time (times must be non-decreasing)", f[0]),
+            format!("{} is earlier than the previous row's time (times must be non-decreasing)", show(f[0])),
         ));
     }
     let kind = parse_int(f[1]).and_then(MsgType::from_code).ok_or_else(|| {
         err(
             "type",
             format!(
-                "unknown message type {:?} (LOBSTER types: 1 submit, 2 cancel, 3 delete, 4 execute, \
+                "unknown message type {} (LOBSTER types: 1 submit, 2 cancel, 3 delete, 4 execute, \
                  5 hidden execution, 7 halt)",
-                f[1]
+                show(f[1])
             ),
         )
     })?;
-    let order_id = parse_u64(f[2]).ok_or_else(|| err("order_id", format!("not an order id: {:?}", f[2])))?;
-    let shares = parse_int(f[3]).ok_or_else(|| err("size", format!("not an integer: {:?}", f[3])))?;
+    let order_id = parse_u64(f[2]).ok_or_else(|| err("order_id", format!("not an order id: {}", show(f[2]))))?;
+    let shares = parse_int(f[3]).ok_or_else(|| err("size", format!("not an integer: {}", show(f[3]))))?;
     let side = match parse_int(f[5]) {
         Some(1) => Side::Bid,
         Some(-1) => Side::Ask,
-        _ => return Err(err("direction", format!("{:?} is neither 1 (buy) nor -1 (sell)", f[5]))),
+        _ => return Err(err("direction", format!("{} is neither 1 (buy) nor -1 (sell)", show(f[5])))),
     };
-    let raw = parse_int(f[4]).ok_or_else(|| err("price", format!("not an integer (USD × 10^4): {:?}", f[4])))?;
+    let raw = parse_int(f[4]).ok_or_else(|| err("price", format!("not an integer (USD × 10^4): {}", show(f[4]))))?;
     let (price, half_tick, size) = if kind == MsgType::Halt {
         if !(-1..=1).contains(&raw) {
             return Err(err("price", format!("halt code {raw} is none of -1 (halt), 0 (quoting), 1 (trading)")));
@@ -673,13 +739,13 @@ fn parse_message(file: &str, line: u64, s: &str, u: &Units, last_ts: i64) -> Res
 /// Parse one orderbook row into `out` (ticks and lots; empty levels `NO_PRICE`/0), validating
 /// the LOBSTER layout: dummy levels only after occupied ones, prices strictly moving away from the
 /// touch, positive sizes, on the tick grid, not crossed.
-fn parse_book_row(file: &str, line: u64, s: &str, u: &Units, out: &mut TopN) -> Result<()> {
+fn parse_book_row(file: &str, line: u64, s: &[u8], u: &Units, out: &mut TopN) -> Result<()> {
     let n = out.levels();
     let err = |col: usize, reason: String| DataError::parse(file, line, &book_field(col), reason);
     if s.is_empty() {
         return Err(DataError::parse(file, line, "row", "empty line"));
     }
-    let mut it = s.split(',');
+    let mut it = Fields::new(s);
     let mut ended = [false; 2]; // [ask, bid]: an empty level was seen
     let mut raw_best = [0i64; 2];
     for col in (0..4 * n).step_by(2) {
@@ -693,8 +759,8 @@ fn parse_book_row(file: &str, line: u64, s: &str, u: &Units, out: &mut TopN) -> 
         let l = col / 4;
         let ask = col % 4 == 0;
         let (side, empty, sidx) = if ask { (Side::Ask, EMPTY_ASK, 0) } else { (Side::Bid, EMPTY_BID, 1) };
-        let raw = parse_int(ps).ok_or_else(|| err(col, format!("not an integer (USD × 10^4): {ps:?}")))?;
-        let size = parse_int(ss).ok_or_else(|| err(col + 1, format!("not an integer: {ss:?}")))?;
+        let raw = parse_int(ps).ok_or_else(|| err(col, format!("not an integer (USD × 10^4): {}", show(ps))))?;
+        let size = parse_int(ss).ok_or_else(|| err(col + 1, format!("not an integer: {}", show(ss))))?;
         let (px_col, sz_col) = match side {
             Side::Ask => (&mut out.ask_px, &mut out.ask_sz),
             Side::Bid => (&mut out.bid_px, &mut out.bid_sz),
@@ -1186,11 +1252,22 @@ mod tests {
         assert_eq!(u.half_ticks(2_239_551), None);
         let fine = Instrument::new(VENUE, "X", "0.00005", 0).unwrap();
         let u = Units::new(&fine, "2012-06-21").unwrap();
-        assert_eq!(u.ticks(2_239_551), Some(447_910_2));
-        assert_eq!(parse_int("-9999999999"), Some(-9_999_999_999));
-        assert_eq!(parse_int("1x"), None);
-        assert_eq!(parse_int(""), None);
-        assert_eq!(parse_int("-"), None);
+        assert_eq!(u.ticks(2_239_551), Some(4_479_102));
+        assert_eq!(parse_int(b"-9999999999"), Some(-9_999_999_999));
+        assert_eq!(parse_int(b"1x"), None);
+        assert_eq!(parse_int(b""), None);
+        assert_eq!(parse_int(b"-"), None);
+        assert_eq!(parse_u64(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(parse_u64(b"18446744073709551616"), None);
+    }
+
+    #[test]
+    fn time_fast_path_equals_parse_fixed() {
+        for t in ["34200.017459617", "34200", "34200.", "0.5", "57599.99", ".5", "1e3", "34200.0000000001", "3x", "", "-1.5"] {
+            assert_eq!(parse_time_ns(t.as_bytes()), parse_fixed(t, 9), "{t}");
+        }
+        let f: Vec<&[u8]> = Fields::new(b"a,,b,").collect();
+        assert_eq!(f, vec![&b"a"[..], b"", b"b", b""]);
     }
 
     fn topn(bids: &[(i64, i64)], asks: &[(i64, i64)], n: usize) -> TopN {

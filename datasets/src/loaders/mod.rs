@@ -11,8 +11,10 @@ use std::path::PathBuf;
 
 pub mod binance;
 pub mod cfline;
+pub mod coinbase;
 pub mod cryptofeed;
 pub mod cryptofeed_binance;
+pub mod kraken;
 pub mod lobster;
 pub mod text;
 

@@ -129,10 +129,11 @@ impl SynthConfig {
         if !self.lambda.iter().chain(&self.theta).all(|&v| pos(v)) {
             return bad("every lambda(i) and theta(i) must be positive".into());
         }
-        if !(self.mu.is_finite() && self.mu >= 0.0) || !(self.hidden_rate.is_finite() && self.hidden_rate >= 0.0) {
+        let rate = |v: f64| v.is_finite() && v >= 0.0;
+        if !(rate(self.mu) && rate(self.hidden_rate)) {
             return bad("mu and hidden_rate must be finite and non-negative".into());
         }
-        if !prob(self.partial_cancel_prob) || !prob(self.round_lot_prob) || !(self.lot_multiplier_p > 0.0 && self.lot_multiplier_p <= 1.0) {
+        if !(prob(self.partial_cancel_prob) && prob(self.round_lot_prob) && self.lot_multiplier_p > 0.0 && self.lot_multiplier_p <= 1.0) {
             return bad("probabilities must lie in [0, 1] (lot_multiplier_p in (0, 1])".into());
         }
         if self.round_lot < 2 {
@@ -251,9 +252,9 @@ fn scratch_dir(seed: u64) -> PathBuf {
 }
 
 /// Import a written message/orderbook pair through the LOBSTER loader and tag the dataset with
-/// the generator's parameters.
-fn import_pair(files: &(PathBuf, PathBuf), out: &SynthOutput) -> Result<Dataset> {
-    let opts = ImportOptions { levels: out.levels(), ..Default::default() };
+/// the generator's parameters (`provenance`, see [`synth_provenance`]).
+fn import_pair(files: &(PathBuf, PathBuf), levels: usize, provenance: serde_json::Value) -> Result<Dataset> {
+    let opts = ImportOptions { levels, ..Default::default() };
     let imported = lobster::import(&[files.0.clone(), files.1.clone()], &opts)?;
     let n = imported.datasets.len();
     let mut ds = imported
@@ -263,7 +264,7 @@ fn import_pair(files: &(PathBuf, PathBuf), out: &SynthOutput) -> Result<Dataset>
         .filter(|_| n == 1)
         .ok_or_else(|| DataError::Invalid(format!("LOBSTER import of synthetic files gave {n} datasets, expected 1")))?;
     if let serde_json::Value::Object(m) = &mut ds.meta.import_report {
-        m.insert("synth".into(), synth_provenance(out));
+        m.insert("synth".into(), provenance);
     }
     Ok(ds)
 }
@@ -283,7 +284,10 @@ pub fn synth_dataset(levels: usize, events: usize, seed: u64) -> Result<Dataset>
     cfg.validate()?;
     let out = generate(&cfg);
     let dir = scratch_dir(seed);
-    let result = write_lobster(&dir, &out, SYMBOL, DATE).and_then(|files| import_pair(&files, &out));
+    let written = write_lobster(&dir, &out, SYMBOL, DATE);
+    let provenance = synth_provenance(&out);
+    drop(out); // the rows are on disk now; don't hold them during the import
+    let result = written.and_then(|files| import_pair(&files, levels, provenance));
     if let Err(e) = std::fs::remove_dir_all(&dir) {
         tracing::warn!(dir = %dir.display(), error = %e, "could not remove synthetic scratch directory");
     }
@@ -311,24 +315,28 @@ pub fn run_cli(levels: usize, events: usize, seed: u64, out: &Path) -> Result<Re
     let cfg = SynthConfig::new(levels, events, seed);
     cfg.validate()?;
     let t = std::time::Instant::now();
-    let gen = generate(&cfg);
-    let gen_s = t.elapsed().as_secs_f64();
-    let files = write_lobster(&out.join("lobster"), &gen, SYMBOL, DATE)?;
-    let ds = import_pair(&files, &gen)?;
+    let synth = generate(&cfg);
+    let generate_s = t.elapsed().as_secs_f64();
+    let files = write_lobster(&out.join("lobster"), &synth, SYMBOL, DATE)?;
+    let mut by_type = serde_json::Map::new();
+    for k in [MsgType::Submit, MsgType::Cancel, MsgType::Delete, MsgType::Execute, MsgType::Hidden] {
+        let c = synth.messages.iter().filter(|m| m.kind == k).count();
+        by_type.insert((k as u8).to_string(), c.into());
+    }
+    let trades = synth.messages.iter().filter(|m| matches!(m.kind, MsgType::Execute | MsgType::Hidden)).count();
+    let messages = synth.messages.len();
+    let provenance = synth_provenance(&synth);
+    let s = synth.stats;
+    drop(synth.book); // the rows are on disk now; don't hold them during the import
+
+    let ds = import_pair(&files, levels, provenance)?;
     store::write_dataset(out, &ds)?;
     let opts = ImportOptions { levels, ..Default::default() };
     let check = lobster::check(&[files.0.clone(), files.1.clone()], &opts)?;
     let (mean_spread, mean_depth, quoted_rows) = book_means(&ds);
-    let s = &gen.stats;
-    let mut by_type = serde_json::Map::new();
-    for k in [MsgType::Submit, MsgType::Cancel, MsgType::Delete, MsgType::Execute, MsgType::Hidden] {
-        let c = gen.messages.iter().filter(|m| m.kind == k).count();
-        by_type.insert((k as u8).to_string(), c.into());
-    }
-    let trades = gen.messages.iter().filter(|m| matches!(m.kind, MsgType::Execute | MsgType::Hidden)).count();
     let mut r = Report::new(check.ok);
     r.set("events", s.events)
-        .set("messages", gen.messages.len())
+        .set("messages", messages)
         .set("levels", levels)
         .set("seed", seed)
         .set("dataset", out.display().to_string())
@@ -345,7 +353,7 @@ pub fn run_cli(levels: usize, events: usize, seed: u64, out: &Path) -> Result<Re
         .set("filtered_messages", s.filtered_messages)
         .set("seconds_simulated", s.seconds_simulated)
         .set("truncated_at_close", s.truncated_at_close)
-        .set("generate_seconds", gen_s)
+        .set("generate_seconds", generate_s)
         .set("dataset_events", ds.events.len());
     Ok(r)
 }

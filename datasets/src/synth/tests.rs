@@ -305,6 +305,10 @@ fn event_frequencies_match_model_rates() {
     let mut hidden = [(0.0f64, 0u64); 2];
     let mut cancel = vec![[(0.0f64, 0u64); 2]; d]; // bucket i-1 = distance i (last: ≥ d)
     let mut exp_sum = 0.0;
+    // Queue position of cancelled orders: k/(c−1) for the k-th of c orders (mean ½ if uniform),
+    // with the variance of that discrete uniform, (c+1)/(12(c−1)).
+    let (mut pos_sum, mut pos_var, mut pos_n) = (0.0, 0.0, 0u64);
+    let (mut partial, mut partial_eligible) = (0u64, 0u64);
     let steps = 30_000;
     for _ in 0..steps {
         let refs = [sim.reference(Side::Bid), sim.reference(Side::Ask)];
@@ -312,9 +316,10 @@ fn event_frequencies_match_model_rates() {
         // Intensities of the current state.
         let mut cancel_rates = vec![[0.0f64; 2]; d];
         let mut resting = [0usize; 2];
+        let resting_orders = [sim.orders(Side::Bid), sim.orders(Side::Ask)];
         for side in [Side::Bid, Side::Ask] {
             let opp = refs[side.opposite() as usize];
-            for (p, _, _) in sim.orders(side) {
+            for &(p, _, _) in &resting_orders[side as usize] {
                 let dist = (p - opp).unsigned_abs() as usize;
                 assert!(dist >= 1);
                 let b = dist.min(d) - 1;
@@ -346,10 +351,23 @@ fn event_frequencies_match_model_rates() {
             Class::Limit { side, distance } => limit[distance - 1][side as usize].1 += 1,
             Class::Market { side } => market[side as usize].1 += 1,
             Class::Hidden { side } => hidden[side as usize].1 += 1,
-            Class::Cancel { side, .. } => {
+            Class::Cancel { side, partial: is_partial } => {
                 let m = sim.messages()[before];
                 let dist = (m.price - refs[side.opposite() as usize]).unsigned_abs() as usize;
                 cancel[dist.min(d) - 1][side as usize].1 += 1;
+                let queue: Vec<_> = resting_orders[side as usize].iter().filter(|o| o.0 == m.price).collect();
+                let k = queue.iter().position(|o| o.1 == m.order_id).expect("cancelled order was resting");
+                let c = queue.len();
+                if c >= 2 {
+                    pos_sum += k as f64 / (c - 1) as f64;
+                    pos_var += (c + 1) as f64 / (12.0 * (c - 1) as f64);
+                    pos_n += 1;
+                }
+                if queue[k].2 >= 2 {
+                    partial_eligible += 1;
+                    partial += is_partial as u64;
+                }
+                assert_eq!(m.kind, if is_partial { MsgType::Cancel } else { MsgType::Delete });
             }
         }
     }
@@ -374,6 +392,14 @@ fn event_frequencies_match_model_rates() {
         check(format!("hidden side {s}"), hidden[s]);
     }
     assert!(checked >= 30, "only {checked} classes had enough events");
+    // Which order of a queue is cancelled: uniform over the queue.
+    let z = (pos_sum - 0.5 * pos_n as f64) / pos_var.sqrt();
+    assert!(pos_n > 1000 && z.abs() < 4.0, "queue position of cancels: n {pos_n}, z {z:.2}");
+    // Partial cancellations: Binomial(eligible, p).
+    let p = SynthConfig::default().partial_cancel_prob;
+    let (n, e) = (partial as f64, partial_eligible as f64);
+    let z = (n - e * p) / (e * p * (1.0 - p)).sqrt();
+    assert!(z.abs() < 4.0, "partial cancels {partial} of {partial_eligible}, z {z:.2}");
 }
 
 #[test]
