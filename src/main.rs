@@ -51,7 +51,7 @@ struct TrainArgs {
     /// Continue the run in this directory from its last checkpoints (same experiment file).
     #[arg(long)]
     resume: Option<PathBuf>,
-    /// Device override: cpu, vulkan, vulkan:N (GPU needs the `gpu` feature).
+    /// Device override: cpu, vulkan, vulkan:N (`gpu` feature), cuda, cuda:N (`cuda` feature, untested).
     #[arg(long)]
     device: Option<String>,
     /// Where run directories go (default: the experiment's runs_dir).

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 mod labels;
+mod train;
 
 fn flowcast(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_flowcast")).args(args).output().expect("run flowcast");

@@ -264,11 +264,16 @@ fn two() -> usize {
     2
 }
 
-/// Gradient clipping (burn's, applied per parameter tensor).
+/// Gradient clipping.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClipSpec {
+    /// Global L2 norm over every parameter's gradient, PyTorch's `clip_grad_norm_`: when
+    /// ‖g‖ = sqrt(Σ_p ‖g_p‖²) exceeds the bound, every gradient is scaled by bound / (‖g‖ + 1e-6).
     Norm(f32),
+    /// burn's norm clipping, applied to each parameter tensor on its own.
+    TensorNorm(f32),
+    /// burn's value clipping: every gradient element into [−v, v].
     Value(f32),
 }
 

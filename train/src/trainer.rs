@@ -16,6 +16,7 @@ use crate::tensorboard::EventWriter;
 use crate::window::{WindowBatcher, WindowSet};
 use burn::data::dataloader::batcher::Batcher;
 use burn::grad_clipping::GradientClippingConfig;
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
@@ -43,6 +44,9 @@ pub struct EpochRecord {
     pub val_loss: Option<f64>,
     pub val_accuracy: Option<f64>,
     pub val_macro_f1: Option<f64>,
+    /// Mean global gradient norm of the epoch's batches, before clipping.
+    #[serde(default)]
+    pub grad_norm: f64,
     pub seconds: f64,
     pub samples_per_s: f64,
 }
@@ -137,9 +141,11 @@ pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>, weights: Option
 }
 
 fn optimizer(t: &TrainingSpec) -> ModuleOptimizer {
-    let clip = t.grad_clip.as_ref().map(|c| match c {
-        ClipSpec::Norm(v) => GradientClippingConfig::Norm(*v),
+    let clip = t.grad_clip.as_ref().filter(|c| !matches!(c, ClipSpec::Norm(_))).map(|c| match c {
+        ClipSpec::TensorNorm(v) => GradientClippingConfig::Norm(*v),
         ClipSpec::Value(v) => GradientClippingConfig::Value(*v),
+        // Global-norm clipping happens in the loop (`clip_global_norm`), not in the optimizer.
+        ClipSpec::Norm(_) => unreachable!("filtered below"),
     });
     match t.optimizer {
         OptimizerKind::Adam => AdamConfig::new()
@@ -148,6 +154,54 @@ fn optimizer(t: &TrainingSpec) -> ModuleOptimizer {
             .init(),
         OptimizerKind::Adamw => AdamWConfig::new().with_weight_decay(t.weight_decay as f32).with_grad_clipping(clip).init(),
     }
+}
+
+/// Sums ‖g_p‖² over the parameters that have a gradient.
+struct SquaredNorm<'a> {
+    grads: &'a GradientsParams,
+    acc: Option<Tensor<1>>,
+}
+
+impl ModuleVisitor for SquaredNorm<'_> {
+    fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+        if let Some(g) = self.grads.get::<D>(p.id) {
+            let s = (g.clone() * g).sum(); // [1]
+            self.acc = Some(match self.acc.take() {
+                None => s,
+                Some(a) => a + s,
+            });
+        }
+    }
+}
+
+/// Multiplies every gradient by `factor`.
+struct ScaleGrads<'a> {
+    grads: &'a mut GradientsParams,
+    factor: f32,
+}
+
+impl ModuleVisitor for ScaleGrads<'_> {
+    fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+        if let Some(g) = self.grads.remove::<D>(p.id) {
+            self.grads.register::<D>(p.id, g.mul_scalar(self.factor));
+        }
+    }
+}
+
+/// The global gradient norm sqrt(Σ_p ‖g_p‖²) before clipping; when it exceeds `max_norm` every
+/// gradient is scaled by max_norm / (norm + 1e-6), as PyTorch's `clip_grad_norm_` does (burn's
+/// own `GradientClipping::Norm` bounds each tensor separately, which changes the update's
+/// direction).
+pub fn clip_global_norm<M: Module>(module: &M, grads: &mut GradientsParams, max_norm: Option<f32>) -> f32 {
+    let mut v = SquaredNorm { grads, acc: None };
+    module.visit(&mut v);
+    let norm = v.acc.map(|a| a.into_scalar::<f32>().sqrt()).unwrap_or(0.0);
+    if let Some(m) = max_norm {
+        if norm.is_finite() && norm > m {
+            module.visit(&mut ScaleGrads { grads, factor: m / (norm + 1e-6) });
+        }
+    }
+    norm
 }
 
 /// Learning rate of epoch `e` (0-based) for the closed-form schedules.
@@ -281,6 +335,10 @@ pub fn train(job: &TrainJob<'_>, train: &WindowSet, validation: &WindowSet, k: u
     };
     let n_params = flowcast_models::trainable_params(&model);
 
+    let global_clip = match t.grad_clip {
+        Some(ClipSpec::Norm(v)) => Some(v),
+        _ => None,
+    };
     let batcher = WindowBatcher { window: train.window, features: f };
     let mut progress = Progress::new(job.progress, job.spec.id(), t.epochs, state.completed_epochs);
     if let Some(e) = resumed_from {
@@ -304,7 +362,7 @@ pub fn train(job: &TrainJob<'_>, train: &WindowSet, validation: &WindowSet, k: u
         }
         progress.start_epoch(e, nb, lr);
         let started = Instant::now();
-        let (mut loss_sum, mut seen) = (0.0f64, 0usize);
+        let (mut loss_sum, mut seen, mut grad_norm_sum) = (0.0f64, 0usize, 0.0f64);
         let mut cm = vec![vec![0u64; k]; k];
         for chunk in order.chunks(t.batch).take(nb) {
             let b = batcher.batch(train.items(chunk), &ad);
@@ -312,7 +370,9 @@ pub fn train(job: &TrainJob<'_>, train: &WindowSet, validation: &WindowSet, k: u
             let loss = cross_entropy(logits.clone(), b.targets, w_tensor.as_ref());
             let preds: Vec<i64> = logits.clone().argmax(1).reshape([chunk.len()]).into_data().iter::<i64>().collect();
             let lv: f32 = loss.clone().into_scalar();
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+            let gn = clip_global_norm(&model, &mut grads, global_clip);
+            grad_norm_sum += gn as f64;
             model = optim.step(lr, model, grads);
             for (&i, &p) in chunk.iter().zip(&preds) {
                 cm[train.labels[i] as usize][p as usize] += 1;
@@ -341,6 +401,7 @@ pub fn train(job: &TrainJob<'_>, train: &WindowSet, validation: &WindowSet, k: u
             val_loss: vm.as_ref().and_then(|m| m.log_loss),
             val_accuracy: vm.as_ref().map(|m| m.accuracy),
             val_macro_f1: vm.as_ref().map(|m| m.macro_f1),
+            grad_norm: grad_norm_sum / nb.max(1) as f64,
             seconds: secs,
             samples_per_s: seen as f64 / secs.max(1e-9),
         };
@@ -380,6 +441,7 @@ pub fn train(job: &TrainJob<'_>, train: &WindowSet, validation: &WindowSet, k: u
             put("train/accuracy", rec.train_accuracy);
             put("train/macro_f1", rec.train_macro_f1);
             put("learning_rate", lr);
+            put("train/grad_norm", rec.grad_norm);
             put("train/samples_per_s", rec.samples_per_s);
             if let (Some(l), Some(a), Some(m)) = (rec.val_loss, rec.val_accuracy, rec.val_macro_f1) {
                 put("val/loss", l);
@@ -448,5 +510,36 @@ mod tests {
         let l2 = -(1.0 / (1f32.exp() + 2.0)).ln();
         let v: f32 = cross_entropy(logits, y, Some(&w)).into_scalar();
         assert!((v - (l0 + 3.0 * l2) / 4.0).abs() < 1e-6, "{v}");
+    }
+
+    #[test]
+    fn global_norm_clipping_scales_all_gradients_together() {
+        use burn::nn::{Linear, LinearConfig};
+        let d = Device::flex().autodiff();
+        d.seed(5);
+        let lin: Linear = LinearConfig::new(4, 3).init(&d);
+        let x = Tensor::<2>::from_data(TensorData::new((0..8).map(|v| v as f32 - 3.0).collect::<Vec<_>>(), [2, 4]), &d);
+        let loss = lin.forward(x).powi_scalar(2).sum() * 10.0;
+        let mut grads = GradientsParams::from_grads(loss.backward(), &lin);
+        let w0: Vec<f32> = grads.get::<2>(lin.weight.id).unwrap().into_data().try_to_vec::<f32>().unwrap();
+        let b0: Vec<f32> = grads.get::<1>(lin.bias.as_ref().unwrap().id).unwrap().into_data().try_to_vec::<f32>().unwrap();
+        let by_hand = w0.iter().chain(&b0).map(|v| v * v).sum::<f32>().sqrt();
+        let norm = clip_global_norm(&lin, &mut grads, None);
+        assert!((norm - by_hand).abs() <= 1e-4 * by_hand, "{norm} vs {by_hand}");
+        assert!(norm > 1.0, "the test needs a norm above the bound: {norm}");
+        // Clip to 1: the norm becomes 1 and every element keeps its share (direction unchanged).
+        let before = clip_global_norm(&lin, &mut grads, Some(1.0));
+        assert_eq!(before, norm);
+        let after = clip_global_norm(&lin, &mut grads, None);
+        assert!((after - 1.0).abs() < 1e-4, "{after}");
+        let w1: Vec<f32> = grads.get::<2>(lin.weight.id).unwrap().into_data().try_to_vec::<f32>().unwrap();
+        let b1: Vec<f32> = grads.get::<1>(lin.bias.as_ref().unwrap().id).unwrap().into_data().try_to_vec::<f32>().unwrap();
+        let f = 1.0 / (norm + 1e-6);
+        for (a, b) in w0.iter().chain(&b0).zip(w1.iter().chain(&b1)) {
+            assert!((a * f - b).abs() <= 1e-5 * a.abs().max(1.0), "{a} · {f} vs {b}");
+        }
+        // Below the bound nothing changes.
+        let again = clip_global_norm(&lin, &mut grads, Some(10.0));
+        assert!((again - 1.0).abs() < 1e-4);
     }
 }

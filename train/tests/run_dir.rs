@@ -120,6 +120,41 @@ fn tiny_run_writes_every_artifact_and_reloads() {
     tampered_cards_are_rejected(&run_dir.join("lstm"));
     eval_on_stored_data_reproduces_test_metrics(&run_dir, &exp, j);
     python_safetensors_matches_card(&run_dir.join("deeplob"));
+    python_tensorboard_reads_history(&run_dir);
+}
+
+/// TensorBoard's own reader (Python `tensorboard` package) loads our event files and sees every
+/// epoch's value of metrics.json's history.
+fn python_tensorboard_reads_history(run_dir: &Path) {
+    let ok = std::process::Command::new("python3").args(["-c", "import tensorboard"]).status().is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("SKIP: python3 with the `tensorboard` package not available (pip install tensorboard)");
+        return;
+    }
+    let script = r#"
+import json, sys
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+ea = EventAccumulator(sys.argv[1])
+ea.Reload()
+print(json.dumps({t: [[e.step, e.value] for e in ea.Scalars(t)] for t in ea.Tags()["scalars"]}))
+"#;
+    let metrics: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run_dir.join("metrics.json")).unwrap()).unwrap();
+    for (id, m) in metrics["models"].as_object().unwrap() {
+        let tb = run_dir.join(id).join("tensorboard");
+        let out = std::process::Command::new("python3").args(["-c", script, tb.to_str().unwrap()]).output().unwrap();
+        assert!(out.status.success(), "{id}: python tensorboard failed: {}", String::from_utf8_lossy(&out.stderr));
+        let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let hist = m["history"].as_array().unwrap();
+        for (tag, key) in [("train/loss", "train_loss"), ("val/macro_f1", "val_macro_f1"), ("learning_rate", "lr"), ("train/grad_norm", "grad_norm")] {
+            let series = got[tag].as_array().unwrap_or_else(|| panic!("{id}: TensorBoard has no {tag}: {got}"));
+            assert_eq!(series.len(), hist.len(), "{id} {tag}");
+            for (s, h) in series.iter().zip(hist) {
+                assert_eq!(s[0], h["epoch"], "{id} {tag}");
+                let want = h[key].as_f64().unwrap() as f32 as f64;
+                assert_eq!(s[1].as_f64().unwrap(), want, "{id} {tag} epoch {}", h["epoch"]);
+            }
+        }
+    }
 }
 
 /// burn vs candle logits (not just probabilities) on the exported files, for every model.

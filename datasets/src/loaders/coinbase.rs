@@ -410,31 +410,34 @@ pub fn parse_rfc3339_ns(s: &str) -> std::result::Result<i64, String> {
     Ok(days * NS_PER_DAY + (h * 3600 + m * 60 + sec - offset_s) * NS_PER_SEC + frac_ns)
 }
 
-fn run<'o>(inputs: &[PathBuf], opts: &'o ImportOptions) -> Result<(Loader<'o>, Report)> {
-    let mut loader = Loader::new(opts);
-    let mut bad = BadLines::new(opts.lenient);
-    cf::for_each_message(inputs, &mut bad, |file, line, l| loader.line(Loc { file, line }, l))?;
-    loader.feeds.check_symbol(opts)?;
-    let report = loader.summary(&bad);
-    Ok((loader, report))
+impl<'o> cf::VenueLoader<'o> for Loader<'o> {
+    type Stats = ProductStats;
+    const FORMAT: &'static str = FORMAT;
+    fn start(opts: &'o ImportOptions) -> Self {
+        Loader::new(opts)
+    }
+    fn message(&mut self, loc: Loc, line: CfLine) -> Result<()> {
+        self.line(loc, line)
+    }
+    fn feeds(&self) -> &Feeds<ProductStats> {
+        &self.feeds
+    }
+    fn into_feeds(self) -> Feeds<ProductStats> {
+        self.feeds
+    }
+    fn report(&self, bad: &BadLines) -> Report {
+        self.summary(bad)
+    }
 }
 
 /// Import one dataset per product (or only `opts.symbol`). The report is the check's report.
 pub fn import(inputs: &[PathBuf], opts: &ImportOptions) -> Result<Imported> {
-    let (loader, report) = run(inputs, opts)?;
-    let files = cf::source_files(inputs)?;
-    let mut datasets = Vec::new();
-    for f in loader.feeds.list {
-        let Some(inst) = f.inst else { continue };
-        let stats = serde_json::to_value(&f.stats).unwrap_or_default();
-        datasets.push(cf::dataset(FORMAT, inst, opts, files.clone(), f.events, stats));
-    }
-    Ok(Imported { datasets, report })
+    cf::import_venue::<Loader>(inputs, opts)
 }
 
 /// Rebuild every product's book and compare it with the ticker channel; see [`BBO_MIN_AGREEMENT`].
 pub fn check(inputs: &[PathBuf], opts: &ImportOptions) -> Result<Report> {
-    Ok(run(inputs, opts)?.1)
+    Ok(cf::run::<Loader>(inputs, opts)?.1)
 }
 
 #[cfg(test)]

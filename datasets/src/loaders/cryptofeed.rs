@@ -64,6 +64,47 @@ pub(crate) fn for_each_message(
     Ok(())
 }
 
+/// The venue-specific half of a cryptofeed book loader (Coinbase, Kraken): [`run`] and
+/// [`import_venue`] are the shared half.
+pub(crate) trait VenueLoader<'o>: Sized {
+    type Stats: serde::Serialize + Default;
+    /// `meta.json`'s `source_format`.
+    const FORMAT: &'static str;
+    fn start(opts: &'o ImportOptions) -> Self;
+    /// One parsed line; transactional (see [`for_each_message`]).
+    fn message(&mut self, loc: Loc, line: CfLine) -> Result<()>;
+    fn feeds(&self) -> &Feeds<Self::Stats>;
+    fn into_feeds(self) -> Feeds<Self::Stats>;
+    /// The import/check report after the last line.
+    fn report(&self, bad: &BadLines) -> Report;
+}
+
+/// Read every line into a venue loader; the report is the check's report.
+pub(crate) fn run<'o, L: VenueLoader<'o>>(inputs: &[PathBuf], opts: &'o ImportOptions) -> Result<(L, Report)> {
+    let mut loader = L::start(opts);
+    let mut bad = BadLines::new(opts.lenient);
+    for_each_message(inputs, &mut bad, |file, line, l| loader.message(Loc { file, line }, l))?;
+    loader.feeds().check_symbol(opts)?;
+    let report = loader.report(&bad);
+    Ok((loader, report))
+}
+
+/// One dataset per product that got an instrument (or only `opts.symbol`).
+pub(crate) fn import_venue<'o, L: VenueLoader<'o>>(inputs: &[PathBuf], opts: &'o ImportOptions) -> Result<Imported> {
+    let (loader, report) = run::<L>(inputs, opts)?;
+    let files = source_files(inputs)?;
+    let datasets = loader
+        .into_feeds()
+        .list
+        .into_iter()
+        .filter_map(|f| {
+            let stats = serde_json::to_value(&f.stats).unwrap_or_default();
+            Some(dataset(L::FORMAT, f.inst?, opts, files.clone(), f.events, stats))
+        })
+        .collect();
+    Ok(Imported { datasets, report })
+}
+
 /// Where a message is, for errors: `file:line`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Loc<'f> {

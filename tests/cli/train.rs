@@ -1,0 +1,117 @@
+//! `flowcast models|run|eval|predict` from the binary: the `--json` contract (keys the issue
+//! names), run-directory artifacts, burn `eval` vs candle `predict` on another dataset, and exit
+//! code 2 with the file named for a bad experiment.
+
+use super::flowcast;
+use std::path::Path;
+
+const EXPERIMENT: &str = r#"
+name = "cli"
+seed = 5
+[data]
+synthetic = { levels = 2, events = 5000, seed = 21 }
+[columns]
+kind = "book"
+window = 16
+train_stride = 4
+[label]
+kind = "smoothed"
+horizon = 5
+[[model]]
+name = "lstm"
+hidden = 8
+[training]
+epochs = 2
+batch = 32
+max_batches = 3
+grad_clip = { norm = 0.5 }
+"#;
+
+fn json(out: &str) -> serde_json::Value {
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {out}"))
+}
+
+fn headline_keys(v: &serde_json::Value, what: &str) {
+    for key in ["accuracy", "macro_f1", "mcc"] {
+        assert!(v[key].is_number(), "{what}: {key} missing in {v}");
+        for b in ["majority", "ofi_logistic"] {
+            assert!(v["baselines"][b][key].is_number(), "{what}: baselines.{b}.{key} missing in {v}");
+        }
+    }
+    // The majority baseline predicts one class: its MCC is 0 by definition.
+    assert_eq!(v["baselines"]["majority"]["mcc"].as_f64(), Some(0.0), "{what}");
+}
+
+#[test]
+fn models_describe_reports_the_deeplob_reference_count() {
+    let (code, out, err) = flowcast(&["models", "describe", "deeplob", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(json(&out)["params"], 143_907, "DeepLOB, 10 levels, 3 classes (Zhang et al. 2019)");
+    let (code, out, err) = flowcast(&["models", "describe", "deeplob", "--set", "levels=1", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(json(&out)["params"].as_u64().unwrap() < 143_907);
+    let (code, _, err) = flowcast(&["models", "describe", "no_such_model"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no_such_model"), "{err}");
+}
+
+#[test]
+fn run_json_eval_and_predict() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = tmp.path().join("cli.toml");
+    std::fs::write(&exp, EXPERIMENT).unwrap();
+    let runs = tmp.path().join("runs");
+    let (code, out, err) =
+        flowcast(&["run", exp.to_str().unwrap(), "--json", "--quiet", "--runs-dir", runs.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let v = json(&out);
+    headline_keys(&v, "run");
+    let run_dir = Path::new(v["run_dir"].as_str().unwrap()).to_path_buf();
+    assert!(run_dir.starts_with(&runs));
+    for f in ["experiment.toml", "config.json", "run.json", "metrics.json"] {
+        assert!(run_dir.join(f).is_file(), "{f}");
+    }
+    let m = run_dir.join("lstm");
+    for f in ["model.safetensors", "model.json", "predictions.parquet", "checkpoints/last/state.json"] {
+        assert!(m.join(f).is_file(), "lstm/{f}");
+    }
+    assert!(std::fs::read_dir(m.join("tensorboard")).unwrap().count() == 1);
+    // `run` reloads the export through candle and reports the agreement with burn.
+    let ag = &v["agreement"]["lstm"];
+    assert!(ag["max_abs_prob_diff"].as_f64().unwrap() < 1e-5, "{ag}");
+    // The grad-norm history is recorded per epoch.
+    let metrics: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run_dir.join("metrics.json")).unwrap()).unwrap();
+    let hist = metrics["models"]["lstm"]["history"].as_array().unwrap();
+    assert_eq!(hist.len(), 2);
+    assert!(hist.iter().all(|h| h["grad_norm"].as_f64().unwrap() > 0.0), "{hist:?}");
+
+    // Another dataset (another seed = "another day"): burn eval and candle predict agree.
+    let other = tmp.path().join("other");
+    let (code, _, err) = flowcast(&["data", "synth", "--levels", "2", "--events", "4000", "--seed", "9", "--out", other.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = flowcast(&["eval", "--run", run_dir.to_str().unwrap(), "--data", other.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let e = json(&out);
+    headline_keys(&e, "eval");
+    assert_eq!(e["engine"], "burn");
+    let (code, out, err) = flowcast(&["predict", "--run", run_dir.to_str().unwrap(), "--data", other.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let p = json(&out);
+    assert_eq!(p["engine"], "candle");
+    assert_eq!(p["windows"]["test"], e["windows"]["test"]);
+    assert!(e["windows"]["test"].as_u64().unwrap() > 0);
+    for key in ["accuracy", "macro_f1", "mcc"] {
+        let (a, b) = (e[key].as_f64().unwrap(), p[key].as_f64().unwrap());
+        assert!((a - b).abs() < 1e-9, "{key}: burn {a} vs candle {b}");
+    }
+}
+
+#[test]
+fn bad_experiment_exits_2_naming_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = tmp.path().join("typo.toml");
+    std::fs::write(&exp, EXPERIMENT.replace("max_batches = 3", "max_batchez = 3")).unwrap();
+    let (code, out, err) = flowcast(&["run", exp.to_str().unwrap(), "--json", "--runs-dir", tmp.path().to_str().unwrap()]);
+    assert_eq!(code, 2, "stdout {out} stderr {err}");
+    assert!(err.contains("typo.toml") && err.contains("max_batchez"), "{err}");
+}
