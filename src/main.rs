@@ -105,6 +105,12 @@ enum BenchCmd {
         /// Hyperparameter override KEY=VALUE (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
+        /// Reference model timed in the same process on the same windows (`none`: skip).
+        #[arg(long, default_value = "lstm")]
+        baseline: String,
+        /// Baseline hyperparameter KEY=VALUE (repeatable; default for lstm: hidden=64).
+        #[arg(long = "baseline-set", value_name = "KEY=VALUE")]
+        baseline_set: Vec<String>,
         #[arg(long, default_value = "cpu")]
         device: String,
         #[arg(long)]
@@ -158,9 +164,9 @@ fn run_eval(a: EvalArgs, engine: flowcast_train::run::Engine) -> Result<bool> {
 }
 
 fn run_bench(c: BenchCmd) -> Result<bool> {
-    let (model, batch, window, levels, steps, set, device, json) = match c {
-        BenchCmd::Train { model, batch, window, levels, steps, set, device, json } => {
-            (model, batch, window, levels, steps, set, device, json)
+    let (model, batch, window, levels, steps, set, baseline, baseline_set, device, json) = match c {
+        BenchCmd::Train { model, batch, window, levels, steps, set, baseline, baseline_set, device, json } => {
+            (model, batch, window, levels, steps, set, baseline, baseline_set, device, json)
         }
         BenchCmd::Features { data, set, per_feature, json } => {
             use flowcast_datasets::features::{bench, bench_per_feature, FeatureSet};
@@ -180,9 +186,20 @@ fn run_bench(c: BenchCmd) -> Result<bool> {
             return Ok(report.ok);
         }
     };
+    let baseline = match baseline.as_str() {
+        "none" => None,
+        name => {
+            let mut p = parse_overrides(&baseline_set)?;
+            if name == "lstm" && baseline_set.is_empty() {
+                p = parse_overrides(&["hidden=64".to_string()])?;
+            }
+            Some((name.to_string(), p))
+        }
+    };
     let spec = flowcast_train::bench::BenchSpec {
         model,
         params: parse_overrides(&set)?,
+        baseline,
         batch,
         window,
         features: 4 * levels,
@@ -197,7 +214,23 @@ fn run_bench(c: BenchCmd) -> Result<bool> {
         println!("model        {} ({} trainable params) on {}", r.model, r.params, r.device);
         println!("input        batch {} × window {} × {} features", r.batch, r.window, r.features);
         println!("training     {:.1} samples/s ({} steps, {:.2} s)", r.train_samples_per_s, r.steps, r.train_seconds);
-        println!("inference    {:.1} windows/s", r.infer_windows_per_s);
+        println!("inference    {:.1} windows/s (burn)", r.infer_windows_per_s);
+        println!(
+            "             {:.1} windows/s (candle, flowcast-serve, CPU) = {:.2}× burn",
+            r.candle_infer_windows_per_s, r.candle_vs_burn_infer
+        );
+        if let Some(b) = &r.baseline {
+            println!(
+                "baseline     {} ({} params): training {:.1} samples/s, inference {:.1} windows/s",
+                b.model, b.params, b.train_samples_per_s, b.infer_windows_per_s
+            );
+            println!(
+                "cost ratio   {} is {:.2}× the baseline per training sample, {:.2}× per inference window",
+                r.model,
+                r.train_cost_vs_baseline.unwrap_or(f64::NAN),
+                r.infer_cost_vs_baseline.unwrap_or(f64::NAN)
+            );
+        }
     }
     Ok(true)
 }

@@ -5,7 +5,10 @@
 //! - `ofi_logistic`: multinomial logistic regression on one input, the best-level order-flow
 //!   imbalance of Cont, Kukanov & Stoikov (2014) summed over the window's rows, standardised with
 //!   training mean/std. Fitted by Newton's method (IRLS) on the full softmax with a small ridge
-//!   (λ = 1e-4 per weight, which also pins the softmax's redundant degree of freedom).
+//!   (λ = 1e-4 per weight, which also pins the softmax's redundant degree of freedom), with the
+//!   experiment's class weights (`[training] class_weights`) as sample weights, so the floor is
+//!   trained for the same objective as the deep models (unweighted, on imbalanced labels it
+//!   collapses to the majority class and its macro-F1 says nothing about OFI).
 
 use crate::metrics::Metrics;
 use crate::window::WindowSet;
@@ -31,6 +34,9 @@ pub struct OfiLogistic {
     pub std: f64,
     /// Per class (intercept, slope) on the standardised OFI.
     pub coef: Vec<[f64; 2]>,
+    /// Class weights used as sample weights in the fit (none: unweighted).
+    #[serde(default)]
+    pub class_weights: Option<Vec<f64>>,
     pub iterations: usize,
     pub converged: bool,
 }
@@ -96,9 +102,10 @@ fn solve(mut a: Vec<f64>, mut b: Vec<f64>) -> Option<Vec<f64>> {
 impl OfiLogistic {
     const RIDGE: f64 = 1e-4;
 
-    /// Fit on `(ofi, class)` pairs of the training windows.
-    pub fn fit(x: &[f64], y: &[u8], k: usize) -> OfiLogistic {
-        let n = x.len().max(1) as f64;
+    /// Fit on `(ofi, class)` pairs of the training windows; each pair weighs `class_weights[y]`.
+    pub fn fit(x: &[f64], y: &[u8], k: usize, class_weights: Option<&[f64]>) -> OfiLogistic {
+        let sw = |c: u8| class_weights.map_or(1.0, |w| w[c as usize]);
+        let n = y.iter().map(|&c| sw(c)).sum::<f64>().max(f64::MIN_POSITIVE);
         let mean = x.iter().sum::<f64>() / n;
         let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
         let std = if var > 0.0 { var.sqrt() } else { 1.0 };
@@ -113,17 +120,18 @@ impl OfiLogistic {
             let mut h = vec![0.0f64; d * d];
             for (&zi, &yi) in z.iter().zip(y) {
                 let f = [1.0, zi];
+                let wi = sw(yi);
                 for c in 0..k {
                     p[c] = w[2 * c] + w[2 * c + 1] * zi;
                 }
                 softmax(&mut p);
                 for c in 0..k {
-                    let r = p[c] - (yi as usize == c) as u8 as f64;
+                    let r = wi * (p[c] - (yi as usize == c) as u8 as f64);
                     for a in 0..2 {
                         g[2 * c + a] += r * f[a];
                     }
                     for c2 in 0..k {
-                        let s = p[c] * ((c == c2) as u8 as f64 - p[c2]);
+                        let s = wi * p[c] * ((c == c2) as u8 as f64 - p[c2]);
                         for a in 0..2 {
                             for b in 0..2 {
                                 h[(2 * c + a) * d + 2 * c2 + b] += s * f[a] * f[b];
@@ -147,7 +155,14 @@ impl OfiLogistic {
                 break;
             }
         }
-        OfiLogistic { mean, std, coef: (0..k).map(|c| [w[2 * c], w[2 * c + 1]]).collect(), iterations, converged }
+        OfiLogistic {
+            mean,
+            std,
+            coef: (0..k).map(|c| [w[2 * c], w[2 * c + 1]]).collect(),
+            class_weights: class_weights.map(|w| w.to_vec()),
+            iterations,
+            converged,
+        }
     }
 
     pub fn probs(&self, x: &[f64]) -> Vec<f32> {
@@ -172,10 +187,12 @@ pub fn window_inputs(set: &WindowSet, window_ofi: &[f64]) -> Vec<f64> {
 }
 
 impl Baselines {
-    pub fn fit(train: &WindowSet, window_ofi: &[f64], k: usize) -> Baselines {
+    /// `class_weights`: the experiment's (see `trainer::class_weights`), for the logistic fit.
+    pub fn fit(train: &WindowSet, window_ofi: &[f64], k: usize, class_weights: Option<&[f32]>) -> Baselines {
+        let cw: Option<Vec<f64>> = class_weights.map(|w| w.iter().map(|&v| v as f64).collect());
         Baselines {
             majority: Majority::fit(train, k),
-            ofi_logistic: OfiLogistic::fit(&window_inputs(train, window_ofi), &train.labels, k),
+            ofi_logistic: OfiLogistic::fit(&window_inputs(train, window_ofi), &train.labels, k, cw.as_deref()),
         }
     }
 
@@ -202,7 +219,7 @@ mod tests {
             x.push(v);
             y.push(if v < -5.0 { 0 } else if v > 5.0 { 2 } else { 1 });
         }
-        let m = OfiLogistic::fit(&x, &y, 3);
+        let m = OfiLogistic::fit(&x, &y, 3, None);
         assert!(m.converged, "{m:?}");
         assert!(m.coef[2][1] > m.coef[1][1] && m.coef[1][1] > m.coef[0][1], "{m:?}");
         let p = m.probs(&[-14.0, 0.0, 14.0]);
@@ -211,6 +228,42 @@ mod tests {
         assert_eq!(crate::metrics::argmax(&p[6..9]), 2);
         let acc = Metrics::compute(&y.iter().map(|&c| c as usize).collect::<Vec<_>>(), &m.probs(&x), 3).accuracy;
         assert!(acc > 0.95, "{acc}");
+    }
+
+    #[test]
+    fn class_weights_are_sample_weights() {
+        // 90% stationary with a weak OFI signal: unweighted, the fit never leaves the majority
+        // class; balanced weights make it call up/down at extreme OFI.
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        for i in 0..1000u32 {
+            let v = ((i * 7919) % 1000) as f64 / 500.0 - 1.0;
+            let c = if i % 10 == 0 { if v > 0.0 { 2 } else { 0 } } else { 1 };
+            x.push(v);
+            y.push(c);
+        }
+        let plain = OfiLogistic::fit(&x, &y, 3, None);
+        let calls = |m: &OfiLogistic| m.probs(&x).chunks(3).filter(|p| crate::metrics::argmax(p) != 1).count();
+        assert_eq!(calls(&plain), 0);
+        let w = [1000.0 / (3.0 * 50.0), 1000.0 / (3.0 * 900.0), 1000.0 / (3.0 * 50.0)];
+        let weighted = OfiLogistic::fit(&x, &y, 3, Some(&w));
+        assert!(weighted.converged, "{weighted:?}");
+        assert!(calls(&weighted) > 100, "{}", calls(&weighted));
+        // Integer weights equal duplicated samples: weight 2 on class 0 == class-0 rows twice.
+        let w2 = [2.0, 1.0, 1.0];
+        let a = OfiLogistic::fit(&x, &y, 3, Some(&w2));
+        let (mut xd, mut yd) = (x.clone(), y.clone());
+        for (&v, &c) in x.iter().zip(&y) {
+            if c == 0 {
+                xd.push(v);
+                yd.push(0);
+            }
+        }
+        let b = OfiLogistic::fit(&xd, &yd, 3, None);
+        let z = |m: &OfiLogistic| m.probs(&[-0.9, 0.0, 0.9]);
+        // Same likelihood; only the tiny ridge acts on differently standardised inputs.
+        for (p, q) in z(&a).iter().zip(z(&b)) {
+            assert!((p - q).abs() < 1e-3, "{:?} vs {:?}", z(&a), z(&b));
+        }
     }
 
     #[test]

@@ -267,7 +267,9 @@ pub fn run_experiment(exp: &Experiment, exp_text: &str, opts: &RunOptions) -> Re
         }),
     )?;
 
-    let baselines = Baselines::fit(&data.train, &data.window_ofi, k);
+    // The logistic floor uses the same class weights as the deep models.
+    let cw = crate::trainer::class_weights(&exp.training.class_weights, &data.train, k)?;
+    let baselines = Baselines::fit(&data.train, &data.window_ofi, k, cw.as_deref());
     let (maj, ofi) = baselines.evaluate(&data.test, &data.window_ofi, k);
     let baselines_json = json!({"majority": headline(&maj), "ofi_logistic": headline(&ofi)});
     let data_key = format!("{}:{}:{:?}", data.info.events_sha256, data.prep.window, data.prep.names);
