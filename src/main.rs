@@ -33,6 +33,9 @@ enum Cmd {
     /// `train`, then reload each exported model through the serve crate's candle forward pass
     /// and compare its test predictions with burn's: the main job.
     Run(TrainArgs),
+    /// Re-run a run directory's resolved experiment (same seed, same data, checked by hash) and
+    /// compare every reported number and the exported weights; exit 1 when they differ.
+    Reproduce(ReproduceArgs),
     /// Evaluate an exported run on another dataset (another day or instrument) with the stored
     /// preprocessing (burn forward pass).
     Eval(EvalArgs),
@@ -60,6 +63,24 @@ struct TrainArgs {
     /// Stop every model after this many epochs in this call (resume later with --resume).
     #[arg(long, default_value_t = 0)]
     stop_after_epochs: usize,
+    /// No progress output.
+    #[arg(long)]
+    quiet: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct ReproduceArgs {
+    /// Run directory to reproduce (it holds config.json, run.json, metrics.json).
+    #[arg(long)]
+    run: PathBuf,
+    /// Where the new run directory goes (default: beside the original).
+    #[arg(long)]
+    runs_dir: Option<PathBuf>,
+    /// Device override (bit-identical results are expected on cpu only).
+    #[arg(long)]
+    device: Option<String>,
     /// No progress output.
     #[arg(long)]
     quiet: bool,
@@ -150,10 +171,41 @@ fn run_train(a: TrainArgs, verify_export: bool) -> Result<bool> {
         device: a.device,
         runs_dir: a.runs_dir,
         verify_export,
+        expect_events_sha256: None,
     };
     let s = flowcast_train::run::run_experiment(&exp, &text, &opts)?;
     emit_summary(&s, a.json);
     Ok(true)
+}
+
+fn run_reproduce(a: ReproduceArgs) -> Result<bool> {
+    let opts = flowcast_train::run::RunOptions {
+        progress: if a.quiet { flowcast_train::progress::Mode::Quiet } else { flowcast_train::progress::Mode::auto() },
+        device: a.device,
+        runs_dir: a.runs_dir,
+        verify_export: true,
+        ..Default::default()
+    };
+    let s = flowcast_train::reproduce::reproduce(&a.run, &opts)?;
+    if a.json {
+        println!("{}", s.json);
+    } else {
+        print!("{}", s.table());
+        let r = &s.json["reproduction"];
+        println!("\nreproduction of {} (git {} → {}):", r["original"].as_str().unwrap_or("?"), r["git_revision"]["original"], r["git_revision"]["now"]);
+        if let Some(ms) = r["models"].as_object() {
+            for (id, m) in ms {
+                println!(
+                    "  {id:<12} weights {} · test metrics {} (max |Δ| {})",
+                    if m["weights_identical"] == true { "identical" } else { "DIFFER" },
+                    if m["metrics_identical"] == true { "identical" } else { "DIFFER" },
+                    m["max_abs_diff"]
+                );
+            }
+        }
+        println!("  baselines    {}", if r["baselines"]["identical"] == true { "identical" } else { "DIFFER" });
+    }
+    Ok(s.json["ok"] == true)
 }
 
 fn run_eval(a: EvalArgs, engine: flowcast_train::run::Engine) -> Result<bool> {
@@ -630,6 +682,7 @@ fn main() {
         Cmd::Models(c) => run_models(c),
         Cmd::Train(a) => run_train(a, false),
         Cmd::Run(a) => run_train(a, true),
+        Cmd::Reproduce(a) => run_reproduce(a),
         Cmd::Eval(a) => run_eval(a, flowcast_train::run::Engine::Burn),
         Cmd::Predict(a) => run_eval(a, flowcast_train::run::Engine::Candle),
         Cmd::Bench(c) => run_bench(c),

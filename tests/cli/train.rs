@@ -104,6 +104,50 @@ fn run_json_eval_and_predict() {
         let (a, b) = (e[key].as_f64().unwrap(), p[key].as_f64().unwrap());
         assert!((a - b).abs() < 1e-9, "{key}: burn {a} vs candle {b}");
     }
+
+    reproduce(&run_dir, tmp.path());
+}
+
+/// `flowcast reproduce`: bit-identical on CPU; a changed number or changed data is caught.
+fn reproduce(run_dir: &Path, tmp: &Path) {
+    let again = tmp.join("again");
+    let args = |extra: &[&str]| {
+        let mut a = vec!["reproduce", "--run", run_dir.to_str().unwrap(), "--quiet", "--json", "--runs-dir", again.to_str().unwrap()];
+        a.extend_from_slice(extra);
+        a.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let call = |a: Vec<String>| flowcast(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let (code, out, err) = call(args(&[]));
+    assert_eq!(code, 0, "{out} {err}");
+    let r = &json(&out)["reproduction"];
+    assert_eq!(r["identical"], true, "{r}");
+    assert_eq!(r["models"]["lstm"]["weights_identical"], true, "{r}");
+    assert_eq!(r["models"]["lstm"]["max_abs_diff"].as_f64(), Some(0.0), "{r}");
+
+    // A reported number that the run does not reproduce: exit 1, the key named.
+    let mpath = run_dir.join("metrics.json");
+    let good = std::fs::read_to_string(&mpath).unwrap();
+    let mut m: serde_json::Value = serde_json::from_str(&good).unwrap();
+    let acc = m["models"]["lstm"]["test"]["accuracy"].as_f64().unwrap();
+    m["models"]["lstm"]["test"]["accuracy"] = (acc + 0.01).into();
+    std::fs::write(&mpath, m.to_string()).unwrap();
+    let (code, out, err) = call(args(&[]));
+    assert_eq!(code, 1, "{out} {err}");
+    let r = &json(&out)["reproduction"];
+    assert_eq!(r["identical"], false);
+    assert_eq!(r["models"]["lstm"]["differing"], serde_json::json!(["accuracy"]), "{r}");
+    std::fs::write(&mpath, good).unwrap();
+
+    // Different data than recorded: refused before training (exit 2).
+    let rpath = run_dir.join("run.json");
+    let good = std::fs::read_to_string(&rpath).unwrap();
+    let mut rj: serde_json::Value = serde_json::from_str(&good).unwrap();
+    rj["data"]["events_sha256"] = "0".repeat(64).into();
+    std::fs::write(&rpath, rj.to_string()).unwrap();
+    let (code, _, err) = call(args(&[]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("the data changed"), "{err}");
+    std::fs::write(&rpath, good).unwrap();
 }
 
 #[test]

@@ -103,6 +103,31 @@ pub fn safetensors_header(path: &Path) -> Result<Vec<TensorEntry>> {
     Ok(out)
 }
 
+/// SHA-256 over the tensors of a safetensors file — for each tensor in name order: name, dtype,
+/// shape and data bytes — ignoring the header's key order and metadata, which are not
+/// byte-stable across writes. Equal digests mean bit-identical weights.
+pub fn tensors_sha256(path: &Path) -> Result<String> {
+    let b = std::fs::read(path).map_err(|e| TrainError::io(path, e))?;
+    let bad = |r: String| TrainError::card(path, "header", r);
+    let n = u64::from_le_bytes(b.get(..8).ok_or_else(|| bad("file shorter than 8 bytes".into()))?.try_into().unwrap()) as usize;
+    let h = b.get(8..8 + n).ok_or_else(|| bad(format!("header of {n} bytes runs past the end")))?;
+    let v: serde_json::Value = serde_json::from_slice(h).map_err(|e| bad(e.to_string()))?;
+    let body = &b[8 + n..];
+    let mut names: Vec<&String> = v.as_object().ok_or_else(|| bad("header is not an object".into()))?.keys().filter(|k| *k != "__metadata__").collect();
+    names.sort();
+    let mut d = Sha256::new();
+    for k in names {
+        let t = &v[k.as_str()];
+        let off = |i: usize| t["data_offsets"][i].as_u64().map(|x| x as usize).ok_or_else(|| bad(format!("{k}: no data_offsets")));
+        let data = body.get(off(0)?..off(1)?).ok_or_else(|| bad(format!("{k}: data_offsets past the end")))?;
+        d.update(k.as_bytes());
+        d.update(t["dtype"].to_string().as_bytes());
+        d.update(t["shape"].to_string().as_bytes());
+        d.update(data);
+    }
+    Ok(d.finalize().iter().map(|x| format!("{x:02x}")).collect())
+}
+
 fn is_hex64(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|c| c.is_ascii_hexdigit())
 }

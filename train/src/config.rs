@@ -367,12 +367,17 @@ impl Experiment {
         Ok(e)
     }
 
-    /// Read an experiment file, resolving relative data paths against its directory.
+    /// Read an experiment file, resolving relative data paths against its directory. The paths
+    /// are made absolute, so the resolved `config.json` of a run works from any directory
+    /// (`flowcast reproduce`).
     pub fn load(path: &Path) -> Result<Experiment> {
         let s = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
         let mut e = Experiment::from_toml(&s, &path.display().to_string())?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let abs = |p: &Path| if p.is_relative() { base.join(p) } else { p.to_path_buf() };
+        let abs = |p: &Path| {
+            let j = if p.is_relative() { base.join(p) } else { p.to_path_buf() };
+            std::path::absolute(&j).unwrap_or(j)
+        };
         if let Some(d) = &e.data.dataset {
             e.data.dataset = Some(abs(d));
         }
@@ -382,7 +387,8 @@ impl Experiment {
         if e.runs_dir.is_relative() {
             // experiments/x.toml → <checkout>/runs
             let root = base.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            e.runs_dir = root.join(&e.runs_dir);
+            let r = root.join(&e.runs_dir);
+            e.runs_dir = std::path::absolute(&r).unwrap_or(r);
         }
         Ok(e)
     }

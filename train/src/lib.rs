@@ -10,6 +10,7 @@ pub mod error;
 pub mod feature_cols;
 pub mod metrics;
 pub mod progress;
+pub mod reproduce;
 pub mod run;
 pub mod tensorboard;
 pub mod trainer;

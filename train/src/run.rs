@@ -44,11 +44,21 @@ pub struct RunOptions {
     /// After export, reload each model through the serve crate's candle forward pass and
     /// compare its test probabilities with burn's (`flowcast run`).
     pub verify_export: bool,
+    /// Refuse to train unless the loaded events hash to this (`flowcast reproduce`).
+    pub expect_events_sha256: Option<String>,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { resume: None, progress: Mode::auto(), stop_after: 0, device: None, runs_dir: None, verify_export: false }
+        RunOptions {
+            resume: None,
+            progress: Mode::auto(),
+            stop_after: 0,
+            device: None,
+            runs_dir: None,
+            verify_export: false,
+            expect_events_sha256: None,
+        }
     }
 }
 
@@ -215,6 +225,15 @@ pub fn run_experiment(exp: &Experiment, exp_text: &str, opts: &RunOptions) -> Re
     let ds = load_data(exp)?;
     let data = prepare(&ds, exp)?;
     drop(ds);
+    if let Some(want) = &opts.expect_events_sha256 {
+        if &data.info.events_sha256 != want {
+            return Err(TrainError::Invalid(format!(
+                "the data changed: its events hash to {} but the run recorded {want} (source files: {})",
+                data.info.events_sha256,
+                data.info.source_files.iter().map(|f| f.path.clone()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
     let prep_s = t0.elapsed().as_secs_f64();
     let k = data.n_classes();
     for (name, set) in [("training", &data.train), ("test", &data.test)] {

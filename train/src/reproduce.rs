@@ -1,0 +1,105 @@
+//! `flowcast reproduce --run <dir>`: re-run a run directory's resolved experiment (`config.json`,
+//! same seed, same data) into a new run directory and compare every number it reported.
+//!
+//! Before training, the data must hash to the run's `run.json` `data.events_sha256` (the canonical
+//! events, so a changed source file or loader is caught). After training, per model: the exported
+//! weights' SHA-256 and every numeric leaf of the test metrics; and both baselines. On the CPU
+//! backend training is deterministic, so a reproduction is expected to be bit-identical; on a GPU
+//! (non-deterministic reductions) it reports the largest difference instead.
+
+use crate::config::Experiment;
+use crate::error::{Result, TrainError};
+use crate::run::{run_experiment, RunOptions, Summary};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+fn read_json(path: &Path) -> Result<Value> {
+    let s = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+    serde_json::from_str(&s).map_err(|e| TrainError::card(path, "json", e.to_string()))
+}
+
+/// Every numeric leaf of `a` and `b` with its path; the largest |a − b| and the paths that differ
+/// (missing on one side counts as differing).
+fn compare(a: &Value, b: &Value, path: &str, max: &mut f64, differ: &mut Vec<String>) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            for k in x.keys().chain(y.keys().filter(|k| !x.contains_key(*k))) {
+                compare(x.get(k).unwrap_or(&Value::Null), y.get(k).unwrap_or(&Value::Null), &format!("{path}.{k}"), max, differ);
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (u, v)) in x.iter().zip(y).enumerate() {
+                compare(u, v, &format!("{path}[{i}]"), max, differ);
+            }
+        }
+        (Value::Number(x), Value::Number(y)) => {
+            let d = (x.as_f64().unwrap_or(f64::NAN) - y.as_f64().unwrap_or(f64::NAN)).abs();
+            if d != 0.0 || x != y {
+                *max = max.max(if d.is_nan() { f64::INFINITY } else { d });
+                differ.push(path.trim_start_matches('.').to_string());
+            }
+        }
+        (x, y) if x == y => {}
+        _ => {
+            *max = f64::INFINITY;
+            differ.push(path.trim_start_matches('.').to_string());
+        }
+    }
+}
+
+/// Re-run `run_dir` and compare. `opts.runs_dir` defaults to the original's parent directory.
+pub fn reproduce(run_dir: &Path, opts: &RunOptions) -> Result<Summary> {
+    let cfg_path = run_dir.join("config.json");
+    let cfg_text = std::fs::read_to_string(&cfg_path).map_err(|e| TrainError::io(&cfg_path, e))?;
+    let exp: Experiment = serde_json::from_str(&cfg_text).map_err(|e| TrainError::card(&cfg_path, "config", e.to_string()))?;
+    let exp_text_path = run_dir.join("experiment.toml");
+    let exp_text = std::fs::read_to_string(&exp_text_path).map_err(|e| TrainError::io(&exp_text_path, e))?;
+    let old_run = read_json(&run_dir.join("run.json"))?;
+    let old_metrics = read_json(&run_dir.join("metrics.json"))?;
+    let sha = old_run["data"]["events_sha256"].as_str().map(str::to_string);
+    if sha.is_none() {
+        return Err(TrainError::card(&run_dir.join("run.json"), "data.events_sha256", "missing"));
+    }
+    let mut o = opts.clone();
+    o.resume = None;
+    o.expect_events_sha256 = sha;
+    if o.runs_dir.is_none() {
+        o.runs_dir = Some(run_dir.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(".")));
+    }
+    let device = o.device.clone().unwrap_or_else(|| exp.device.clone());
+    let mut s = run_experiment(&exp, &exp_text, &o)?;
+    let new_dir = PathBuf::from(s.json["run_dir"].as_str().expect("run_dir"));
+    let new_metrics = read_json(&new_dir.join("metrics.json"))?;
+
+    let mut identical = true;
+    let mut models = serde_json::Map::new();
+    for spec in &exp.models {
+        let id = spec.id();
+        let (mut max, mut differ) = (0.0f64, Vec::new());
+        compare(&old_metrics["models"][id]["test"], &new_metrics["models"][id]["test"], "", &mut max, &mut differ);
+        let w = |d: &Path| crate::card::tensors_sha256(&d.join(id).join(flowcast_models::export::WEIGHTS_FILE));
+        let weights_identical = w(run_dir)? == w(&new_dir)?;
+        identical &= weights_identical && differ.is_empty();
+        models.insert(
+            id.into(),
+            json!({"weights_identical": weights_identical, "metrics_identical": differ.is_empty(),
+                   "max_abs_diff": max, "differing": differ}),
+        );
+    }
+    let (mut bmax, mut bdiff) = (0.0f64, Vec::new());
+    for b in ["majority", "ofi_logistic"] {
+        compare(&old_metrics["baselines"][b], &new_metrics["baselines"][b], b, &mut bmax, &mut bdiff);
+    }
+    identical &= bdiff.is_empty();
+    let new_run = read_json(&new_dir.join("run.json"))?;
+    s.json["ok"] = json!(identical);
+    s.json["reproduction"] = json!({
+        "original": run_dir.display().to_string(),
+        "identical": identical,
+        "device": device,
+        "git_revision": {"original": old_run["git_revision"], "now": new_run["git_revision"]},
+        "models": models,
+        "baselines": {"identical": bdiff.is_empty(), "max_abs_diff": bmax, "differing": bdiff},
+    });
+    Ok(s)
+}
