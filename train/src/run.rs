@@ -146,9 +146,26 @@ pub fn load_data(exp: &Experiment) -> Result<Dataset> {
     }
 }
 
-/// `git rev-parse HEAD` of the working directory, with `-dirty` when it has changes.
-pub fn git_revision() -> String {
-    let run = |args: &[&str]| std::process::Command::new("git").args(args).output().ok().filter(|o| o.status.success());
+/// `git rev-parse HEAD` of the checkout holding `dir` (the run directory: `runs/` sits in the
+/// checkout by default), else of the working directory, with `-dirty` when it has changes;
+/// "unknown" outside any checkout.
+pub fn git_revision(dir: &Path) -> String {
+    let at = |d: &Path| git_revision_in(Some(d));
+    let r = at(dir);
+    if r != "unknown" {
+        return r;
+    }
+    git_revision_in(None)
+}
+
+fn git_revision_in(dir: Option<&Path>) -> String {
+    let run = |args: &[&str]| {
+        let mut c = std::process::Command::new("git");
+        if let Some(d) = dir {
+            c.arg("-C").arg(d);
+        }
+        c.args(args).output().ok().filter(|o| o.status.success())
+    };
     match run(&["rev-parse", "HEAD"]) {
         Some(o) => {
             let rev = String::from_utf8_lossy(&o.stdout).trim().to_string();
@@ -271,7 +288,7 @@ pub fn run_experiment(exp: &Experiment, exp_text: &str, opts: &RunOptions) -> Re
         &run_dir.join("run.json"),
         &json!({
             "flowcast_version": env!("CARGO_PKG_VERSION"),
-            "git_revision": git_revision(),
+            "git_revision": git_revision(&run_dir),
             "created": timestamp(),
             "device": device_name,
             "data": data.info,
