@@ -126,9 +126,7 @@ fn tiny_run_writes_every_artifact_and_reloads() {
 /// TensorBoard's own reader (Python `tensorboard` package) loads our event files and sees every
 /// epoch's value of metrics.json's history.
 fn python_tensorboard_reads_history(run_dir: &Path) {
-    let ok = std::process::Command::new("python3").args(["-c", "import tensorboard"]).status().is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!("SKIP: python3 with the `tensorboard` package not available (pip install tensorboard)");
+    if !python_has("tensorboard") {
         return;
     }
     let script = r#"
@@ -247,9 +245,7 @@ fn eval_on_stored_data_reproduces_test_metrics(run_dir: &Path, exp: &Experiment,
 }
 
 fn python_safetensors_matches_card(dir: &Path) {
-    let ok = std::process::Command::new("python3").args(["-c", "import safetensors, numpy"]).status().is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!("SKIP: python3 with safetensors + numpy not available (pip install safetensors numpy)");
+    if !python_has("safetensors, numpy") {
         return;
     }
     let script = r#"
@@ -268,4 +264,13 @@ print(len(got), "tensors match")
 "#;
     let out = std::process::Command::new("python3").args(["-c", script, dir.to_str().unwrap()]).output().unwrap();
     assert!(out.status.success(), "python safetensors check failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Whether `python3 -c "import <modules>"` works; says SKIP on stderr when not (CI installs them).
+fn python_has(modules: &str) -> bool {
+    let ok = std::process::Command::new("python3").args(["-c", &format!("import {modules}")]).status().is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("SKIP: python3 with `{modules}` not available (pip install {})", modules.replace(',', ""));
+    }
+    ok
 }
