@@ -5,9 +5,9 @@
 //! masked_crc32c(data)`, masked crc = ((crc >> 15) | (crc << 17)) + 0xa282ead8 (CRC-32C,
 //! Castagnoli). The first event carries `file_version = "brain.Event:2"`; every scalar is an Event
 //! { wall_time (1, double), step (2, int64), summary (5) { value (1) { tag (1, string),
-//! simple_value (2, float) } } }. Writing the ~40 bytes of protobuf by hand keeps
-//! tensorboard-rs's image/protobuf dependency tree (and its compile time) out of the build; the
-//! reader test decodes the files independently. Writes go through a `BufWriter` flushed at the
+//! simple_value (2, float) } } }. Not tensorboard-rs: its `<secs>.<host>.<pid>` file names collide
+//! when a run is resumed in the same process and second (the first file is truncated), and it
+//! panics on I/O errors (docs/training.md has the measurement). Writes go through a `BufWriter` flushed at the
 //! end of every epoch and on drop, so the files are complete once the writer is dropped.
 
 use std::fs::File;
@@ -251,5 +251,28 @@ mod tests {
         };
         let s = read_scalars(&path).unwrap();
         assert_eq!(s, vec![("train/loss".into(), 1, 1.25), ("val/macro_f1".into(), 2, 0.5)]);
+    }
+
+    #[test]
+    fn a_second_writer_in_the_same_second_gets_its_own_file() {
+        // A run stopped and resumed in one process: neither epoch may be lost.
+        let dir = tempfile::tempdir().unwrap();
+        let a = {
+            let mut w = EventWriter::create(dir.path()).unwrap();
+            w.scalar("train/loss", 1.0, 1).unwrap();
+            w.path().to_path_buf()
+        };
+        let b = {
+            let mut w = EventWriter::create(dir.path()).unwrap();
+            w.scalar("train/loss", 0.5, 2).unwrap();
+            w.path().to_path_buf()
+        };
+        assert_ne!(a, b);
+        assert_eq!(read_scalars(&a).unwrap(), vec![("train/loss".into(), 1, 1.0)]);
+        assert_eq!(read_scalars(&b).unwrap(), vec![("train/loss".into(), 2, 0.5)]);
+        // An unwritable place is an error, not a panic.
+        let file = dir.path().join("plain-file");
+        std::fs::write(&file, b"x").unwrap();
+        assert!(EventWriter::create(&file.join("tb")).is_err());
     }
 }
