@@ -241,11 +241,9 @@ fn run_bench(c: BenchCmd) -> Result<bool> {
     let baseline = match baseline.as_str() {
         "none" => None,
         name => {
-            let mut p = parse_overrides(&baseline_set)?;
-            if name == "lstm" && baseline_set.is_empty() {
-                p = parse_overrides(&["hidden=64".to_string()])?;
-            }
-            Some((name.to_string(), p))
+            let default_lstm = name == "lstm" && baseline_set.is_empty();
+            let set = if default_lstm { vec!["hidden=64".to_string()] } else { baseline_set };
+            Some((name.to_string(), parse_overrides(&set)?))
         }
     };
     let spec = flowcast_train::bench::BenchSpec {

@@ -209,7 +209,7 @@ mod tests {
     use crate::features_io::{read_parquet, ColumnValues};
     use crate::instrument::Instrument;
     use crate::labels::AlphaRule;
-    use crate::store::{DatasetMeta, LOADER_VERSION, STORE_FORMAT_VERSION};
+    use crate::store::{DatasetMeta};
     use rand::{Rng, SeedableRng};
 
     /// A random-walk one-level book, one batch per 0.1 s, with a feed gap in the middle.
@@ -233,16 +233,7 @@ mod tests {
             ev.push(Event::level(Side::Ask, ask, q + 1, ts).with_flags(flags::BATCH_END));
         }
         Dataset {
-            meta: DatasetMeta {
-                store_format: STORE_FORMAT_VERSION,
-                loader_version: LOADER_VERSION.into(),
-                source_format: "test".into(),
-                instrument: Instrument::new("test", "X", "0.01", 0).unwrap(),
-                levels: 1,
-                starts_synced: true,
-                source_files: vec![],
-                import_report: Value::Null,
-            },
+            meta: DatasetMeta::new("test", Instrument::new("test", "X", "0.01", 0).unwrap(), 1, true),
             events: ev,
         }
     }

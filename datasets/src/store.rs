@@ -74,6 +74,23 @@ pub struct DatasetMeta {
     pub import_report: serde_json::Value,
 }
 
+impl DatasetMeta {
+    /// Metadata of a dataset written by this flowcast version (current store format and loader
+    /// version), with no source files and an empty import report; loaders fill those in.
+    pub fn new(source_format: &str, instrument: Instrument, levels: usize, starts_synced: bool) -> DatasetMeta {
+        DatasetMeta {
+            store_format: STORE_FORMAT_VERSION,
+            loader_version: LOADER_VERSION.into(),
+            source_format: source_format.into(),
+            instrument,
+            levels,
+            starts_synced,
+            source_files: vec![],
+            import_report: serde_json::Value::Null,
+        }
+    }
+}
+
 /// A loaded dataset: metadata plus the canonical event stream.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dataset {
@@ -383,14 +400,8 @@ mod tests {
         events[3].ts_local = -1;
         Dataset {
             meta: DatasetMeta {
-                store_format: STORE_FORMAT_VERSION,
-                loader_version: LOADER_VERSION.into(),
-                source_format: "test".into(),
-                instrument: inst,
-                levels: 3,
-                starts_synced: false,
-                source_files: vec![],
                 import_report: serde_json::json!({"k": 1}),
+                ..DatasetMeta::new("test", inst, 3, false)
             },
             events,
         }

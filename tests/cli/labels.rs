@@ -1,7 +1,7 @@
 //! End-to-end tests of `flowcast analyze ofi-impact` and `flowcast features compute`.
 
 use super::flowcast;
-use flowcast_datasets::store::{write_dataset, Dataset, DatasetMeta, LOADER_VERSION, STORE_FORMAT_VERSION};
+use flowcast_datasets::store::{write_dataset, Dataset, DatasetMeta};
 use flowcast_datasets::{flags, Event, Instrument, Side};
 use std::path::Path;
 
@@ -32,16 +32,7 @@ fn impact_dataset(dir: &Path) {
         }
     }
     let ds = Dataset {
-        meta: DatasetMeta {
-            store_format: STORE_FORMAT_VERSION,
-            loader_version: LOADER_VERSION.into(),
-            source_format: "test".into(),
-            instrument: Instrument::new("test", "XYZ", "0.01", 0).unwrap(),
-            levels: 1,
-            starts_synced: true,
-            source_files: vec![],
-            import_report: serde_json::Value::Null,
-        },
+        meta: DatasetMeta::new("test", Instrument::new("test", "XYZ", "0.01", 0).unwrap(), 1, true),
         events,
     };
     write_dataset(dir, &ds).unwrap();
@@ -116,16 +107,7 @@ fn walk_dataset(dir: &Path, batches: i64) {
         events[last] = events[last].with_flags(flags::BATCH_END);
     }
     let ds = Dataset {
-        meta: DatasetMeta {
-            store_format: STORE_FORMAT_VERSION,
-            loader_version: LOADER_VERSION.into(),
-            source_format: "test".into(),
-            instrument: Instrument::new("test", "XYZ", "0.01", 0).unwrap(),
-            levels: 3,
-            starts_synced: true,
-            source_files: vec![],
-            import_report: serde_json::Value::Null,
-        },
+        meta: DatasetMeta::new("test", Instrument::new("test", "XYZ", "0.01", 0).unwrap(), 3, true),
         events,
     };
     write_dataset(dir, &ds).unwrap();

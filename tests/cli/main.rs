@@ -1,7 +1,7 @@
 //! End-to-end tests of the `flowcast` binary (exit codes, `--json` keys). Declared as a test of the
 //! root package so cargo builds the binary for it (`CARGO_BIN_EXE_flowcast`).
 
-use flowcast_datasets::store::{write_dataset, Dataset, DatasetMeta, LOADER_VERSION, STORE_FORMAT_VERSION};
+use flowcast_datasets::store::{write_dataset, Dataset, DatasetMeta};
 use flowcast_datasets::{flags, Event, EventKind, Instrument, Side};
 use std::path::Path;
 use std::process::Command;
@@ -31,16 +31,7 @@ fn small_dataset(dir: &Path) {
     }
     events.push(Event::new(EventKind::Gap, Side::Bid, 0, 0, t0 + 60_000_000).with_seq(60).with_order(62).with_flags(flags::BATCH_END));
     let ds = Dataset {
-        meta: DatasetMeta {
-            store_format: STORE_FORMAT_VERSION,
-            loader_version: LOADER_VERSION.into(),
-            source_format: "test".into(),
-            instrument: inst,
-            levels: 5,
-            starts_synced: false,
-            source_files: vec![],
-            import_report: serde_json::Value::Null,
-        },
+        meta: DatasetMeta::new("test", inst, 5, false),
         events,
     };
     write_dataset(dir, &ds).unwrap();

@@ -4,7 +4,7 @@
 use flowcast_datasets::features::FeatureSet;
 use flowcast_datasets::labels::{AlphaRule, LabelConfig};
 use flowcast_datasets::prepare::{run, PrepareConfig, Prepared};
-use flowcast_datasets::store::{Dataset, DatasetMeta, LOADER_VERSION, STORE_FORMAT_VERSION};
+use flowcast_datasets::store::{Dataset, DatasetMeta};
 use flowcast_datasets::{flags, Event, EventKind, Instrument, Side};
 
 const S: i64 = 1_000_000_000;
@@ -43,16 +43,7 @@ fn walk(batches: i64, seed: u64) -> Dataset {
         events[last] = events[last].with_flags(flags::BATCH_END);
     }
     Dataset {
-        meta: DatasetMeta {
-            store_format: STORE_FORMAT_VERSION,
-            loader_version: LOADER_VERSION.into(),
-            source_format: "test".into(),
-            instrument: Instrument::new("test", "XYZ", "0.01", 0).unwrap(),
-            levels: 5,
-            starts_synced: true,
-            source_files: vec![],
-            import_report: serde_json::Value::Null,
-        },
+        meta: DatasetMeta::new("test", Instrument::new("test", "XYZ", "0.01", 0).unwrap(), 5, true),
         events,
     }
 }

@@ -79,18 +79,25 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     Ok(Sha256::digest(&b).iter().map(|x| format!("{x:02x}")).collect())
 }
 
-/// Tensor names, dtypes and shapes from a safetensors header (8-byte LE length + JSON).
-pub fn safetensors_header(path: &Path) -> Result<Vec<TensorEntry>> {
+/// A safetensors file split into its bytes, the header's tensor entries (without
+/// `__metadata__`) and the offset where tensor data starts (8-byte LE length + JSON header).
+fn read_safetensors(path: &Path) -> Result<(Vec<u8>, serde_json::Map<String, serde_json::Value>, usize)> {
     let b = std::fs::read(path).map_err(|e| TrainError::io(path, e))?;
     let bad = |r: String| TrainError::card(path, "header", r);
     let n = u64::from_le_bytes(b.get(..8).ok_or_else(|| bad("file shorter than 8 bytes".into()))?.try_into().unwrap()) as usize;
     let h = b.get(8..8 + n).ok_or_else(|| bad(format!("header of {n} bytes runs past the end")))?;
     let v: serde_json::Value = serde_json::from_slice(h).map_err(|e| bad(e.to_string()))?;
-    let mut out: Vec<TensorEntry> = v
-        .as_object()
-        .ok_or_else(|| bad("header is not an object".into()))?
+    let serde_json::Value::Object(mut map) = v else { return Err(bad("header is not an object".into())) };
+    map.remove("__metadata__");
+    Ok((b, map, 8 + n))
+}
+
+/// Tensor names, dtypes and shapes from a safetensors header.
+pub fn safetensors_header(path: &Path) -> Result<Vec<TensorEntry>> {
+    let bad = |r: String| TrainError::card(path, "header", r);
+    let (_, map, _) = read_safetensors(path)?;
+    let mut out: Vec<TensorEntry> = map
         .iter()
-        .filter(|(k, _)| *k != "__metadata__")
         .map(|(k, t)| {
             Ok(TensorEntry {
                 name: k.clone(),
@@ -107,17 +114,14 @@ pub fn safetensors_header(path: &Path) -> Result<Vec<TensorEntry>> {
 /// shape and data bytes — ignoring the header's key order and metadata, which are not
 /// byte-stable across writes. Equal digests mean bit-identical weights.
 pub fn tensors_sha256(path: &Path) -> Result<String> {
-    let b = std::fs::read(path).map_err(|e| TrainError::io(path, e))?;
     let bad = |r: String| TrainError::card(path, "header", r);
-    let n = u64::from_le_bytes(b.get(..8).ok_or_else(|| bad("file shorter than 8 bytes".into()))?.try_into().unwrap()) as usize;
-    let h = b.get(8..8 + n).ok_or_else(|| bad(format!("header of {n} bytes runs past the end")))?;
-    let v: serde_json::Value = serde_json::from_slice(h).map_err(|e| bad(e.to_string()))?;
-    let body = &b[8 + n..];
-    let mut names: Vec<&String> = v.as_object().ok_or_else(|| bad("header is not an object".into()))?.keys().filter(|k| *k != "__metadata__").collect();
+    let (b, map, start) = read_safetensors(path)?;
+    let body = &b[start..];
+    let mut names: Vec<&String> = map.keys().collect();
     names.sort();
     let mut d = Sha256::new();
     for k in names {
-        let t = &v[k.as_str()];
+        let t = &map[k];
         let off = |i: usize| t["data_offsets"][i].as_u64().map(|x| x as usize).ok_or_else(|| bad(format!("{k}: no data_offsets")));
         let data = body.get(off(0)?..off(1)?).ok_or_else(|| bad(format!("{k}: data_offsets past the end")))?;
         d.update(k.as_bytes());

@@ -150,12 +150,10 @@ pub fn load_data(exp: &Experiment) -> Result<Dataset> {
 /// checkout by default), else of the working directory, with `-dirty` when it has changes;
 /// "unknown" outside any checkout.
 pub fn git_revision(dir: &Path) -> String {
-    let at = |d: &Path| git_revision_in(Some(d));
-    let r = at(dir);
-    if r != "unknown" {
-        return r;
+    match git_revision_in(Some(dir)) {
+        r if r == "unknown" => git_revision_in(None),
+        r => r,
     }
-    git_revision_in(None)
 }
 
 fn git_revision_in(dir: Option<&Path>) -> String {

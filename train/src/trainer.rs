@@ -141,11 +141,11 @@ pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>, weights: Option
 }
 
 fn optimizer(t: &TrainingSpec) -> ModuleOptimizer {
-    let clip = t.grad_clip.as_ref().filter(|c| !matches!(c, ClipSpec::Norm(_))).map(|c| match c {
-        ClipSpec::TensorNorm(v) => GradientClippingConfig::Norm(*v),
-        ClipSpec::Value(v) => GradientClippingConfig::Value(*v),
+    let clip = t.grad_clip.as_ref().and_then(|c| match c {
+        ClipSpec::TensorNorm(v) => Some(GradientClippingConfig::Norm(*v)),
+        ClipSpec::Value(v) => Some(GradientClippingConfig::Value(*v)),
         // Global-norm clipping happens in the loop (`clip_global_norm`), not in the optimizer.
-        ClipSpec::Norm(_) => unreachable!("filtered below"),
+        ClipSpec::Norm(_) => None,
     });
     match t.optimizer {
         OptimizerKind::Adam => AdamConfig::new()

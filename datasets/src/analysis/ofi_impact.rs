@@ -399,7 +399,7 @@ mod tests {
     use super::*;
     use crate::event::{flags, Event, Side};
     use crate::instrument::Instrument;
-    use crate::store::{DatasetMeta, LOADER_VERSION, STORE_FORMAT_VERSION};
+    use crate::store::{DatasetMeta};
     use rand::{Rng, SeedableRng};
 
     const S: i64 = crate::time::NS_PER_SEC;
@@ -446,16 +446,7 @@ mod tests {
         }
         fn dataset(self) -> Dataset {
             Dataset {
-                meta: DatasetMeta {
-                    store_format: STORE_FORMAT_VERSION,
-                    loader_version: LOADER_VERSION.into(),
-                    source_format: "test".into(),
-                    instrument: Instrument::new("test", "X", "0.01", 0).unwrap(),
-                    levels: 1,
-                    starts_synced: true,
-                    source_files: vec![],
-                    import_report: serde_json::Value::Null,
-                },
+                meta: DatasetMeta::new("test", Instrument::new("test", "X", "0.01", 0).unwrap(), 1, true),
                 events: self.ev,
             }
         }

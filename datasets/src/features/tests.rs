@@ -4,7 +4,7 @@
 use super::*;
 use crate::event::{flags, Event, EventKind, Side};
 use crate::instrument::Instrument;
-use crate::store::{Dataset, DatasetMeta, LOADER_VERSION, STORE_FORMAT_VERSION};
+use crate::store::{Dataset, DatasetMeta};
 use crate::time::{new_york_midnight_utc_ns, NS_PER_SEC};
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, VecDeque};
@@ -13,16 +13,7 @@ const MS: i64 = 1_000_000;
 const S: i64 = NS_PER_SEC;
 
 fn meta(venue: &str, synced: bool) -> DatasetMeta {
-    DatasetMeta {
-        store_format: STORE_FORMAT_VERSION,
-        loader_version: LOADER_VERSION.into(),
-        source_format: "synthetic".into(),
-        instrument: Instrument::new(venue, "TEST", "0.01", 0).unwrap(),
-        levels: 10,
-        starts_synced: synced,
-        source_files: vec![],
-        import_report: serde_json::Value::Null,
-    }
+    DatasetMeta::new("synthetic", Instrument::new(venue, "TEST", "0.01", 0).unwrap(), 10, synced)
 }
 
 /// Builds an event stream message by message.

@@ -22,7 +22,7 @@ use crate::error::{BadLines, DataError, Result};
 use crate::event::{close_batch, flags, Event, EventKind, Side};
 use crate::instrument::{format_fixed, Instrument};
 use crate::report::Report;
-use crate::store::{Dataset, DatasetMeta, SourceFile, LOADER_VERSION, STORE_FORMAT_VERSION};
+use crate::store::{Dataset, DatasetMeta, SourceFile};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -1063,14 +1063,8 @@ pub(crate) fn finish_source(
     }
     let ds = Dataset {
         meta: DatasetMeta {
-            store_format: STORE_FORMAT_VERSION,
-            loader_version: LOADER_VERSION.into(),
-            source_format: source_format.into(),
-            instrument: feed.inst,
-            levels: opts.levels,
-            starts_synced: false,
             source_files,
-            import_report: serde_json::Value::Null,
+            ..DatasetMeta::new(source_format, feed.inst, opts.levels, false)
         },
         events: feed.events,
     };

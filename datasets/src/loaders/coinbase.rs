@@ -8,7 +8,7 @@
 
 use super::cfline::CfLine;
 use super::cryptofeed::{self as cf, Feeds, Inline, Loc};
-use super::{ImportOptions, Imported};
+use super::ImportOptions;
 use crate::error::{BadLines, Result};
 use crate::event::{flags, Event, EventKind, Side};
 use crate::instrument::{format_fixed, Instrument};
@@ -16,7 +16,6 @@ use crate::report::Report;
 use crate::time::{civil_from_days, days_from_civil, parse_date, NS_PER_DAY, NS_PER_SEC};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 const VENUE: &str = "coinbase";
 const FORMAT: &str = "cryptofeed-coinbase";
@@ -89,7 +88,7 @@ pub struct ProductStats {
     pub bbo_unsynced: u64,
 }
 
-struct Loader<'o> {
+pub(crate) struct Loader<'o> {
     opts: &'o ImportOptions,
     feeds: Feeds<ProductStats>,
     /// `ts_exchange` of each feed's latest book batch (a snapshot: its receive time).
@@ -428,16 +427,6 @@ impl<'o> cf::VenueLoader<'o> for Loader<'o> {
     fn report(&self, bad: &BadLines) -> Report {
         self.summary(bad)
     }
-}
-
-/// Import one dataset per product (or only `opts.symbol`). The report is the check's report.
-pub fn import(inputs: &[PathBuf], opts: &ImportOptions) -> Result<Imported> {
-    cf::import_venue::<Loader>(inputs, opts)
-}
-
-/// Rebuild every product's book and compare it with the ticker channel; see [`BBO_MIN_AGREEMENT`].
-pub fn check(inputs: &[PathBuf], opts: &ImportOptions) -> Result<Report> {
-    Ok(cf::run::<Loader>(inputs, opts)?.1)
 }
 
 #[cfg(test)]

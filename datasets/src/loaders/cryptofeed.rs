@@ -11,7 +11,7 @@ use crate::error::{BadLines, DataError, Result};
 use crate::event::{close_batch, flags, Event, EventKind, Side};
 use crate::instrument::Instrument;
 use crate::report::Report;
-use crate::store::{Dataset, DatasetMeta, SourceFile, LOADER_VERSION, STORE_FORMAT_VERSION};
+use crate::store::{Dataset, DatasetMeta, SourceFile};
 use serde::de::{Deserialize, Deserializer, SeqAccess, Visitor};
 use std::collections::{BTreeSet, HashMap};
 use std::marker::PhantomData;
@@ -23,19 +23,25 @@ pub fn import_binance(i: &[PathBuf], o: &ImportOptions) -> Result<Imported> {
 pub fn check_binance(i: &[PathBuf], o: &ImportOptions) -> Result<Report> {
     super::cryptofeed_binance::check(i, o)
 }
-/// Coinbase `level2` (+ `matches` as trades, `ticker` as the check's reference); see `coinbase.rs`.
+/// Coinbase `level2` (+ `matches` as trades, `ticker` as the check's reference), one dataset per
+/// product (or only `opts.symbol`); see `coinbase.rs`.
 pub fn import_coinbase(i: &[PathBuf], o: &ImportOptions) -> Result<Imported> {
-    super::coinbase::import(i, o)
+    import_venue::<super::coinbase::Loader>(i, o)
 }
+/// Rebuild every product's book and compare it with the ticker channel; see
+/// `coinbase::BBO_MIN_AGREEMENT`.
 pub fn check_coinbase(i: &[PathBuf], o: &ImportOptions) -> Result<Report> {
-    super::coinbase::check(i, o)
+    Ok(run::<super::coinbase::Loader>(i, o)?.1)
 }
-/// Kraken `book-N` with CRC32 checksum validation; see `kraken.rs`.
+/// Kraken `book-N`, one dataset per pair, validating every CRC32 checksum on the way; see
+/// `kraken.rs`.
 pub fn import_kraken(i: &[PathBuf], o: &ImportOptions) -> Result<Imported> {
-    super::kraken::import(i, o)
+    import_venue::<super::kraken::Loader>(i, o)
 }
+/// Rebuild every pair's book and validate Kraken's checksum after every update; `ok` = at least
+/// one checksum checked and none failed.
 pub fn check_kraken(i: &[PathBuf], o: &ImportOptions) -> Result<Report> {
-    super::kraken::check(i, o)
+    Ok(run::<super::kraken::Loader>(i, o)?.1)
 }
 
 /// Feed every non-blank line of every input (in the order given: the parts of one recording) to
@@ -272,14 +278,9 @@ pub(crate) fn dataset(
 ) -> Dataset {
     Dataset {
         meta: DatasetMeta {
-            store_format: STORE_FORMAT_VERSION,
-            loader_version: LOADER_VERSION.into(),
-            source_format: source_format.into(),
-            instrument,
-            levels: opts.levels,
-            starts_synced: false,
             source_files,
             import_report,
+            ..DatasetMeta::new(source_format, instrument, opts.levels, false)
         },
         events,
     }

@@ -9,7 +9,7 @@
 
 use super::cfline::CfLine;
 use super::cryptofeed::{self as cf, Feeds, Inline, Loc};
-use super::{ImportOptions, Imported};
+use super::ImportOptions;
 use crate::book::{BookLayout, OrderBook};
 use crate::error::{BadLines, Result};
 use crate::event::{flags, Event, EventKind, Side};
@@ -20,7 +20,6 @@ use serde::Serialize;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
-use std::path::PathBuf;
 
 const VENUE: &str = "kraken";
 const FORMAT: &str = "cryptofeed-kraken";
@@ -250,7 +249,7 @@ pub struct PairStats {
     pub gaps: u64,
 }
 
-struct Loader<'o> {
+pub(crate) struct Loader<'o> {
     opts: &'o ImportOptions,
     feeds: Feeds<PairStats>,
     levels: Vec<(Side, i64, i64)>,
@@ -536,17 +535,6 @@ impl<'o> cf::VenueLoader<'o> for Loader<'o> {
     fn report(&self, bad: &BadLines) -> Report {
         self.summary(bad)
     }
-}
-
-/// Import one dataset per pair (or only `opts.symbol`), validating every checksum on the way.
-pub fn import(inputs: &[PathBuf], opts: &ImportOptions) -> Result<Imported> {
-    cf::import_venue::<Loader>(inputs, opts)
-}
-
-/// Rebuild every pair's book and validate Kraken's checksum after every update;
-/// `ok` = at least one checksum checked and none failed.
-pub fn check(inputs: &[PathBuf], opts: &ImportOptions) -> Result<Report> {
-    Ok(cf::run::<Loader>(inputs, opts)?.1)
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use crate::error::{BadLines, DataError, Result};
 use crate::event::{close_batch, flags, Event, EventKind, Side, NO_TS};
 use crate::instrument::{parse_fixed, Instrument};
 use crate::report::Report;
-use crate::store::{Dataset, DatasetMeta, SourceFile, LOADER_VERSION, STORE_FORMAT_VERSION};
+use crate::store::{Dataset, DatasetMeta, SourceFile};
 use crate::time::{format_utc, new_york_midnight_utc_ns, parse_date, NS_PER_DAY, NS_PER_SEC};
 use serde_json::{json, Map, Value};
 use std::io::BufRead;
@@ -944,14 +944,9 @@ fn load(inputs: &[PathBuf], opts: &ImportOptions, hash: bool, mut per_row: impl 
         Vec::new()
     };
     let meta = DatasetMeta {
-        store_format: STORE_FORMAT_VERSION,
-        loader_version: LOADER_VERSION.into(),
-        source_format: "lobster".into(),
-        instrument: r.instrument.clone(),
-        levels: opts.levels,
-        starts_synced: true,
         source_files,
         import_report: serde_json::to_value(&rep).unwrap_or(Value::Null),
+        ..DatasetMeta::new("lobster", r.instrument.clone(), opts.levels, true)
     };
     Ok(Loaded { dataset: Dataset { meta, events }, report: rep, levels })
 }
