@@ -3,46 +3,40 @@
 //! these two files; docs/models.md lists every tensor name and layout.
 
 use crate::error::{ModelError, Result};
-use crate::registry::{Model, ModelConfig, TensorInfo};
+use crate::registry::{Model, ModelConfig};
 use burn::prelude::*;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
-use serde_json::{json, Value};
+use flowcast_contract::spec::ModelSpec;
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 
-/// Weights file name inside an export directory.
-pub const WEIGHTS_FILE: &str = "model.safetensors";
-/// Config file name inside an export directory.
-pub const CONFIG_FILE: &str = "model_config.json";
-/// `format` field of the config JSON; readers reject anything else.
-pub const CONFIG_FORMAT: &str = "flowcast-model-config";
-/// Version of the config JSON layout and tensor naming.
-pub const CONFIG_VERSION: u64 = 1;
+pub use flowcast_contract::files::{CONFIG_FILE, CONFIG_FORMAT, CONFIG_VERSION, WEIGHTS_FILE};
 
-/// The config document written beside the weights:
-/// `{"format", "version", "architecture", "config": {...}}`.
-pub fn config_document(config: &ModelConfig) -> Value {
-    let mut doc = json!({ "format": CONFIG_FORMAT, "version": CONFIG_VERSION });
-    let body = config.to_json();
-    let obj = doc.as_object_mut().expect("object");
-    for (k, v) in body.as_object().expect("tagged config is an object") {
-        obj.insert(k.clone(), v.clone());
-    }
-    doc
+/// The contract schema of a burn config: the same JSON, read by the contract's closed
+/// field sets (a burn field the schema lacks is an error here, at export, not at serve time).
+pub fn spec_of(config: &ModelConfig) -> Result<ModelSpec> {
+    serde_json::from_value(config.to_json()).map_err(|e| ModelError::Config {
+        path: PathBuf::from(CONFIG_FILE),
+        reason: format!("the {} config does not fit the contract schema: {e}", config.architecture().name()),
+    })
 }
 
-/// Parses a config document, checking its format and version.
+/// The burn config of a contract spec.
+pub fn config_of(spec: &ModelSpec) -> Result<ModelConfig> {
+    let v = serde_json::to_value(spec).expect("specs serialise");
+    serde_json::from_value(v).map_err(|e| ModelError::Config { path: PathBuf::from(CONFIG_FILE), reason: e.to_string() })
+}
+
+/// The config document written beside the weights:
+/// `{"format", "version", "architecture", "config": {...}}` (`ModelSpec::document`).
+pub fn config_document(config: &ModelConfig) -> Value {
+    spec_of(config).expect("registry configs fit the contract schema (tested)").document()
+}
+
+/// Parses a config document (format, version and fields checked by the contract).
 pub fn parse_config_document(doc: &Value, origin: &Path) -> Result<ModelConfig> {
-    let bad = |reason: String| ModelError::Config { path: origin.to_path_buf(), reason };
-    match doc.get("format").and_then(Value::as_str) {
-        Some(CONFIG_FORMAT) => {}
-        other => return Err(bad(format!("field 'format': expected \"{CONFIG_FORMAT}\", got {other:?}"))),
-    }
-    match doc.get("version").and_then(Value::as_u64) {
-        Some(CONFIG_VERSION) => {}
-        other => return Err(bad(format!("field 'version': expected {CONFIG_VERSION}, got {other:?}"))),
-    }
-    let body = json!({ "architecture": doc.get("architecture"), "config": doc.get("config") });
-    serde_json::from_value(body).map_err(|e| bad(format!("field 'config': {e}")))
+    let spec = ModelSpec::from_document(doc, origin).map_err(|e| ModelError::Config { path: origin.to_path_buf(), reason: e.to_string() })?;
+    config_of(&spec)
 }
 
 fn store(path: &Path) -> SafetensorsStore {
@@ -90,11 +84,42 @@ pub fn load(dir: &Path, device: &Device) -> Result<(Model, ModelConfig)> {
     Ok((model, config))
 }
 
-/// Names and shapes of the tensors [`save`] writes for `model`, in module order.
-pub fn tensor_infos(model: &Model) -> Vec<TensorInfo> {
-    model
-        .collect(None, None, true)
-        .into_iter()
-        .map(|t| TensorInfo { name: t.name.clone(), shape: t.shape.iter().copied().collect() })
-        .collect()
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{list, Architecture, Params};
+    use serde_json::json;
+
+    fn p(v: Value) -> Params {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn config_document_round_trips_through_the_contract_schema() {
+        let c = ModelConfig::resolve(Architecture::Transformer, &p(json!({"depth": 3})), 8, 2).unwrap();
+        let doc = config_document(&c);
+        assert_eq!(doc["architecture"], "transformer");
+        assert_eq!(doc["config"]["depth"], 3);
+        let back = parse_config_document(&doc, Path::new("x.json")).unwrap();
+        assert_eq!(back.to_json(), c.to_json());
+        let mut wrong = doc.clone();
+        wrong["version"] = json!(99);
+        assert!(parse_config_document(&wrong, Path::new("x.json")).unwrap_err().to_string().contains("version"));
+    }
+
+    /// Every architecture of the registry, with its defaults: the burn config and the contract
+    /// spec are the same document and agree on inputs, classes and which windows fit.
+    #[test]
+    fn every_registry_config_is_the_contract_schema() {
+        for (arch, _) in list() {
+            let c = ModelConfig::resolve(arch, &Params::new(), 40, 3).unwrap();
+            let spec = spec_of(&c).unwrap();
+            assert_eq!(serde_json::to_value(&spec).unwrap(), c.to_json(), "{}", arch.name());
+            assert_eq!(config_of(&spec).unwrap().to_json(), c.to_json());
+            assert_eq!((spec.n_features(), spec.n_classes(), spec.name()), (c.n_features(), c.n_classes(), arch.name()));
+            for w in [1, 18, 19, 50, 100] {
+                assert_eq!(spec.check_window(w).is_ok(), c.check_window(w).is_ok(), "{} window {w}", arch.name());
+            }
+        }
+    }
 }

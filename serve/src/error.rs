@@ -6,9 +6,10 @@ use std::path::PathBuf;
 pub enum ServeError {
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
-    /// The config JSON is malformed, of another format/version, or names an unknown field.
-    #[error("{}: {reason}", path.display())]
-    Config { path: PathBuf, reason: String },
+    /// The config document or card is malformed, of another format/version, or names an
+    /// unknown field.
+    #[error(transparent)]
+    Contract(#[from] flowcast_contract::ContractError),
     /// A tensor is missing, has the wrong shape/dtype, or is left over.
     #[error("{}: tensor '{name}': {reason}", path.display())]
     Tensor { path: PathBuf, name: String, reason: String },

@@ -1,24 +1,22 @@
 //! flowcast-serve: inference for models exported by `flowcast-models`, in candle-core on the
-//! CPU with no burn dependency. It reads only `model.safetensors` and `model_config.json`
-//! (tensor names, layouts and the config schema: docs/models.md) and returns logits.
+//! CPU with no burn dependency. It reads `model.safetensors` and `model_config.json` (tensor
+//! names and layouts: docs/models.md; the schema: `flowcast_contract::spec`) and implements the
+//! contract's `Predictor` ([`CandlePredictor`]).
 
-pub mod config;
 pub mod error;
 pub mod layers;
 pub mod models;
+pub mod predictor;
 pub mod weights;
 
-pub use config::ModelSpec;
 pub use error::{Result, ServeError};
+pub use flowcast_contract::spec::ModelSpec;
+pub use predictor::CandlePredictor;
 
 use candle_core::{Device, Tensor};
+use flowcast_contract::files::{CONFIG_FILE, WEIGHTS_FILE};
 use std::path::Path;
 use weights::Weights;
-
-/// Weights file name inside an export directory (as `flowcast_models::export::WEIGHTS_FILE`).
-pub const WEIGHTS_FILE: &str = "model.safetensors";
-/// Config file name inside an export directory (as `flowcast_models::export::CONFIG_FILE`).
-pub const CONFIG_FILE: &str = "model_config.json";
 
 enum Net {
     Rnn(models::RnnClassifier),

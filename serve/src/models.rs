@@ -1,6 +1,6 @@
 //! The four architectures' forward passes in candle, loaded from an export's tensors.
 
-use crate::config::{DeepLobSpec, RnnCell, RnnSpec, TransLobSpec};
+use flowcast_contract::spec::{DeepLobSpec, RnnCell, RnnSpec, TransLobSpec};
 use crate::error::Result;
 use crate::layers::{causal_mask, leaky_relu, softmax_last, BatchNorm, CausalConv1d, Conv2d, Gru, LayerNorm, Linear, Lstm};
 use crate::weights::Weights;

@@ -153,7 +153,7 @@ fn python_safetensors_reads_export() {
     let dir = tempfile::tempdir().unwrap();
     let (weights, _) = export::save(&model, &config, dir.path()).unwrap();
     let expected: serde_json::Map<String, serde_json::Value> =
-        export::tensor_infos(&model).into_iter().map(|t| (t.name, json!(t.shape))).collect();
+        flowcast_models::registry::tensor_infos(&model).into_iter().map(|t| (t.name, json!(t.shape))).collect();
     let out = run_python(&weights);
     let got: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("python output {out:?}: {e}"));
     let tensors = got["tensors"].as_object().unwrap();

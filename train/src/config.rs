@@ -3,7 +3,9 @@
 //! (a misspelt key silently ignored would train a different experiment than the one written).
 
 use crate::error::{Result, TrainError};
-use serde::{Deserialize, Serialize};
+pub use flowcast_contract::preprocessing::{ColumnKind, ColumnsSpec, NormSpec, SplitSpec};
+pub use flowcast_contract::target::{AlphaSpec, LabelKind, OutputKind, TargetSpec};
+use serde::{Deserialize, Deserializer, Serialize};
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -24,8 +26,13 @@ pub struct Experiment {
     pub data: DataSpec,
     #[serde(default)]
     pub columns: ColumnsSpec,
-    #[serde(default)]
-    pub label: LabelSpec,
+    /// The targets: one `[label]` table or several `[[label]]` tables (each model is trained
+    /// once per target it names, all of them by default).
+    #[serde(default = "default_targets", rename = "label", deserialize_with = "one_or_many")]
+    pub targets: Vec<TargetSpec>,
+    /// Baselines fitted and reported beside every model (registry names).
+    #[serde(default = "default_baselines")]
+    pub baselines: Vec<String>,
     #[serde(default)]
     pub splits: SplitSpec,
     #[serde(default)]
@@ -35,6 +42,25 @@ pub struct Experiment {
     pub models: Vec<ModelSpec>,
     #[serde(default)]
     pub training: TrainingSpec,
+}
+
+fn default_targets() -> Vec<TargetSpec> {
+    vec![TargetSpec::default()]
+}
+
+fn default_baselines() -> Vec<String> {
+    flowcast_contract::baselines::BASELINES.iter().map(|s| s.to_string()).collect()
+}
+
+/// `[label]` (one table) or `[[label]]` (an array of tables).
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<TargetSpec>, D::Error> {
+    // Not an untagged enum: that would hide the inner error (e.g. the misspelt key) behind
+    // "did not match any variant".
+    let v = toml::Value::deserialize(d)?;
+    match v {
+        toml::Value::Array(_) => Vec::<TargetSpec>::deserialize(v).map_err(serde::de::Error::custom),
+        _ => TargetSpec::deserialize(v).map(|t| vec![t]).map_err(serde::de::Error::custom),
+    }
 }
 
 fn default_seed() -> u64 {
@@ -98,117 +124,6 @@ pub struct ImportSpec {
     pub date: Option<String>,
 }
 
-/// Which columns a window holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ColumnKind {
-    /// Raw book levels: per level, ask price − mid, ask size, bid price − mid, bid size.
-    Book,
-    /// Engineered features of the feature engine.
-    Features,
-    /// Book levels then features.
-    Both,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ColumnsSpec {
-    pub kind: ColumnKind,
-    /// Book levels used (≤ the dataset's stored depth); default: all of them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub levels: Option<usize>,
-    /// Rows per window T.
-    pub window: usize,
-    /// Feature specs (`[[columns.feature]]`, the feature engine's keys); empty = its default set.
-    #[serde(default, rename = "feature", skip_serializing_if = "Vec::is_empty")]
-    pub features: Vec<serde_json::Value>,
-    /// Keep every n-th window of the training split (1 = all). Overlapping windows of a long
-    /// day are highly redundant; a stride trades samples for speed. Validation/test use all.
-    #[serde(default = "one")]
-    pub train_stride: usize,
-}
-
-fn one() -> usize {
-    1
-}
-
-impl Default for ColumnsSpec {
-    fn default() -> Self {
-        ColumnsSpec { kind: ColumnKind::Book, levels: None, window: 100, features: Vec::new(), train_stride: 1 }
-    }
-}
-
-/// The one label target the models predict (classes down / stationary / up).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LabelSpec {
-    /// `smoothed` (mean of the next k mids vs the current mid), `smoothed_past` (vs the mean of
-    /// the past k), `events` (mid log return over h rows), `clock` (over a duration).
-    pub kind: LabelKind,
-    /// k or h in rows (smoothed, smoothed_past, events).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub horizon: Option<usize>,
-    /// Clock horizon, e.g. "1s", "500ms" (clock).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration: Option<String>,
-    /// Class threshold: `"balanced_on_train"` (1/3 quantile of |value| on train) or a number.
-    #[serde(default = "default_alpha")]
-    pub alpha: AlphaSpec,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LabelKind {
-    Smoothed,
-    SmoothedPast,
-    Events,
-    Clock,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum AlphaSpec {
-    Fixed(f64),
-    Rule(String),
-}
-
-fn default_alpha() -> AlphaSpec {
-    AlphaSpec::Rule("balanced_on_train".into())
-}
-
-impl Default for LabelSpec {
-    fn default() -> Self {
-        LabelSpec { kind: LabelKind::Smoothed, horizon: Some(10), duration: None, alpha: default_alpha() }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SplitSpec {
-    /// Fractions of the sample rows, chronological; test gets the rest.
-    pub train: f64,
-    pub validation: f64,
-}
-
-impl Default for SplitSpec {
-    fn default() -> Self {
-        SplitSpec { train: 0.7, validation: 0.15 }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NormSpec {
-    /// zscore | minmax | decimal (fitted on the training rows only).
-    pub method: String,
-}
-
-impl Default for NormSpec {
-    fn default() -> Self {
-        NormSpec { method: "zscore".into() }
-    }
-}
-
 /// A model of the registry by name; every other key is a hyperparameter for it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelSpec {
@@ -217,6 +132,9 @@ pub struct ModelSpec {
     /// same architecture twice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// Target ids this model is trained for (default: every target of the experiment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Vec<String>>,
     #[serde(flatten)]
     pub params: serde_json::Map<String, serde_json::Value>,
 }
@@ -428,18 +346,35 @@ impl Experiment {
                 return Err(format!("[training] class_weights must be \"none\", \"balanced\" or a list, got {r:?}"));
             }
         }
-        if let AlphaSpec::Rule(r) = &self.label.alpha {
-            if r != "balanced_on_train" {
-                return Err(format!("[label] alpha must be \"balanced_on_train\" or a number, got {r:?}"));
+        if self.targets.is_empty() {
+            return Err("at least one [label] target is needed".into());
+        }
+        let mut tids = Vec::new();
+        for t in &self.targets {
+            t.validate()?;
+            tids.push(t.resolved_id()?);
+        }
+        let mut sorted = tids.clone();
+        sorted.sort_unstable();
+        if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+            return Err(format!("two [[label]] targets share the id {:?}: set `id` on one of them", w[0]));
+        }
+        for m in &self.models {
+            for t in m.targets.iter().flatten() {
+                if !tids.contains(t) {
+                    return Err(format!("[[model]] {}: targets names {t:?}, but the targets are {tids:?}", m.id()));
+                }
+            }
+            if m.targets.as_ref().is_some_and(|t| t.is_empty()) {
+                return Err(format!("[[model]] {}: targets is empty", m.id()));
             }
         }
-        match self.label.kind {
-            LabelKind::Clock if self.label.duration.is_none() => Err("[label] kind = \"clock\" needs `duration`".into()),
-            LabelKind::Smoothed | LabelKind::SmoothedPast | LabelKind::Events if self.label.horizon.unwrap_or(0) == 0 => {
-                Err("[label] needs `horizon` ≥ 1 for this kind".into())
+        for b in &self.baselines {
+            if !flowcast_contract::baselines::BASELINES.contains(&b.as_str()) {
+                return Err(format!("baselines: unknown {b:?} (known: {})", flowcast_contract::baselines::BASELINES.join(", ")));
             }
-            _ => Ok(()),
         }
+        Ok(())
     }
 }
 
@@ -464,7 +399,7 @@ hidden = 8
         let e = Experiment::from_toml(MIN, "t.toml").unwrap();
         assert_eq!(e.models[0].params["hidden"], 8);
         assert_eq!(e.training.optimizer, OptimizerKind::Adam);
-        assert_eq!(e.label.kind, LabelKind::Smoothed);
+        assert_eq!(e.targets[0].kind, LabelKind::Smoothed);
         assert_eq!(e.device, "cpu");
     }
 

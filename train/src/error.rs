@@ -13,6 +13,8 @@ pub enum TrainError {
     Data(#[from] flowcast_datasets::DataError),
     #[error(transparent)]
     Model(#[from] flowcast_models::ModelError),
+    #[error(transparent)]
+    Contract(#[from] flowcast_contract::ContractError),
     /// A model card or run file that fails validation: `file: field: reason`.
     #[error("{}: {field}: {reason}", file.display())]
     Card { file: PathBuf, field: String, reason: String },

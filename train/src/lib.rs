@@ -1,20 +1,16 @@
-//! flowcast-train: experiments (TOML) → window datasets → burn training → evaluation against
-//! baselines → an exported, reloadable run directory. See docs/training.md and docs/metrics.md.
+//! flowcast-train: experiments (TOML) → window datasets (flowcast-contract's preprocessing) →
+//! burn training → evaluation against baselines through the contract's `Predictor` → an
+//! exported, reloadable run directory. See docs/training.md and docs/metrics.md.
 
-pub mod baselines;
+pub mod batch;
 pub mod bench;
-pub mod card;
 pub mod config;
-pub mod data;
 pub mod error;
-pub mod feature_cols;
-pub mod metrics;
 pub mod progress;
 pub mod reproduce;
 pub mod run;
 pub mod tensorboard;
 pub mod trainer;
-pub mod window;
 
 pub use config::Experiment;
 pub use error::{Result, TrainError};

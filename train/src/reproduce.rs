@@ -73,11 +73,11 @@ pub fn reproduce(run_dir: &Path, opts: &RunOptions) -> Result<Summary> {
 
     let mut identical = true;
     let mut models = serde_json::Map::new();
-    for spec in &exp.models {
-        let id = spec.id();
+    let ids: Vec<String> = old_metrics["models"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+    for id in ids.iter().map(String::as_str) {
         let (mut max, mut differ) = (0.0f64, Vec::new());
         compare(&old_metrics["models"][id]["test"], &new_metrics["models"][id]["test"], "", &mut max, &mut differ);
-        let w = |d: &Path| crate::card::tensors_sha256(&d.join(id).join(flowcast_models::export::WEIGHTS_FILE));
+        let w = |d: &Path| flowcast_contract::card::tensors_sha256(&d.join(id).join(flowcast_contract::files::WEIGHTS_FILE));
         let weights_identical = w(run_dir)? == w(&new_dir)?;
         identical &= weights_identical && differ.is_empty();
         models.insert(
@@ -87,9 +87,8 @@ pub fn reproduce(run_dir: &Path, opts: &RunOptions) -> Result<Summary> {
         );
     }
     let (mut bmax, mut bdiff) = (0.0f64, Vec::new());
-    for b in ["majority", "ofi_logistic"] {
-        compare(&old_metrics["baselines"][b], &new_metrics["baselines"][b], b, &mut bmax, &mut bdiff);
-    }
+    // Every target's baselines (metrics and fitted parameters).
+    compare(&old_metrics["targets"], &new_metrics["targets"], "targets", &mut bmax, &mut bdiff);
     identical &= bdiff.is_empty();
     let new_run = read_json(&new_dir.join("run.json"))?;
     s.json["ok"] = json!(identical);

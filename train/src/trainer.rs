@@ -9,12 +9,13 @@
 //! optimizer state), so a resumed run continues bit-for-bit like an uninterrupted one.
 
 use crate::config::{ClassWeights, ClipSpec, ModelSpec, OptimizerKind, Schedule, TrainingSpec};
+use crate::batch::BurnBatcher;
 use crate::error::{Result, TrainError};
-use crate::metrics::Metrics;
 use crate::progress::{Mode, Progress};
 use crate::tensorboard::EventWriter;
-use crate::window::{WindowBatcher, WindowSet};
 use burn::data::dataloader::batcher::Batcher;
+use flowcast_contract::metrics::Metrics;
+use flowcast_contract::window::{WindowBatcher, WindowSet};
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::decay::WeightDecayConfig;
@@ -72,6 +73,8 @@ pub struct TrainerState {
 /// Settings of one training run.
 pub struct TrainJob<'a> {
     pub spec: &'a ModelSpec,
+    /// The model's id in the run (`<model id>` or `<model id>_<target id>`).
+    pub id: &'a str,
     pub training: &'a TrainingSpec,
     pub seed: u64,
     /// Plain (non-autodiff) device.
@@ -339,8 +342,8 @@ pub fn train(job: &TrainJob<'_>, train: &WindowSet, validation: &WindowSet, k: u
         Some(ClipSpec::Norm(v)) => Some(v),
         _ => None,
     };
-    let batcher = WindowBatcher { window: train.window, features: f };
-    let mut progress = Progress::new(job.progress, job.spec.id(), t.epochs, state.completed_epochs);
+    let batcher = BurnBatcher(WindowBatcher { window: train.window, features: f });
+    let mut progress = Progress::new(job.progress, job.id, t.epochs, state.completed_epochs);
     if let Some(e) = resumed_from {
         progress.note(&format!("resuming after epoch {e} from {}", last.display()));
     }
@@ -378,7 +381,7 @@ pub fn train(job: &TrainJob<'_>, train: &WindowSet, validation: &WindowSet, k: u
                 cm[train.labels[i] as usize][p as usize] += 1;
             }
             if !lv.is_finite() {
-                return Err(TrainError::Invalid(format!("{}: training loss is {lv} at epoch {} (lower the learning rate?)", job.spec.id(), e + 1)));
+                return Err(TrainError::Invalid(format!("{}: training loss is {lv} at epoch {} (lower the learning rate?)", job.id, e + 1)));
             }
             loss_sum += lv as f64 * chunk.len() as f64;
             seen += chunk.len();

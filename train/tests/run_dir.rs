@@ -3,7 +3,7 @@
 //! and through the serve crate's candle twin, `eval` on a stored copy of the data reproduces the
 //! test metrics, and (when Python's `safetensors` is installed) the weights file matches the card.
 
-use flowcast_train::card::ModelCard;
+use flowcast_contract::card::ModelCard;
 use flowcast_train::progress::Mode;
 use flowcast_train::run::{evaluate, run_experiment, Engine, RunOptions};
 use flowcast_train::tensorboard::read_scalars;
@@ -111,7 +111,9 @@ fn tiny_run_writes_every_artifact_and_reloads() {
         // The card reloads; burn and candle agree on the exported weights.
         let card = ModelCard::load(&d).unwrap();
         assert_eq!(card.model_id, m.id());
-        assert_eq!(card.preprocessing.window, 20);
+        assert_eq!(card.preprocessing.inputs.window, 20);
+        assert_eq!(card.preprocessing.target.id, "smooth_k5");
+        assert_eq!(card.baselines.iter().map(|b| b.name()).collect::<Vec<_>>(), ["majority", "ofi_logistic"]);
         let ag = &j["agreement"][m.id()];
         assert!(ag["max_abs_prob_diff"].as_f64().unwrap() < 1e-5, "{}: {ag}", m.id());
         assert_eq!(ag["argmax_agreement"].as_f64().unwrap(), 1.0, "{}: {ag}", m.id());
@@ -178,12 +180,14 @@ fn tampered_cards_are_rejected(dir: &Path) {
     let v: serde_json::Value = serde_json::from_str(&good).unwrap();
     let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
         ("weights.sha256", Box::new(|c| c["weights"]["sha256"] = "0".repeat(64).into())),
-        ("preprocessing.normalizer", Box::new(|c| c["preprocessing"]["normalizer"]["columns"][0]["name"] = "other".into())),
-        ("model.config", Box::new(|c| c["preprocessing"]["names"].as_array_mut().unwrap().pop().map(|_| ()).unwrap())),
+        ("preprocessing.inputs.normalizer", Box::new(|c| c["preprocessing"]["inputs"]["normalizer"]["columns"][0]["name"] = "other".into())),
+        ("model.config", Box::new(|c| c["preprocessing"]["inputs"]["names"].as_array_mut().unwrap().pop().map(|_| ()).unwrap())),
         ("classes", Box::new(|c| c["classes"][0] = "sell".into())),
         ("version", Box::new(|c| c["version"] = 9.into())),
         ("weights.tensors", Box::new(|c| c["weights"]["tensors"][0]["shape"][0] = 999.into())),
-        ("preprocessing.label.alpha", Box::new(|c| c["preprocessing"]["label"]["alpha"] = (-1.0).into())),
+        ("preprocessing.target.alpha", Box::new(|c| c["preprocessing"]["target"]["alpha"] = (-1.0).into())),
+        ("baselines", Box::new(|c| c["baselines"][1]["coef"].as_array_mut().unwrap().pop().map(|_| ()).unwrap())),
+        ("family", Box::new(|c| c["family"] = "lightgbm".into())),
         ("metrics.test.macro_f1", Box::new(|c| c["metrics"]["test"].as_object_mut().unwrap().remove("macro_f1").map(|_| ()).unwrap())),
     ];
     for (field, tamper) in cases {

@@ -2,15 +2,12 @@
 //!
 //! All inputs of a dataset live in ONE contiguous row-major `f32` matrix ([`Matrix`]: rows ×
 //! columns, a row per sample row of the book). A window of T rows ending at row e is the slice
-//! `values[(e+1−T)·F .. (e+1)·F]`: a [`WindowSet`] stores only each window's end row (u32) and
-//! class (u8), and its items ([`WindowItem`]) hold a shared handle to the matrix plus the start
-//! row, so `Dataset::get` never copies. [`WindowBatcher`] copies the B views once into the
-//! `[B, T, F]` tensor buffer, the single copy any batch needs.
+//! `values[(e+1−T)·F .. (e+1)·F]`: a [`WindowSet`] stores only each window's end row (u32),
+//! class (u8) and target value (f32, bps), and its items ([`WindowItem`]) hold a shared handle to
+//! the matrix plus the start row, so a data loader never copies. [`WindowBatcher::fill`] copies
+//! the B views once into the `[B, T, F]` buffer, the single copy any batch needs (burn's batcher
+//! in flowcast-train and every `Predictor` use it).
 
-use burn::data::dataloader::batcher::Batcher;
-use burn::data::dataset::{Dataset, DatasetError};
-use burn::prelude::*;
-use burn::tensor::{Int, TensorData};
 use std::sync::Arc;
 
 /// Row-major `f32` inputs: `rows × names.len()`.
@@ -51,6 +48,8 @@ pub struct WindowSet {
     pub ends: Vec<u32>,
     /// Class of each window (the label of its end row).
     pub labels: Vec<u8>,
+    /// Target value of each window's end row in bps: regression targets only (empty otherwise).
+    pub values: Vec<f32>,
 }
 
 impl WindowSet {
@@ -60,7 +59,19 @@ impl WindowSet {
         assert_eq!(ends.len(), labels.len(), "one label per window");
         let rows = data.rows();
         assert!(ends.iter().all(|&e| (e as usize) + 1 >= window && (e as usize) < rows), "window outside the matrix");
-        WindowSet { data, window, ends, labels }
+        WindowSet { data, window, ends, labels, values: Vec::new() }
+    }
+
+    /// The same windows with each end row's target value (bps) attached.
+    pub fn with_values(mut self, values: Vec<f32>) -> WindowSet {
+        assert_eq!(values.len(), self.ends.len(), "one value per window");
+        self.values = values;
+        self
+    }
+
+    /// Labels as class indices.
+    pub fn targets(&self) -> Vec<usize> {
+        self.labels.iter().map(|&c| c as usize).collect()
     }
 
     /// Number of windows.
@@ -101,7 +112,7 @@ impl WindowSet {
 
     /// Bytes this set adds on top of the shared matrix (its index: end row + class per window).
     pub fn index_bytes(&self) -> usize {
-        self.ends.len() * (std::mem::size_of::<u32>() + std::mem::size_of::<u8>())
+        self.ends.len() * (std::mem::size_of::<u32>() + std::mem::size_of::<u8>()) + self.values.len() * std::mem::size_of::<f32>()
     }
 
     /// Items `idx` (cheap handles) for a batch.
@@ -141,25 +152,7 @@ impl WindowItem {
     }
 }
 
-impl Dataset<WindowItem> for WindowSet {
-    /// Panics if `index >= len()` (burn's contract).
-    fn get(&self, index: usize) -> Result<WindowItem, DatasetError> {
-        assert!(index < self.ends.len(), "window {index} out of range 0..{}", self.ends.len());
-        Ok(self.item(index))
-    }
-    fn len(&self) -> usize {
-        self.ends.len()
-    }
-}
-
-/// A batch: inputs `[B, T, F]` and classes `[B]`.
-#[derive(Clone, Debug)]
-pub struct WindowBatch {
-    pub inputs: Tensor<3>,
-    pub targets: Tensor<1, Int>,
-}
-
-/// Builds [`WindowBatch`]es from window views.
+/// Copies window views into one `[B, T, F]` buffer.
 #[derive(Clone, Copy, Debug)]
 pub struct WindowBatcher {
     pub window: usize,
@@ -176,18 +169,6 @@ impl WindowBatcher {
             debug_assert_eq!(v.len(), self.window * self.features);
             buf.extend_from_slice(v);
         }
-    }
-}
-
-impl Batcher<WindowItem, WindowBatch> for WindowBatcher {
-    fn batch(&self, items: Vec<WindowItem>, device: &Device) -> WindowBatch {
-        let b = items.len();
-        let mut buf = Vec::new();
-        self.fill(&items, &mut buf);
-        let inputs = Tensor::<3>::from_data(TensorData::new(buf, [b, self.window, self.features]), device);
-        let labels: Vec<i64> = items.iter().map(|it| it.label as i64).collect();
-        let targets = Tensor::<1, Int>::from_data(TensorData::new(labels, [b]), device);
-        WindowBatch { inputs, targets }
     }
 }
 
@@ -242,7 +223,7 @@ mod tests {
     fn items_are_views_into_one_array() {
         let m = matrix(10, 3);
         let ws = WindowSet::new(m.clone(), 4, vec![3, 7, 9], vec![0, 2, 1]);
-        let it = ws.get(1).unwrap();
+        let it = ws.items(&[1]).remove(0);
         assert!(it.shares(&m));
         // Same memory, not an equal copy.
         assert_eq!(it.view().as_ptr(), m.values[4 * 3..].as_ptr());
@@ -250,20 +231,6 @@ mod tests {
         assert_eq!(ws.view(2), &m.values[18..30]);
         assert_eq!(ws.len(), 3);
         assert_eq!(ws.class_counts(3), vec![1, 1, 1]);
-    }
-
-    #[test]
-    fn batch_has_shape_b_t_f_and_the_views_values() {
-        let m = matrix(10, 3);
-        let ws = WindowSet::new(m.clone(), 4, vec![3, 9], vec![2, 0]);
-        let b = WindowBatcher { window: 4, features: 3 };
-        let batch = b.batch(ws.items(&[1, 0]), &Device::flex());
-        assert_eq!(batch.inputs.dims(), [2, 4, 3]);
-        let v: Vec<f32> = batch.inputs.into_data().try_to_vec().unwrap();
-        assert_eq!(&v[..12], &m.values[18..30]);
-        assert_eq!(&v[12..], &m.values[0..12]);
-        let t: Vec<i64> = batch.targets.into_data().iter::<i64>().collect();
-        assert_eq!(t, vec![0, 2]);
     }
 
     #[test]

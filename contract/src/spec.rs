@@ -1,22 +1,25 @@
-//! The config JSON written by `flowcast_models::export` (`model_config.json`), read without burn.
-//! Field sets are closed (`deny_unknown_fields`): a field this reader does not know means the
-//! exporter changed the architecture, and guessing would give wrong logits.
+//! The model-config schema (`model_config.json`) that both implementations of a deep model
+//! follow: flowcast-models' burn configs serialise to exactly these documents (tested over the
+//! whole registry) and flowcast-serve's candle twins are built from them. Field sets are closed
+//! (`deny_unknown_fields`): a field this reader does not know means the exporter changed the
+//! architecture, and guessing would give wrong logits.
 
-use crate::error::{Result, ServeError};
-use serde::Deserialize;
+use crate::error::{ContractError, Result};
+use crate::files::{CONFIG_FORMAT, CONFIG_VERSION};
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-pub const CONFIG_FORMAT: &str = "flowcast-model-config";
-pub const CONFIG_VERSION: u64 = 1;
+/// Steps DeepLOB's unpadded convolutions remove from a window (3 blocks × 2 convs of (4×1) × 3).
+pub const DEEPLOB_TIME_SHRINK: usize = 18;
 
 /// Recurrent cell of an LSTM/GRU classifier (burn's `RnnCell`).
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub enum RnnCell {
     Lstm,
     Gru,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RnnSpec {
     pub cell: RnnCell,
@@ -29,7 +32,7 @@ pub struct RnnSpec {
     pub dropout: f64,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeepLobSpec {
     pub levels: usize,
@@ -39,7 +42,7 @@ pub struct DeepLobSpec {
     pub lstm_hidden: usize,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TransLobSpec {
     pub d_input: usize,
@@ -71,7 +74,7 @@ impl TransLobSpec {
 }
 
 /// Architecture and hyperparameters of an exported model.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "architecture", content = "config", rename_all = "lowercase")]
 pub enum ModelSpec {
     Lstm(RnnSpec),
@@ -83,33 +86,56 @@ pub enum ModelSpec {
 impl ModelSpec {
     /// Parses a config document (`{"format", "version", "architecture", "config"}`).
     pub fn from_document(doc: &serde_json::Value, origin: &Path) -> Result<Self> {
-        let bad = |reason: String| ServeError::Config { path: origin.to_path_buf(), reason };
+        let bad = |field: &str, reason: String| ContractError::card(origin, field, reason);
         match doc.get("format").and_then(|v| v.as_str()) {
             Some(CONFIG_FORMAT) => {}
-            other => return Err(bad(format!("field 'format': expected \"{CONFIG_FORMAT}\", got {other:?}"))),
+            other => return Err(bad("format", format!("expected \"{CONFIG_FORMAT}\", got {other:?}"))),
         }
         match doc.get("version").and_then(|v| v.as_u64()) {
             Some(CONFIG_VERSION) => {}
-            other => return Err(bad(format!("field 'version': expected {CONFIG_VERSION}, got {other:?}"))),
+            other => return Err(bad("version", format!("expected {CONFIG_VERSION}, got {other:?}"))),
         }
         let body = serde_json::json!({ "architecture": doc.get("architecture"), "config": doc.get("config") });
-        let spec: ModelSpec = serde_json::from_value(body).map_err(|e| bad(format!("field 'config': {e}")))?;
-        spec.check().map_err(bad)?;
+        let spec: ModelSpec = serde_json::from_value(body).map_err(|e| bad("config", e.to_string()))?;
+        spec.check().map_err(|(field, reason)| bad(&field, reason))?;
         Ok(spec)
+    }
+
+    /// The document written beside the weights: `{"format", "version", "architecture", "config"}`.
+    pub fn document(&self) -> serde_json::Value {
+        let mut doc = serde_json::json!({ "format": CONFIG_FORMAT, "version": CONFIG_VERSION });
+        let body = serde_json::to_value(self).expect("specs serialise");
+        let obj = doc.as_object_mut().expect("object");
+        for (k, v) in body.as_object().expect("tagged spec is an object") {
+            obj.insert(k.clone(), v.clone());
+        }
+        doc
     }
 
     /// Reads and parses a config file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| ServeError::Io { path: path.to_path_buf(), source })?;
-        let doc: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| ServeError::Config { path: path.to_path_buf(), reason: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|e| ContractError::io(path, e))?;
+        let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| ContractError::card(path, &format!("line {}", e.line()), e.to_string()))?;
         Self::from_document(&doc, path)
     }
 
-    fn check(&self) -> Result<(), String> {
-        let positive = |pairs: &[(&str, usize)]| -> Result<(), String> {
+    /// Checks that windows of `window` steps fit the architecture (DeepLOB loses 18 steps to
+    /// unpadded convolutions; the transformer's head is built for one window length).
+    pub fn check_window(&self, window: usize) -> Result<(), String> {
+        match self {
+            ModelSpec::Deeplob(_) if window <= DEEPLOB_TIME_SHRINK => Err(format!("deeplob: window must exceed {DEEPLOB_TIME_SHRINK} steps, got {window}")),
+            ModelSpec::Transformer(c) if c.window != window => {
+                Err(format!("transformer: built for window = {} but the data has {window}; set window = {window}", c.window))
+            }
+            _ if window == 0 => Err(format!("{}: window must be at least 1", self.name())),
+            _ => Ok(()),
+        }
+    }
+
+    fn check(&self) -> Result<(), (String, String)> {
+        let positive = |pairs: &[(&str, usize)]| -> Result<(), (String, String)> {
             match pairs.iter().find(|(_, v)| *v == 0) {
-                Some((k, _)) => Err(format!("field 'config.{k}' must be at least 1")),
+                Some((k, _)) => Err((format!("config.{k}"), "must be at least 1".into())),
                 None => Ok(()),
             }
         };
@@ -117,7 +143,7 @@ impl ModelSpec {
             ModelSpec::Lstm(c) | ModelSpec::Gru(c) => {
                 let want = if matches!(self, ModelSpec::Lstm(_)) { RnnCell::Lstm } else { RnnCell::Gru };
                 if c.cell != want {
-                    return Err(format!("field 'config.cell': {:?} under architecture {:?}", c.cell, want));
+                    return Err(("config.cell".into(), format!("{:?} under architecture {:?}", c.cell, want)));
                 }
                 positive(&[("d_input", c.d_input), ("n_classes", c.n_classes), ("hidden", c.hidden), ("layers", c.layers)])
             }
@@ -141,10 +167,10 @@ impl ModelSpec {
                     ("mlp_hidden", c.mlp_hidden),
                 ])?;
                 if c.d_model() % c.heads != 0 {
-                    return Err(format!("field 'config.heads': {} does not divide d_model {}", c.heads, c.d_model()));
+                    return Err(("config.heads".into(), format!("{} does not divide d_model {}", c.heads, c.d_model())));
                 }
                 if c.conv_layers > 16 {
-                    return Err("field 'config.conv_layers': at most 16".into());
+                    return Err(("config.conv_layers".into(), "at most 16".into()));
                 }
                 Ok(())
             }

@@ -1,5 +1,6 @@
-//! The two floors every report shows, fitted on the training windows only and scored on the same
-//! windows as the deep models:
+//! Baselines: ordinary predictors in a small registry by name ([`BASELINES`], [`fit`]), fitted
+//! on the training windows only, scored on the same windows as every model, and stored in each
+//! card so `eval` applies them unchanged. The two floors every report shows:
 //! - `majority`: always the most frequent training class; its probabilities are the training
 //!   class frequencies (constant scores, so its ROC-AUC is 0.5).
 //! - `ofi_logistic`: multinomial logistic regression on one input, the best-level order-flow
@@ -10,15 +11,20 @@
 //!   trained for the same objective as the deep models (unweighted, on imbalanced labels it
 //!   collapses to the majority class and its macro-F1 says nothing about OFI).
 
-use crate::metrics::Metrics;
+use crate::error::{ContractError, Result};
+use crate::predictor::{Batch, Outputs, Predictor, PredictorInfo};
 use crate::window::WindowSet;
 use serde::{Deserialize, Serialize};
 
-/// A fitted baseline (stored in the run so `eval` applies it unchanged).
+/// Names of the registry, in report order (the default set of every experiment).
+pub const BASELINES: [&str; 2] = ["majority", "ofi_logistic"];
+
+/// A fitted baseline, tagged by its registry name.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Baselines {
-    pub majority: Majority,
-    pub ofi_logistic: OfiLogistic,
+#[serde(tag = "name", rename_all = "snake_case")]
+pub enum Baseline {
+    Majority(Majority),
+    OfiLogistic(OfiLogistic),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -186,22 +192,59 @@ pub fn window_inputs(set: &WindowSet, window_ofi: &[f64]) -> Vec<f64> {
     set.ends.iter().map(|&e| window_ofi[e as usize]).collect()
 }
 
-impl Baselines {
-    /// `class_weights`: the experiment's (see `trainer::class_weights`), for the logistic fit.
-    pub fn fit(train: &WindowSet, window_ofi: &[f64], k: usize, class_weights: Option<&[f32]>) -> Baselines {
-        let cw: Option<Vec<f64>> = class_weights.map(|w| w.iter().map(|&v| v as f64).collect());
-        Baselines {
-            majority: Majority::fit(train, k),
-            ofi_logistic: OfiLogistic::fit(&window_inputs(train, window_ofi), &train.labels, k, cw.as_deref()),
+/// Fits the baseline `name` on the training windows; `class_weights` (the experiment's, see
+/// `[training] class_weights`) weigh the logistic fit.
+pub fn fit(name: &str, train: &WindowSet, window_ofi: &[f64], k: usize, class_weights: Option<&[f32]>) -> Result<Baseline> {
+    match name {
+        "majority" => Ok(Baseline::Majority(Majority::fit(train, k))),
+        "ofi_logistic" => {
+            let cw: Option<Vec<f64>> = class_weights.map(|w| w.iter().map(|&v| v as f64).collect());
+            Ok(Baseline::OfiLogistic(OfiLogistic::fit(&window_inputs(train, window_ofi), &train.labels, k, cw.as_deref())))
+        }
+        other => Err(ContractError::Invalid(format!("unknown baseline {other:?} (known: {})", BASELINES.join(", ")))),
+    }
+}
+
+impl Baseline {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Baseline::Majority(_) => "majority",
+            Baseline::OfiLogistic(_) => "ofi_logistic",
         }
     }
+    /// Classes it was fitted for.
+    pub fn n_classes(&self) -> usize {
+        match self {
+            Baseline::Majority(m) => m.frequencies.len(),
+            Baseline::OfiLogistic(m) => m.coef.len(),
+        }
+    }
+    /// The baseline as a [`Predictor`] over windows of `window × features` with the card's classes.
+    pub fn predictor(&self, classes: &[String], window: usize, features: usize) -> BaselinePredictor {
+        let mut info = PredictorInfo::classifier(self.name(), classes, window, features);
+        info.needs_window_ofi = matches!(self, Baseline::OfiLogistic(_));
+        BaselinePredictor { baseline: self.clone(), info }
+    }
+}
 
-    /// Metrics of both baselines on `set`.
-    pub fn evaluate(&self, set: &WindowSet, window_ofi: &[f64], k: usize) -> (Metrics, Metrics) {
-        let y: Vec<usize> = set.labels.iter().map(|&c| c as usize).collect();
-        let maj = Metrics::compute(&y, &self.majority.probs(y.len()), k);
-        let ofi = Metrics::compute(&y, &self.ofi_logistic.probs(&window_inputs(set, window_ofi)), k);
-        (maj, ofi)
+/// A fitted baseline with the shape of the inputs it is served beside.
+#[derive(Clone, Debug)]
+pub struct BaselinePredictor {
+    pub baseline: Baseline,
+    info: PredictorInfo,
+}
+
+impl Predictor for BaselinePredictor {
+    fn info(&self) -> &PredictorInfo {
+        &self.info
+    }
+    fn predict(&self, batch: &Batch<'_>, out: &mut Outputs) -> Result<()> {
+        self.info.check(batch)?;
+        match &self.baseline {
+            Baseline::Majority(m) => out.probs.extend(m.probs(batch.batch)),
+            Baseline::OfiLogistic(m) => out.probs.extend(m.probs(batch.window_ofi.expect("checked"))),
+        }
+        Ok(())
     }
 }
 
@@ -226,7 +269,7 @@ mod tests {
         assert_eq!(crate::metrics::argmax(&p[0..3]), 0);
         assert_eq!(crate::metrics::argmax(&p[3..6]), 1);
         assert_eq!(crate::metrics::argmax(&p[6..9]), 2);
-        let acc = Metrics::compute(&y.iter().map(|&c| c as usize).collect::<Vec<_>>(), &m.probs(&x), 3).accuracy;
+        let acc = crate::metrics::Metrics::compute(&y.iter().map(|&c| c as usize).collect::<Vec<_>>(), &m.probs(&x), 3).accuracy;
         assert!(acc > 0.95, "{acc}");
     }
 

@@ -1,7 +1,7 @@
 //! Metrics against scikit-learn's values on a fixed vector of predictions. The fixture is made
 //! once by tests/fixtures/train/make_metrics_fixture.py and committed, so this test needs no sklearn.
 
-use flowcast_train::metrics::{argmax, Metrics};
+use flowcast_contract::metrics::{argmax, Metrics};
 use serde_json::Value;
 
 fn close(name: &str, got: f64, want: &Value) {

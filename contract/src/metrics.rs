@@ -1,5 +1,5 @@
 //! Classification metrics for k-class forecasts, defined as scikit-learn defines them (checked
-//! against scikit-learn on a fixed vector in `train/tests/metrics_sklearn.rs`; formulas in
+//! against scikit-learn on a fixed vector in `contract/tests/metrics_sklearn.rs`; formulas in
 //! docs/metrics.md).
 //!
 //! Inputs: true classes `y` (0..k) and, per sample, k class probabilities (row-major). The hard

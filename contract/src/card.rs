@@ -1,0 +1,269 @@
+//! The model card `model.json`: everything needed to reproduce a model's inputs and judge its
+//! outputs, beside `model.safetensors` (weights) and `model_config.json` (architecture, the
+//! schema of `spec`). Loading validates every field: a card that disagrees with its weights, its
+//! own inputs or itself is rejected naming the field. Fields: docs/training.md.
+
+use crate::baselines::Baseline;
+use crate::error::{ContractError, Result};
+use crate::files::{CARD_FILE, CARD_FORMAT, CARD_VERSION, CONFIG_FILE};
+use crate::preprocessing::{book_names, ColumnKind, DataInfo, Preprocessing};
+use crate::spec::ModelSpec;
+use crate::target::OutputKind;
+use safetensors::SafeTensors;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+/// One tensor of the weights file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TensorEntry {
+    pub name: String,
+    pub dtype: String,
+    pub shape: Vec<usize>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightsEntry {
+    pub file: String,
+    pub sha256: String,
+    pub tensors: Vec<TensorEntry>,
+}
+
+/// What training did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingEntry {
+    pub seed: u64,
+    /// The experiment's `[training]` table, resolved.
+    pub spec: serde_json::Value,
+    pub epochs_run: usize,
+    pub best_epoch: usize,
+    pub stopped_early: bool,
+    pub class_weights: Option<Vec<f32>>,
+    pub train_windows: usize,
+    pub validation_windows: usize,
+    pub device: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelCard {
+    pub format: String,
+    pub version: u32,
+    pub flowcast_version: String,
+    /// Experiment name and model id within it (the run's model directory).
+    pub experiment: String,
+    pub model_id: String,
+    /// Model family: `deep` (a `spec::ModelSpec` architecture with safetensors weights).
+    pub family: String,
+    /// `model_config.json`'s document: `{format, version, architecture, config}`.
+    pub model: serde_json::Value,
+    /// Trainable parameters.
+    pub params: usize,
+    pub weights: WeightsEntry,
+    /// Input columns (with the fitted feature set), window length, normalisation statistics
+    /// and the target with its α.
+    pub preprocessing: Preprocessing,
+    /// Class names in output order (= `preprocessing.target.classes`).
+    pub classes: Vec<String>,
+    pub training_data: DataInfo,
+    pub training: TrainingEntry,
+    /// Fitted baselines (registry names, applied unchanged by `eval`).
+    pub baselines: Vec<Baseline>,
+    /// Test metrics of the model and the baselines on the training run's test split.
+    pub metrics: serde_json::Value,
+}
+
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let b = std::fs::read(path).map_err(|e| ContractError::io(path, e))?;
+    Ok(Sha256::digest(&b).iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// Reads a safetensors file and hands its parsed view to `f` (the `safetensors` crate's parser:
+/// header bounds, offsets and dtypes are checked there).
+fn with_safetensors<T>(path: &Path, f: impl FnOnce(&SafeTensors<'_>) -> T) -> Result<T> {
+    let b = std::fs::read(path).map_err(|e| ContractError::io(path, e))?;
+    let st = SafeTensors::deserialize(&b).map_err(|e| ContractError::card(path, "header", e.to_string()))?;
+    Ok(f(&st))
+}
+
+/// Tensor names, dtypes and shapes of a safetensors file, in name order.
+pub fn safetensors_header(path: &Path) -> Result<Vec<TensorEntry>> {
+    with_safetensors(path, |st| {
+        let mut out: Vec<TensorEntry> = st
+            .tensors()
+            .into_iter()
+            .map(|(name, t)| TensorEntry { name, dtype: t.dtype().to_string(), shape: t.shape().to_vec() })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    })
+}
+
+/// SHA-256 over the tensors of a safetensors file — for each tensor in name order: name, dtype,
+/// shape and data bytes — ignoring the header's key order and metadata, which are not
+/// byte-stable across writes. Equal digests mean bit-identical weights.
+pub fn tensors_sha256(path: &Path) -> Result<String> {
+    with_safetensors(path, |st| {
+        let mut ts = st.tensors();
+        ts.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut d = Sha256::new();
+        for (name, t) in ts {
+            d.update(name.as_bytes());
+            d.update(format!("\"{}\"", t.dtype()).as_bytes());
+            d.update(serde_json::to_string(t.shape()).expect("shape").as_bytes());
+            d.update(t.data());
+        }
+        d.finalize().iter().map(|x| format!("{x:02x}")).collect()
+    })
+}
+
+fn is_hex64(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|c| c.is_ascii_hexdigit())
+}
+
+impl ModelCard {
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let p = dir.join(CARD_FILE);
+        std::fs::write(&p, serde_json::to_string_pretty(self).expect("card serialises") + "\n").map_err(|e| ContractError::io(&p, e))
+    }
+
+    /// Load `dir/model.json` and validate it against itself and the weights beside it.
+    pub fn load(dir: &Path) -> Result<ModelCard> {
+        let p = dir.join(CARD_FILE);
+        let s = std::fs::read_to_string(&p).map_err(|e| ContractError::io(&p, e))?;
+        // Format and version first, so an old card says so instead of failing on a field.
+        let head: serde_json::Value = serde_json::from_str(&s).map_err(|e| ContractError::card(&p, &format!("line {}", e.line()), e.to_string()))?;
+        if head["format"] != CARD_FORMAT {
+            return Err(ContractError::card(&p, "format", format!("{}, expected {CARD_FORMAT:?}", head["format"])));
+        }
+        if head["version"] != CARD_VERSION {
+            return Err(ContractError::card(&p, "version", format!("{}, expected {CARD_VERSION} (re-export the model with this flowcast)", head["version"])));
+        }
+        let mut card: ModelCard =
+            serde_json::from_str(&s).map_err(|e| ContractError::card(&p, &format!("line {}", e.line()), e.to_string()))?;
+        // The normaliser's per-column (shift, scale) is derived state: rebuild it from the stats.
+        card.preprocessing.inputs.normalizer = flowcast_datasets::normalize::Normalizer::from_json(
+            &card.preprocessing.inputs.normalizer.to_json(),
+            &format!("{}: preprocessing.inputs.normalizer", p.display()),
+        )?;
+        card.validate(dir)?;
+        Ok(card)
+    }
+
+    /// The architecture document as the schema both twins implement.
+    pub fn spec(&self, dir: &Path) -> Result<ModelSpec> {
+        ModelSpec::from_document(&self.model, &dir.join(CARD_FILE))
+    }
+
+    /// Every check `load` makes; errors name the field.
+    pub fn validate(&self, dir: &Path) -> Result<()> {
+        let p = dir.join(CARD_FILE);
+        let err = |field: &str, r: String| Err(ContractError::card(&p, field, r));
+        if self.format != CARD_FORMAT {
+            return err("format", format!("{:?}, expected {CARD_FORMAT:?}", self.format));
+        }
+        if self.version != CARD_VERSION {
+            return err("version", format!("{}, expected {CARD_VERSION}", self.version));
+        }
+        if self.flowcast_version.is_empty() {
+            return err("flowcast_version", "empty".into());
+        }
+        if self.family != "deep" {
+            return err("family", format!("{:?}: this flowcast serves the family \"deep\"", self.family));
+        }
+        let config = self.spec(dir)?;
+        let inp = &self.preprocessing.inputs;
+        let target = &self.preprocessing.target;
+        let f = inp.names.len();
+        if config.n_features() != f {
+            return err("model.config", format!("{} input features, but preprocessing.inputs.names has {f}", config.n_features()));
+        }
+        if target.output != OutputKind::Direction {
+            return err("preprocessing.target.output", "deep models predict direction classes".into());
+        }
+        if config.n_classes() != self.classes.len() {
+            return err("classes", format!("{} names for a model with {} classes", self.classes.len(), config.n_classes()));
+        }
+        if self.classes != target.classes {
+            return err("classes", format!("{:?} differ from preprocessing.target.classes {:?}", self.classes, target.classes));
+        }
+        if inp.window == 0 {
+            return err("preprocessing.inputs.window", "0".into());
+        }
+        config.check_window(inp.window).map_err(|e| ContractError::card(&p, "preprocessing.inputs.window", e))?;
+        let book = if inp.columns == ColumnKind::Features { 0 } else { 4 * inp.levels };
+        if book > f || inp.names[..book] != book_names(inp.levels)[..book] {
+            return err("preprocessing.inputs.names", format!("do not start with the {} book-level columns of {} levels", book, inp.levels));
+        }
+        if inp.normalizer.check_names(&inp.names).is_err() {
+            return err("preprocessing.inputs.normalizer", "its columns differ from preprocessing.inputs.names".into());
+        }
+        let has_features = inp.columns != ColumnKind::Book;
+        if has_features == inp.feature_set.is_null() {
+            return err("preprocessing.inputs.feature_set", format!("must be {} for columns = {:?}", if has_features { "a feature set" } else { "null" }, inp.columns));
+        }
+        if has_features {
+            let set = flowcast_datasets::features::FeatureSet::from_json(&inp.feature_set.to_string())
+                .map_err(|e| ContractError::card(&p, "preprocessing.inputs.feature_set", e.to_string()))?;
+            if inp.names[book..] != set.names()[..] {
+                return err("preprocessing.inputs.feature_set", "its columns differ from preprocessing.inputs.names".into());
+            }
+        }
+        if !(target.alpha.is_finite() && target.alpha >= 0.0) {
+            return err("preprocessing.target.alpha", format!("{} is not a finite threshold", target.alpha));
+        }
+        if !is_hex64(&self.training_data.events_sha256) {
+            return err("training_data.events_sha256", "not a SHA-256 hex digest".into());
+        }
+        if let Some(b) = self.baselines.iter().find(|b| b.n_classes() != self.classes.len()) {
+            return err("baselines", format!("{} is fitted for {} classes, the model has {}", b.name(), b.n_classes(), self.classes.len()));
+        }
+        for key in ["accuracy", "macro_f1", "mcc"] {
+            if !self.metrics["test"][key].is_number() {
+                return err(&format!("metrics.test.{key}"), "missing".into());
+            }
+        }
+        // The weights: file present, hash as recorded, tensors exactly as recorded.
+        let w = dir.join(&self.weights.file);
+        let sha = sha256_file(&w)?;
+        if sha != self.weights.sha256 {
+            return err("weights.sha256", format!("{} does not match {} ({sha})", self.weights.sha256, w.display()));
+        }
+        let mut want = self.weights.tensors.clone();
+        want.sort_by(|a, b| a.name.cmp(&b.name));
+        let got = safetensors_header(&w)?;
+        if got != want {
+            let first = got.iter().zip(&want).find(|(a, b)| a != b).map(|(a, b)| format!("{} vs {}", a.name, b.name));
+            return err("weights.tensors", format!("differ from the file ({} vs {} tensors; first difference {first:?})", got.len(), want.len()));
+        }
+        // model_config.json beside it must be the same document.
+        let cfg_path = dir.join(CONFIG_FILE);
+        let cfg_doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cfg_path).map_err(|e| ContractError::io(&cfg_path, e))?)
+            .map_err(|e| ContractError::card(&cfg_path, "json", e.to_string()))?;
+        if cfg_doc != self.model {
+            return err("model", format!("differs from {}", cfg_path.display()));
+        }
+        Ok(())
+    }
+}
+
+/// Model directories of a run (or the directory itself when it holds a model card), sorted by
+/// name; callers that know the experiment's order re-sort.
+pub fn model_dirs(run: &Path) -> Result<Vec<std::path::PathBuf>> {
+    if run.join(CARD_FILE).exists() {
+        return Ok(vec![run.to_path_buf()]);
+    }
+    let mut v: Vec<std::path::PathBuf> = std::fs::read_dir(run)
+        .map_err(|e| ContractError::io(run, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join(CARD_FILE).exists())
+        .collect();
+    v.sort();
+    if v.is_empty() {
+        return Err(ContractError::Invalid(format!("{}: no {CARD_FILE} in it or its sub-directories", run.display())));
+    }
+    Ok(v)
+}

@@ -1,0 +1,25 @@
+//! File names and format versions of an exported model directory (docs/architecture.md):
+//!
+//! ```text
+//! <model dir>/model.json          the card (ModelCard): preprocessing, target, baselines, metrics
+//!             model_config.json   the architecture document (spec::ModelSpec), read by every twin
+//!             model.safetensors   the weights (deep models)
+//! ```
+//! Every reader checks `format` and `version` and refuses anything else by name.
+
+/// The model card.
+pub const CARD_FILE: &str = "model.json";
+pub const CARD_FORMAT: &str = "flowcast-model-card";
+/// 2: targets as data (`target`), baselines as a list of named predictors.
+pub const CARD_VERSION: u32 = 2;
+
+/// The architecture document: `{"format", "version", "architecture", "config"}`.
+pub const CONFIG_FILE: &str = "model_config.json";
+pub const CONFIG_FORMAT: &str = "flowcast-model-config";
+pub const CONFIG_VERSION: u64 = 1;
+
+/// The weights of a deep model (burn-store layout, tensor names in docs/models.md).
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+
+/// Per-window predictions of a run or an evaluation.
+pub const PREDICTIONS_FILE: &str = "predictions.parquet";

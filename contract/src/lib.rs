@@ -1,0 +1,35 @@
+//! flowcast-contract: the model contract every model family and every consumer shares, with no
+//! burn (and no candle) in it — so the inference server and the backtest can depend on it.
+//!
+//! - [`files`]: file names and format versions of an exported model directory;
+//! - [`spec`]: the model-config schema both deep-model twins implement (burn in flowcast-models,
+//!   candle in flowcast-serve);
+//! - [`target`], [`preprocessing`]: targets and preprocessing as data, unfitted (experiment) and
+//!   fitted (card);
+//! - [`window`], [`prepare`]: dataset → normalised matrix → windows, fitted or with stored
+//!   preprocessing (so evaluation/serving inputs are the training inputs);
+//! - [`predictor`]: the `Predictor` trait (and `OnlinePredictor`);
+//! - [`baselines`]: majority and OFI-logistic as ordinary predictors in a registry;
+//! - [`metrics`], [`predictions`]: scoring and the predictions file;
+//! - [`card`]: the model card and its validation.
+//!
+//! Layers: docs/architecture.md.
+
+pub mod baselines;
+pub mod card;
+pub mod error;
+pub mod eval;
+pub mod files;
+pub mod metrics;
+pub mod predictions;
+pub mod predictor;
+pub mod prepare;
+pub mod preprocessing;
+pub mod spec;
+pub mod target;
+pub mod window;
+
+pub use card::ModelCard;
+pub use error::{ContractError, Result};
+pub use predictor::{Batch, OnlinePredictor, Outputs, Predictor, PredictorInfo};
+pub use spec::ModelSpec;
