@@ -13,7 +13,7 @@ pub enum FeaturesCmd {
         json: bool,
     },
     /// Features, labels, chronological splits and train-fitted normalisation, written to --out.
-    Compute(ComputeArgs),
+    Compute(Box<ComputeArgs>),
 }
 
 #[derive(Args)]
@@ -69,7 +69,7 @@ pub fn run(cmd: FeaturesCmd) -> Result<bool> {
             }
             Ok(true)
         }
-        FeaturesCmd::Compute(a) => run_compute(a),
+        FeaturesCmd::Compute(a) => run_compute(*a),
     }
 }
 
