@@ -108,8 +108,13 @@ fn tiny_run_writes_every_artifact_and_reloads() {
         assert_eq!(r.metadata().file_metadata().num_rows() as usize, test_windows);
         let names: Vec<String> = r.schema().fields().iter().map(|f| f.name().clone()).collect();
         assert_eq!(names, ["row", "event_index", "ts_exchange", "label", "pred", "p_down", "p_stationary", "p_up"]);
-        // The card reloads; burn and candle agree on the exported weights.
-        let card = ModelCard::load(&d).unwrap();
+        // The card written by train loads in the burn-free crates (flowcast-contract's card,
+        // flowcast-serve's predictor; tests/tests/no_burn.rs checks they hold no burn) and
+        // predicts through the contract trait.
+        let (cp, card) = flowcast_serve::CandlePredictor::load(&d).unwrap();
+        use flowcast_contract::Predictor;
+        assert_eq!(cp.info().classes, ["down", "stationary", "up"]);
+        assert_eq!((cp.info().window, cp.info().features), (20, 8));
         assert_eq!(card.model_id, m.id());
         assert_eq!(card.preprocessing.inputs.window, 20);
         assert_eq!(card.preprocessing.target.id, "smooth_k5");
