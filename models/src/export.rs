@@ -8,23 +8,18 @@ use burn::prelude::*;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use flowcast_contract::spec::ModelSpec;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub use flowcast_contract::files::{CONFIG_FILE, CONFIG_FORMAT, CONFIG_VERSION, WEIGHTS_FILE};
 
-/// The contract schema of a burn config: the same JSON, read by the contract's closed
-/// field sets (a burn field the schema lacks is an error here, at export, not at serve time).
+/// The contract schema of a burn config (`ModelConfig::spec`).
 pub fn spec_of(config: &ModelConfig) -> Result<ModelSpec> {
-    serde_json::from_value(config.to_json()).map_err(|e| ModelError::Config {
-        path: PathBuf::from(CONFIG_FILE),
-        reason: format!("the {} config does not fit the contract schema: {e}", config.architecture().name()),
-    })
+    config.spec()
 }
 
-/// The burn config of a contract spec.
+/// The burn config of a contract spec (`ModelConfig::from_spec`).
 pub fn config_of(spec: &ModelSpec) -> Result<ModelConfig> {
-    let v = serde_json::to_value(spec).expect("specs serialise");
-    serde_json::from_value(v).map_err(|e| ModelError::Config { path: PathBuf::from(CONFIG_FILE), reason: e.to_string() })
+    ModelConfig::from_spec(spec)
 }
 
 /// The config document written beside the weights:

@@ -135,37 +135,39 @@ impl ModelConfig {
         }
     }
 
+    /// The contract schema of this config (`flowcast_contract::spec`): the same JSON, read by
+    /// the contract's closed field sets, so a burn field the schema lacks fails here, at
+    /// export, not at serve time.
+    pub fn spec(&self) -> Result<flowcast_contract::ModelSpec> {
+        serde_json::from_value(self.to_json()).map_err(|e| ModelError::Config {
+            path: std::path::PathBuf::from(flowcast_contract::files::CONFIG_FILE),
+            reason: format!("the {} config does not fit the contract schema: {e}", self.architecture().name()),
+        })
+    }
+
+    /// The burn config of a contract spec.
+    pub fn from_spec(spec: &flowcast_contract::ModelSpec) -> Result<Self> {
+        let v = serde_json::to_value(spec).expect("specs serialise");
+        serde_json::from_value(v).map_err(|e| ModelError::Config { path: flowcast_contract::files::CONFIG_FILE.into(), reason: e.to_string() })
+    }
+
+    fn schema(&self) -> flowcast_contract::ModelSpec {
+        self.spec().expect("registry configs fit the contract schema (tested in export.rs)")
+    }
+
     /// Feature columns per time step the model expects.
     pub fn n_features(&self) -> usize {
-        match self {
-            ModelConfig::Lstm(c) | ModelConfig::Gru(c) => c.d_input,
-            ModelConfig::Deeplob(c) => 4 * c.levels,
-            ModelConfig::Transformer(c) => c.d_input,
-        }
+        self.schema().n_features()
     }
 
     pub fn n_classes(&self) -> usize {
-        match self {
-            ModelConfig::Lstm(c) | ModelConfig::Gru(c) => c.n_classes,
-            ModelConfig::Deeplob(c) => c.n_classes,
-            ModelConfig::Transformer(c) => c.n_classes,
-        }
+        self.schema().n_classes()
     }
 
-    /// Checks that windows of `window` steps fit the architecture (DeepLOB loses 18 steps to
-    /// unpadded convolutions; the transformer's head is built for one window length).
+    /// Checks that windows of `window` steps fit the architecture (the contract's rule: DeepLOB
+    /// loses 18 steps to unpadded convolutions; the transformer's head is built for one window).
     pub fn check_window(&self, window: usize) -> Result<()> {
-        let name = self.architecture().name();
-        match self {
-            ModelConfig::Deeplob(_) if window <= DeepLobConfig::TIME_SHRINK => {
-                Err(ModelError::shape(name, format!("window must exceed {} steps, got {window}", DeepLobConfig::TIME_SHRINK)))
-            }
-            ModelConfig::Transformer(c) if c.window != window => {
-                Err(ModelError::shape(name, format!("built for window = {} but the data has {window}; set window = {window}", c.window)))
-            }
-            _ if window == 0 => Err(ModelError::shape(name, "window must be at least 1")),
-            _ => Ok(()),
-        }
+        self.schema().check_window(window).map_err(|reason| ModelError::shape(self.architecture().name(), reason))
     }
 
     fn validate(&self) -> Result<(), (&'static str, String)> {
