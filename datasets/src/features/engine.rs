@@ -8,7 +8,7 @@
 //! A `Gap` resets every feature (values go back to warm-up): nothing is carried across a hole in
 //! the data.
 
-use super::spec::{parse_duration, FeatureSet, FeatureSpec};
+use super::spec::{FeatureSet, FeatureSpec};
 use super::{depth, imbalance, ofi, prices, queue, timefeat, toxicity, trades, volatility, FeatureTable};
 use super::bank::Bank;
 use super::queue::OrderTracker;
@@ -17,6 +17,7 @@ use crate::book::{BookLayout, OrderBook, TopN, NO_PRICE};
 use crate::error::{DataError, Result};
 use crate::event::{flags, Event, EventKind, Side, NO_TS};
 use crate::store::{Dataset, DatasetMeta};
+use crate::time::parse_duration;
 use serde::Serialize;
 
 /// Trade classification index into [`Flow`] arrays.

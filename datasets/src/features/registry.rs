@@ -2,7 +2,8 @@
 //! one-line definition and reference. `docs/features.md` has the formulas; a test keeps the two
 //! in step.
 
-use super::spec::{format_duration, parse_duration, FeatureSet, FeatureSpec};
+use super::spec::{FeatureSet, FeatureSpec};
+use crate::time::{format_duration, parse_duration};
 use crate::report::Report;
 use serde_json::json;
 

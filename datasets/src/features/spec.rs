@@ -4,6 +4,7 @@
 
 use super::registry::{self, Kind};
 use crate::error::{DataError, Result};
+use crate::time::{format_duration, parse_duration};
 use serde::{Deserialize, Serialize};
 
 /// One feature instance: a registry kind (`name`) and its parameters. After
@@ -28,7 +29,7 @@ pub struct FeatureSpec {
     /// Window over the last N samples (source messages).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_events: Option<usize>,
-    /// Clock window, e.g. "500ms", "10s", "1min", "5min".
+    /// Clock window, e.g. "500ms", "10s", "1min", "5min" (grammar: [`crate::time::parse_duration`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<String>,
     /// EWMA half-life in samples.
@@ -210,39 +211,6 @@ pub fn needs_fit(s: &FeatureSpec) -> bool {
     }
 }
 
-/// Parse a duration: integer + unit (`ns`, `us`, `ms`, `s`, `min`/`m`, `h`).
-pub fn parse_duration(s: &str) -> std::result::Result<i64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: i64 = num.parse().map_err(|_| format!("bad duration {s:?}: expected e.g. \"10s\", \"1min\""))?;
-    let mult = match unit.trim() {
-        "ns" => 1,
-        "us" | "µs" => 1_000,
-        "ms" => 1_000_000,
-        "s" => 1_000_000_000,
-        "m" | "min" => 60_000_000_000,
-        "h" => 3_600_000_000_000,
-        u => return Err(format!("bad duration unit {u:?} in {s:?} (ns, us, ms, s, min, h)")),
-    };
-    if n <= 0 {
-        return Err(format!("duration {s:?} must be positive"));
-    }
-    n.checked_mul(mult).ok_or_else(|| format!("duration {s:?} too large"))
-}
-
-/// Canonical short form of a duration in ns ("500ms", "10s", "5min", "1h").
-pub fn format_duration(ns: i64) -> String {
-    const UNITS: [(i64, &str); 5] =
-        [(3_600_000_000_000, "h"), (60_000_000_000, "min"), (1_000_000_000, "s"), (1_000_000, "ms"), (1_000, "us")];
-    for (m, u) in UNITS {
-        if ns % m == 0 {
-            return format!("{}{u}", ns / m);
-        }
-    }
-    format!("{ns}ns")
-}
-
 /// The column name of a resolved spec.
 pub fn column_name(s: &FeatureSpec) -> String {
     if let Some(c) = &s.column {
@@ -411,18 +379,6 @@ fn resolve(mut s: FeatureSpec) -> std::result::Result<FeatureSpec, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("10s"), Ok(10_000_000_000));
-        assert_eq!(parse_duration("5min"), Ok(300_000_000_000));
-        assert_eq!(parse_duration("250ms"), Ok(250_000_000));
-        assert!(parse_duration("1.5s").is_err());
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("3 parsecs").is_err());
-        assert_eq!(format_duration(60_000_000_000), "1min");
-        assert_eq!(format_duration(1_500_000_000), "1500ms");
-    }
 
     #[test]
     fn toml_roundtrip_and_names() {
