@@ -11,7 +11,7 @@ use super::cryptofeed::{self as cf, Feeds, Inline, Loc};
 use super::ImportOptions;
 use crate::error::{BadLines, Result};
 use crate::event::{flags, Event, EventKind, Side};
-use crate::instrument::{format_fixed, Instrument};
+use crate::instrument::{format_fixed, written_decimals, Instrument};
 use crate::report::Report;
 use crate::time::{civil_from_days, days_from_civil, parse_date, NS_PER_DAY, NS_PER_SEC};
 use serde::{Deserialize, Serialize};
@@ -177,13 +177,14 @@ impl<'o> Loader<'o> {
 
     fn snapshot(&mut self, i: usize, m: &Msg, loc: Loc, recv: i64) -> Result<()> {
         let feed = &mut self.feeds.list[i];
-        // The instrument comes from the first snapshot's decimals (or the overrides).
+        // The instrument comes from the first snapshot's decimals as written (Coinbase writes a
+        // product's full precision, trailing zeros included), or from the overrides.
         let new_inst = match feed.inst {
             Some(_) => None,
             None => {
                 let all = || m.bids.iter().chain(m.asks.iter());
-                let pd = all().map(|l| cf::decimals(l[0])).max().unwrap_or(0);
-                let sd = all().map(|l| cf::decimals(l[1])).max().unwrap_or(0);
+                let pd = all().map(|l| written_decimals(l[0])).max().unwrap_or(0);
+                let sd = all().map(|l| written_decimals(l[1])).max().unwrap_or(0);
                 Some(cf::instrument(VENUE, &feed.symbol, pd, sd, self.opts).map_err(|e| loc.err("tick_size", e))?)
             }
         };

@@ -238,13 +238,8 @@ impl<S: Default> Feeds<S> {
     }
 }
 
-/// Number of decimals written in a decimal string ("14.8020" → 4, "985" → 0).
-pub(crate) fn decimals(s: &str) -> u32 {
-    s.split_once('.').map_or(0, |(_, f)| f.len() as u32)
-}
-
 /// The instrument of a product: tick = one unit of the last decimal the venue writes in prices
-/// (`price_decimals`), lot = one unit of the last size decimal, unless `opts.tick_size` /
+/// (`price_decimals`, from [`crate::instrument::written_decimals`]), lot = one unit of the last size decimal, unless `opts.tick_size` /
 /// `opts.size_scale` override them. Every later price is then checked to lie on that grid.
 pub(crate) fn instrument(
     venue: &str,
@@ -363,7 +358,5 @@ mod tests {
         let o = ImportOptions { tick_size: Some("0.05".into()), size_scale: Some(3), ..Default::default() };
         let i = instrument("coinbase", "X", 4, 8, &o).unwrap();
         assert_eq!((i.price_scale, i.tick, i.size_scale), (2, 5, 3));
-        assert_eq!(decimals("14.8020"), 4);
-        assert_eq!(decimals("985"), 0);
     }
 }

@@ -13,7 +13,7 @@ use super::ImportOptions;
 use crate::book::{BookLayout, OrderBook};
 use crate::error::{BadLines, Result};
 use crate::event::{flags, Event, EventKind, Side};
-use crate::instrument::{parse_fixed, Instrument};
+use crate::instrument::{parse_fixed, written_decimals, Instrument};
 use crate::report::Report;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Unexpected, Visitor};
 use serde::Serialize;
@@ -357,8 +357,8 @@ impl<'o> Loader<'o> {
         // Kraken writes fixed decimals per pair; a snapshot without levels keeps the old ones.
         let wire = if !(asks.is_empty() && bids.is_empty()) {
             Wire {
-                price_decimals: all().map(|l| cf::decimals(l.price)).max().unwrap_or(0),
-                size_decimals: all().map(|l| cf::decimals(l.volume)).max().unwrap_or(0),
+                price_decimals: all().map(|l| written_decimals(l.price)).max().unwrap_or(0),
+                size_decimals: all().map(|l| written_decimals(l.volume)).max().unwrap_or(0),
             }
         } else {
             feed.stats.wire
