@@ -5,7 +5,8 @@
 //! first trade or sample whose timestamp lies in a later bar, so nothing is known before its time.
 
 use super::bank::Bank;
-use super::engine::{Ctx, Node, TradeTick, AGGRESSOR, TICK};
+use super::ctx::{Ctx, TradeTick, AGGRESSOR, TICK};
+use super::node::Node;
 use super::spec::{FeatureSpec, Fitted};
 use super::window::{RollingSums, Span};
 use crate::error::{DataError, Result};
