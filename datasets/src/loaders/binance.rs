@@ -17,7 +17,7 @@
 //! (`file:line: data.b[3].price: ...`).
 
 use super::text::{for_each_line, open_text};
-use super::{ImportOptions, Imported};
+use super::options::{ImportOptions, Imported};
 use crate::error::{BadLines, DataError, Result};
 use crate::event::{close_batch, flags, Event, EventKind, Side};
 use crate::instrument::{format_fixed, significant_decimals, Instrument};
