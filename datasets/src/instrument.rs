@@ -87,6 +87,29 @@ pub fn format_fixed(v: i64, scale: u32) -> String {
     format!("{sign}{int}.{f}")
 }
 
+/// Number of decimals *as written*: every fraction digit counts, trailing zeros included
+/// ("14.8020" → 4, "985" → 0).
+///
+/// For venues that write a fixed number of decimals per product, equal to the product's price or
+/// size precision (Coinbase, Kraken via cryptofeed): a trailing zero is a real digit of the grid
+/// ("14.8020" means tick 0.0001), and Kraken's CRC32 checksum is computed over the strings with
+/// exactly these decimals. Trimming zeros there would infer a too-coarse tick from a snapshot
+/// whose levels all happen to end in 0.
+pub fn written_decimals(s: &str) -> u32 {
+    s.split_once('.').map_or(0, |(_, f)| f.len() as u32)
+}
+
+/// Number of *significant* decimals: trailing zeros trimmed ("61837.63000000" → 2, "0.10" → 1,
+/// "985" → 0).
+///
+/// For venues that pad every value to one width unrelated to the product (Binance prints 8
+/// decimals for all prices and quantities): the written width says nothing about the tick, so the
+/// finest decimal actually used is the best inference (used only for symbols without a built-in
+/// instrument and without `--tick-size`/`--size-scale`).
+pub fn significant_decimals(s: &str) -> u32 {
+    s.split_once('.').map_or(0, |(_, f)| f.trim_end_matches('0').len() as u32)
+}
+
 /// An instrument's identity and its integer units.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Instrument {
@@ -180,5 +203,21 @@ mod tests {
         assert!((i.ticks_to_f64(612341) - 61234.1).abs() < 1e-9);
         assert_eq!(i.tick_size(), "0.1");
         assert_eq!(format_fixed(-125, 3), "-0.125");
+    }
+
+    #[test]
+    fn decimals_written_and_significant() {
+        for (s, written, significant) in [
+            ("14.8020", 4, 3),
+            ("985", 0, 0),
+            ("61837.63000000", 8, 2),
+            ("0.00000000", 8, 0),
+            ("0.000022900", 9, 7),
+            ("13355.87450757", 8, 8),
+            ("1.", 0, 0),
+        ] {
+            assert_eq!(written_decimals(s), written, "{s}");
+            assert_eq!(significant_decimals(s), significant, "{s}");
+        }
     }
 }

@@ -46,7 +46,8 @@ pub enum Target {
 }
 
 impl Target {
-    /// Stable column stem: `smooth_k10`, `smooth_past_k10`, `ev100`, `clock_1s`.
+    /// Stable column stem: `smooth_k10`, `smooth_past_k10`, `ev100`, `clock_1s`, `clock_5min`
+    /// (durations in the form of [`format_duration`]).
     pub fn name(&self) -> String {
         match *self {
             Target::Smoothed { k, reference: SmoothRef::Current } => format!("smooth_k{k}"),
@@ -657,7 +658,7 @@ mod tests {
         assert_eq!(&names[..2], &["label_smooth_k10", "label_smooth_k10_class"]);
         assert!(names.contains(&"label_smooth_past_k100_class".to_string()));
         assert!(names.contains(&"label_ev100_ticks".to_string()));
-        assert!(names.contains(&"label_clock_5m_logret".to_string()));
+        assert!(names.contains(&"label_clock_5min_logret".to_string()));
         assert!(names.contains(&"label_clock_1s_class".to_string()));
         assert!(Labels::compute(&SampleRows::new(vec![0], vec![1.0]), &cfg(&[0], &[], &[])).is_err());
     }

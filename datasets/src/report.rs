@@ -65,7 +65,7 @@ fn render(out: &mut String, k: &str, v: &Value, indent: usize, width: usize) {
                 render(out, k2, v2, indent + 2, w);
             }
         }
-        Value::Array(a) if a.iter().all(|x| !x.is_object() && !x.is_array()) && a.len() > 0 => {
+        Value::Array(a) if a.iter().all(|x| !x.is_object() && !x.is_array()) && !a.is_empty() => {
             out.push_str(&format!("{pad}{k}\n"));
             for x in a {
                 out.push_str(&format!("{pad}  - {}\n", scalar(x)));

@@ -90,26 +90,27 @@ pub fn format_utc(ns: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z", s / 3600, s / 60 % 60, s % 60, rem % NS_PER_SEC)
 }
 
-/// Parse a duration such as `"10s"`, `"500ms"`, `"30m"`, `"1h"` into nanoseconds: a positive
-/// integer followed by one unit of `ns`, `us`, `ms`, `s`, `m` (= `min`), `h`, `d`. Integers only,
-/// so that every duration is an exact number of nanoseconds.
+/// The one duration grammar of flowcast (CLI flags, feature `window`/`bar`, label horizons,
+/// `ofi-impact`): a positive integer, optional spaces, and one unit of `ns`, `us` (= `µs`), `ms`,
+/// `s`, `min` (= `m`), `h`, `d`; surrounding spaces are ignored (`"10s"`, `"500ms"`, `"30m"`,
+/// `"5min"`, `"1h"`). Integers only, so that every duration is an exact number of nanoseconds.
 pub fn parse_duration(s: &str) -> Result<i64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     if num.is_empty() {
-        return Err(format!("duration {s:?}: expected a positive integer and a unit, e.g. 10s, 500ms, 30m, 1h"));
+        return Err(format!("duration {s:?}: expected a positive integer and a unit, e.g. 10s, 500ms, 5min, 1h"));
     }
     let n: i64 = num.parse().map_err(|_| format!("duration {s:?}: number too large"))?;
-    let per = match unit {
+    let per = match unit.trim_start() {
         "ns" => 1,
-        "us" => 1_000,
+        "us" | "µs" => 1_000,
         "ms" => 1_000_000,
         "s" => NS_PER_SEC,
         "m" | "min" => 60 * NS_PER_SEC,
         "h" => 3_600 * NS_PER_SEC,
         "d" => NS_PER_DAY,
-        _ => return Err(format!("duration {s:?}: unknown unit {unit:?} (use ns, us, ms, s, m, h, d)")),
+        u => return Err(format!("duration {s:?}: unknown unit {u:?} (use ns, us, ms, s, min, h, d)")),
     };
     match n.checked_mul(per) {
         Some(0) => Err(format!("duration {s:?} must be positive")),
@@ -118,9 +119,18 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
     }
 }
 
-/// Shortest exact rendering of a duration in the units of [`parse_duration`] (`300 s` → `"5m"`).
+/// Canonical rendering of a duration: the largest of `h`, `min`, `s`, `ms`, `us`, `ns` that
+/// divides it exactly (`300 s` → `"5min"`, `1.5 s` → `"1500ms"`, `24 h` → `"24h"`); parsed back
+/// by [`parse_duration`].
+///
+/// This one form names every duration-derived column: features (`ofi_1min`, `ofi_5min`) and
+/// labels (`clock_1min`). Minutes are `min`, not `m`, and there is no `d`, because feature column
+/// names are stored: a model card keeps its feature set and its column names and the card check
+/// recomputes the names from the set, so the feature form written before the grammar was unified
+/// (`min`, hours as the largest unit) must stay. Label names (formerly `clock_1m`, `clock_1d`)
+/// are only reported, never checked against a recomputation, so they moved to this form.
 pub fn format_duration(ns: i64) -> String {
-    for (unit, per) in [("d", NS_PER_DAY), ("h", 3_600 * NS_PER_SEC), ("m", 60 * NS_PER_SEC), ("s", NS_PER_SEC), ("ms", 1_000_000), ("us", 1_000)] {
+    for (unit, per) in [("h", 3_600 * NS_PER_SEC), ("min", 60 * NS_PER_SEC), ("s", NS_PER_SEC), ("ms", 1_000_000), ("us", 1_000)] {
         if ns != 0 && ns % per == 0 {
             return format!("{}{unit}", ns / per);
         }
@@ -160,15 +170,41 @@ mod tests {
     fn durations() {
         assert_eq!(parse_duration("10s"), Ok(10 * NS_PER_SEC));
         assert_eq!(parse_duration("500ms"), Ok(500_000_000));
-        assert_eq!(parse_duration("30m"), Ok(1_800 * NS_PER_SEC));
-        assert_eq!(parse_duration("1min"), Ok(60 * NS_PER_SEC));
+        assert_eq!(parse_duration("250ms"), Ok(250_000_000));
         assert_eq!(parse_duration("1h"), Ok(3_600 * NS_PER_SEC));
-        for bad in ["", "s", "10", "1.5s", "-1s", "0s", "10x", "99999999999999999999s"] {
+        assert_eq!(parse_duration("2d"), Ok(2 * NS_PER_DAY));
+        // Both spellings of minutes and of microseconds (earlier grammars wrote either).
+        assert_eq!(parse_duration("30m"), Ok(1_800 * NS_PER_SEC));
+        assert_eq!(parse_duration("30min"), Ok(1_800 * NS_PER_SEC));
+        assert_eq!(parse_duration("5min"), Ok(300 * NS_PER_SEC));
+        assert_eq!(parse_duration("3us"), Ok(3_000));
+        assert_eq!(parse_duration("3µs"), Ok(3_000));
+        // Spaces around the number and before the unit.
+        assert_eq!(parse_duration(" 10 s "), Ok(10 * NS_PER_SEC));
+        for bad in ["", "s", "10", "1.5s", "-1s", "0s", "0min", "10x", "3 parsecs", "1 0s", "99999999999999999999s", "9223372036854775807d"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
-        for s in ["1s", "10s", "5m", "1h", "500ms", "3us", "7ns", "2d"] {
+        assert_eq!(format_duration(60 * NS_PER_SEC), "1min");
+        assert_eq!(format_duration(300 * NS_PER_SEC), "5min");
+        assert_eq!(format_duration(1_500_000_000), "1500ms");
+        assert_eq!(format_duration(NS_PER_DAY), "24h");
+        for s in ["1s", "10s", "5min", "1h", "24h", "500ms", "3us", "7ns"] {
             assert_eq!(format_duration(parse_duration(s).unwrap()), s);
         }
-        assert_eq!(format_duration(60 * NS_PER_SEC), "1m");
+    }
+
+    #[test]
+    fn duration_format_parses_back() {
+        let mut ns = 1i64;
+        while ns < i64::MAX / 4 {
+            for x in [Some(ns), ns.checked_add(1), ns.checked_mul(7), ns.checked_mul(60 * NS_PER_SEC), ns.checked_add(NS_PER_DAY)].into_iter().flatten() {
+                assert_eq!(parse_duration(&format_duration(x)), Ok(x), "{x}");
+            }
+            ns = ns * 3 / 2 + 1;
+        }
+        // Old spellings render in the canonical form.
+        assert_eq!(format_duration(parse_duration("1m").unwrap()), "1min");
+        assert_eq!(format_duration(parse_duration("2d").unwrap()), "48h");
+        assert_eq!(format_duration(parse_duration("4µs").unwrap()), "4us");
     }
 }

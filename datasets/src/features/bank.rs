@@ -13,7 +13,7 @@
 //! Rounding: a window sum is a difference of running totals, so its error is ≤ ε × |running total
 //! since the last reset|; integer-valued quantities (lots, counts, OFI) stay exact below 2^53.
 
-use super::engine::{Ctx, TouchFlow};
+use super::ctx::{Ctx, TouchFlow};
 use super::window::Span;
 use crate::event::Side;
 

@@ -3,7 +3,8 @@
 //! CLI's `flowcast bench features` calls it.
 
 use super::engine::Engine;
-use super::spec::{FeatureSet, FeatureSpec};
+use super::set::FeatureSet;
+use super::spec::FeatureSpec;
 use crate::bench::replay_seconds;
 use crate::book::DenseBook;
 use crate::error::Result;

@@ -2,7 +2,8 @@
 //! Sizes in lots, distances in ticks.
 
 use super::bank::Bank;
-use super::engine::{Ctx, Node, TradeTick, AGGRESSOR};
+use super::ctx::{Ctx, TradeTick, AGGRESSOR};
+use super::node::Node;
 use super::trades::TradeSizeStats;
 use crate::book::NO_PRICE;
 use crate::event::Side;

@@ -12,7 +12,8 @@
 
 use super::engine::drive;
 use super::microprice::{estimate, imbalance_bucket, symmetric_edges, Transition};
-use super::spec::{FeatureSet, FeatureSpec, Fitted};
+use super::set::FeatureSet;
+use super::spec::{FeatureSpec, Fitted};
 use crate::error::{DataError, Result};
 use crate::store::Dataset;
 use crate::time::NS_PER_SEC;

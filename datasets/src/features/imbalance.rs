@@ -4,7 +4,8 @@
 //! distance (w = 1/|p − mid| in ticks, Cao, Hansch & Wang 2009 weigh levels by distance).
 
 use super::bank::Bank;
-use super::engine::{Ctx, Node};
+use super::ctx::Ctx;
+use super::node::Node;
 use super::window::{Ewma, RollingZ, Span};
 use crate::book::NO_PRICE;
 use crate::event::Side;

@@ -14,7 +14,8 @@
 //! In the engine, n runs over sample points (consistent books), not over raw level events.
 
 use super::bank::{Bank, Src, WinRef};
-use super::engine::{Ctx, Node};
+use super::ctx::Ctx;
+use super::node::Node;
 use super::spec::Fitted;
 use super::window::Span;
 use crate::book::{TopN, NO_PRICE};

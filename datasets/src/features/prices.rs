@@ -1,7 +1,8 @@
 //! Price features: mid, weighted mid, Stoikov (2018) micro-price, spread, VWAP distance.
 //! All prices are in ticks (f64 because a mid can be a half tick).
 
-use super::engine::{Ctx, Node};
+use super::ctx::Ctx;
+use super::node::Node;
 use super::microprice::imbalance_bucket;
 use super::spec::{FeatureSpec, Fitted};
 use super::bank::{Bank, Src, WinRef};

@@ -2,7 +2,8 @@
 //! patterns: New York (US DST rule, `time.rs`) for NASDAQ, UTC for 24/7 crypto venues.
 
 use super::bank::Bank;
-use super::engine::{Ctx, Node};
+use super::ctx::Ctx;
+use super::node::Node;
 use crate::event::NO_TS;
 use crate::store::DatasetMeta;
 use crate::time::{civil_from_days, new_york_utc_offset_hours, NS_PER_DAY, NS_PER_SEC};

@@ -5,10 +5,12 @@
 //! first trade or sample whose timestamp lies in a later bar, so nothing is known before its time.
 
 use super::bank::Bank;
-use super::engine::{Ctx, Node, TradeTick, AGGRESSOR, TICK};
-use super::spec::{parse_duration, FeatureSpec, Fitted};
+use super::ctx::{Ctx, TradeTick, AGGRESSOR, TICK};
+use super::node::Node;
+use super::spec::{FeatureSpec, Fitted};
 use super::window::{RollingSums, Span};
 use crate::error::{DataError, Result};
+use crate::time::parse_duration;
 
 /// Standard normal CDF Φ(x) = erfc(−x/√2)/2, with the Chebyshev-fitted erfc of Numerical Recipes
 /// (fractional error < 1.2e-7 everywhere).

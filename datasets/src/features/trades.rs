@@ -10,7 +10,8 @@
 //! The tick and Lee-Ready variants are the documented fallback for sources without an aggressor
 //! flag and a check of the flag where it exists. Unclassified trades count in neither side.
 
-use super::engine::{Ctx, Node, TradeTick};
+use super::ctx::{Ctx, TradeTick};
+use super::node::Node;
 use super::bank::{Bank, Src, WinRef};
 use super::window::{Ring, Span};
 

@@ -1,6 +1,7 @@
 //! Volatility and momentum of the mid price (log units, not annualised).
 
-use super::engine::{Ctx, Node};
+use super::ctx::Ctx;
+use super::node::Node;
 use super::bank::{Bank, Src, WinRef};
 use super::window::{Lagged, RollingExtrema, Span};
 

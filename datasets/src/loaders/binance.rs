@@ -17,10 +17,10 @@
 //! (`file:line: data.b[3].price: ...`).
 
 use super::text::{for_each_line, open_text};
-use super::{ImportOptions, Imported};
+use super::options::{ImportOptions, Imported};
 use crate::error::{BadLines, DataError, Result};
 use crate::event::{close_batch, flags, Event, EventKind, Side};
-use crate::instrument::{format_fixed, Instrument};
+use crate::instrument::{format_fixed, significant_decimals, Instrument};
 use crate::report::Report;
 use crate::store::{Dataset, DatasetMeta, SourceFile};
 use serde::Serialize;
@@ -120,15 +120,9 @@ const BUILTIN: &[(Market, &str, &str, u32)] = &[
     (Market::Usdm, "ETHUSDT", "0.01", 3),
 ];
 
-/// Decimals of a decimal string after trimming trailing zeros ("61837.63000000" → 2).
-fn decimals(s: &str) -> u32 {
-    match s.split_once('.') {
-        Some((_, f)) => f.trim_end_matches('0').len() as u32,
-        None => 0,
-    }
-}
-
 /// (price decimals, size decimals) present in a snapshot's levels; `None` if it has no level.
+/// Binance pads every value to 8 decimals, so these are the significant decimals
+/// ([`significant_decimals`]: "61837.63000000" → 2).
 pub(crate) fn snapshot_scales(bids: Option<&Val>, asks: Option<&Val>) -> Option<(u32, u32)> {
     let mut out: Option<(u32, u32)> = None;
     for v in [bids, asks].into_iter().flatten() {
@@ -136,7 +130,7 @@ pub(crate) fn snapshot_scales(bids: Option<&Val>, asks: Option<&Val>) -> Option<
             for p in levels {
                 if let (Val::Str(px), Val::Str(q)) = (&p.price, &p.qty) {
                     let (a, b) = out.unwrap_or((0, 0));
-                    out = Some((a.max(decimals(px)), b.max(decimals(q))));
+                    out = Some((a.max(significant_decimals(px)), b.max(significant_decimals(q))));
                 }
             }
         }

@@ -7,11 +7,11 @@
 //! the stream itself; the ticker comparison and the crossed-book count are the safety net.
 
 use super::cfline::CfLine;
-use super::cryptofeed::{self as cf, Feeds, Inline, Loc};
-use super::ImportOptions;
+use super::options::ImportOptions;
+use super::venue::{self, Feeds, Inline, Loc};
 use crate::error::{BadLines, Result};
 use crate::event::{flags, Event, EventKind, Side};
-use crate::instrument::{format_fixed, Instrument};
+use crate::instrument::{format_fixed, written_decimals, Instrument};
 use crate::report::Report;
 use crate::time::{civil_from_days, days_from_civil, parse_date, NS_PER_DAY, NS_PER_SEC};
 use serde::{Deserialize, Serialize};
@@ -154,7 +154,7 @@ impl<'o> Loader<'o> {
             "error" => {
                 let msg = m.message.as_deref().unwrap_or("");
                 tracing::warn!(file = loc.file, line = loc.line, "coinbase error message: {msg}");
-                cf::keep_first(&mut self.venue_errors, || format!("{}:{}: {msg}", loc.file, loc.line));
+                venue::keep_first(&mut self.venue_errors, || format!("{}:{}: {msg}", loc.file, loc.line));
                 return Ok(());
             }
             _ => {
@@ -177,22 +177,23 @@ impl<'o> Loader<'o> {
 
     fn snapshot(&mut self, i: usize, m: &Msg, loc: Loc, recv: i64) -> Result<()> {
         let feed = &mut self.feeds.list[i];
-        // The instrument comes from the first snapshot's decimals (or the overrides).
+        // The instrument comes from the first snapshot's decimals as written (Coinbase writes a
+        // product's full precision, trailing zeros included), or from the overrides.
         let new_inst = match feed.inst {
             Some(_) => None,
             None => {
                 let all = || m.bids.iter().chain(m.asks.iter());
-                let pd = all().map(|l| cf::decimals(l[0])).max().unwrap_or(0);
-                let sd = all().map(|l| cf::decimals(l[1])).max().unwrap_or(0);
-                Some(cf::instrument(VENUE, &feed.symbol, pd, sd, self.opts).map_err(|e| loc.err("tick_size", e))?)
+                let pd = all().map(|l| written_decimals(l[0])).max().unwrap_or(0);
+                let sd = all().map(|l| written_decimals(l[1])).max().unwrap_or(0);
+                Some(venue::instrument(VENUE, &feed.symbol, pd, sd, self.opts).map_err(|e| loc.err("tick_size", e))?)
             }
         };
         let inst = feed.inst.as_ref().or(new_inst.as_ref()).expect("instrument known or inferred");
         self.levels.clear();
         for (name, side, levels) in [("bids", Side::Bid, &m.bids), ("asks", Side::Ask, &m.asks)] {
             for (k, l) in levels.iter().enumerate() {
-                let px = cf::price(inst, l[0]).map_err(|e| loc.err(&format!("{name}[{k}].price"), e))?;
-                let q = cf::size(inst, l[1]).map_err(|e| loc.err(&format!("{name}[{k}].size"), e))?;
+                let px = venue::price(inst, l[0]).map_err(|e| loc.err(&format!("{name}[{k}].price"), e))?;
+                let q = venue::size(inst, l[1]).map_err(|e| loc.err(&format!("{name}[{k}].size"), e))?;
                 self.levels.push((side, px, q));
             }
         }
@@ -223,8 +224,8 @@ impl<'o> Loader<'o> {
         self.levels.clear();
         for (k, c) in m.changes.iter().enumerate() {
             let side = side_of(c[0]).map_err(|e| loc.err(&format!("changes[{k}].side"), e))?;
-            let px = cf::price(inst, c[1]).map_err(|e| loc.err(&format!("changes[{k}].price"), e))?;
-            let q = cf::size(inst, c[2]).map_err(|e| loc.err(&format!("changes[{k}].size"), e))?;
+            let px = venue::price(inst, c[1]).map_err(|e| loc.err(&format!("changes[{k}].price"), e))?;
+            let q = venue::size(inst, c[2]).map_err(|e| loc.err(&format!("changes[{k}].size"), e))?;
             self.levels.push((side, px, q));
         }
         let start = feed.events.len();
@@ -243,7 +244,7 @@ impl<'o> Loader<'o> {
         if feed.end_batch(start) {
             feed.stats.crossed_batches += 1;
             let (b, a) = (feed.book.best_bid(), feed.book.best_ask());
-            cf::keep_first(&mut self.first_crossed_batches, || {
+            venue::keep_first(&mut self.first_crossed_batches, || {
                 format!("{}:{}: {}: bid {:?} >= ask {:?} (ticks)", loc.file, loc.line, feed.symbol, b, a)
             });
         }
@@ -260,8 +261,8 @@ impl<'o> Loader<'o> {
         let trade_id = m.trade_id.ok_or_else(|| loc.err("trade_id", "missing"))?;
         let maker = side_of(m.side.ok_or_else(|| loc.err("side", "missing"))?).map_err(|e| loc.err("side", e))?;
         let px =
-            cf::price(inst, m.price.ok_or_else(|| loc.err("price", "missing"))?).map_err(|e| loc.err("price", e))?;
-        let q = cf::size(inst, m.size.ok_or_else(|| loc.err("size", "missing"))?).map_err(|e| loc.err("size", e))?;
+            venue::price(inst, m.price.ok_or_else(|| loc.err("price", "missing"))?).map_err(|e| loc.err("price", e))?;
+        let q = venue::size(inst, m.size.ok_or_else(|| loc.err("size", "missing"))?).map_err(|e| loc.err("size", e))?;
         let ts = time_field(m.time, loc)?;
         let ev = Event::new(EventKind::Trade, maker.opposite(), px, q, ts)
             .with_order(trade_id)
@@ -281,8 +282,8 @@ impl<'o> Loader<'o> {
             return Ok(());
         };
         let (Some(tb), Some(ta)) = (m.best_bid, m.best_ask) else { return Ok(()) };
-        let bid = cf::price(inst, tb).map_err(|e| loc.err("best_bid", e))?;
-        let ask = cf::price(inst, ta).map_err(|e| loc.err("best_ask", e))?;
+        let bid = venue::price(inst, tb).map_err(|e| loc.err("best_bid", e))?;
+        let ask = venue::price(inst, ta).map_err(|e| loc.err("best_ask", e))?;
         let ts = time_field(m.time, loc)?;
         let book = (feed.book.best_bid().map(|l| l.0), feed.book.best_ask().map(|l| l.0));
         let agree = book == (Some(bid), Some(ask));
@@ -299,7 +300,7 @@ impl<'o> Loader<'o> {
         if !agree {
             let show = |p: Option<i64>| p.map_or("none".into(), |p| fmt_price(inst, p));
             let t = m.time.unwrap_or("");
-            cf::keep_first(&mut self.first_bbo_mismatches, || {
+            venue::keep_first(&mut self.first_bbo_mismatches, || {
                 format!(
                     "{}:{}: {}: ticker {tb}/{ta} at {t}, book {}/{}{}",
                     loc.file,
@@ -409,7 +410,7 @@ pub fn parse_rfc3339_ns(s: &str) -> std::result::Result<i64, String> {
     Ok(days * NS_PER_DAY + (h * 3600 + m * 60 + sec - offset_s) * NS_PER_SEC + frac_ns)
 }
 
-impl<'o> cf::VenueLoader<'o> for Loader<'o> {
+impl<'o> venue::VenueLoader<'o> for Loader<'o> {
     type Stats = ProductStats;
     const FORMAT: &'static str = FORMAT;
     fn start(opts: &'o ImportOptions) -> Self {

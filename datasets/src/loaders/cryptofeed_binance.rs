@@ -14,7 +14,7 @@ use super::binance::{
 };
 use super::cfline::{parse_cf_line, CfLine};
 use super::text::for_each_line;
-use super::{ImportOptions, Imported};
+use super::options::{ImportOptions, Imported};
 use crate::error::{BadLines, DataError, Result};
 use crate::report::Report;
 use crate::store::{Dataset, SourceFile};

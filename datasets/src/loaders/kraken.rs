@@ -8,12 +8,12 @@
 //! `"r"` when Kraken republishes a level (applied like any other update).
 
 use super::cfline::CfLine;
-use super::cryptofeed::{self as cf, Feeds, Inline, Loc};
-use super::ImportOptions;
+use super::options::ImportOptions;
+use super::venue::{self, Feeds, Inline, Loc};
 use crate::book::{BookLayout, OrderBook};
 use crate::error::{BadLines, Result};
 use crate::event::{flags, Event, EventKind, Side};
-use crate::instrument::{parse_fixed, Instrument};
+use crate::instrument::{parse_fixed, written_decimals, Instrument};
 use crate::report::Report;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Unexpected, Visitor};
 use serde::Serialize;
@@ -326,7 +326,7 @@ impl<'o> Loader<'o> {
             (Some("subscriptionStatus"), Some("error")) | (Some("error"), _) => {
                 let msg = m.error_message.as_deref().unwrap_or("");
                 tracing::warn!(file = loc.file, line = loc.line, "kraken subscription error: {msg}");
-                cf::keep_first(&mut self.subscription_errors, || format!("{}:{}: {msg}", loc.file, loc.line));
+                venue::keep_first(&mut self.subscription_errors, || format!("{}:{}: {msg}", loc.file, loc.line));
             }
             _ => self.other_messages += 1,
         }
@@ -357,8 +357,8 @@ impl<'o> Loader<'o> {
         // Kraken writes fixed decimals per pair; a snapshot without levels keeps the old ones.
         let wire = if !(asks.is_empty() && bids.is_empty()) {
             Wire {
-                price_decimals: all().map(|l| cf::decimals(l.price)).max().unwrap_or(0),
-                size_decimals: all().map(|l| cf::decimals(l.volume)).max().unwrap_or(0),
+                price_decimals: all().map(|l| written_decimals(l.price)).max().unwrap_or(0),
+                size_decimals: all().map(|l| written_decimals(l.volume)).max().unwrap_or(0),
             }
         } else {
             feed.stats.wire
@@ -366,7 +366,7 @@ impl<'o> Loader<'o> {
         let new_inst = match feed.inst {
             Some(_) => None,
             None => Some(
-                cf::instrument(VENUE, &feed.symbol, wire.price_decimals, wire.size_decimals, self.opts)
+                venue::instrument(VENUE, &feed.symbol, wire.price_decimals, wire.size_decimals, self.opts)
                     .map_err(|e| loc.err("tick_size", e))?,
             ),
         };
@@ -375,8 +375,8 @@ impl<'o> Loader<'o> {
         let mut ts = i64::MIN;
         for (name, side, levels) in [("as", Side::Ask, asks), ("bs", Side::Bid, bids)] {
             for (k, l) in levels.iter().enumerate() {
-                let px = cf::price(inst, l.price).map_err(|e| loc.err(&format!("{name}[{k}].price"), e))?;
-                let q = cf::size(inst, l.volume).map_err(|e| loc.err(&format!("{name}[{k}].volume"), e))?;
+                let px = venue::price(inst, l.price).map_err(|e| loc.err(&format!("{name}[{k}].price"), e))?;
+                let q = venue::size(inst, l.volume).map_err(|e| loc.err(&format!("{name}[{k}].volume"), e))?;
                 ts = ts.max(level_ts(l, loc, || format!("{name}[{k}].timestamp"))?);
                 self.levels.push((side, px, q));
             }
@@ -412,8 +412,8 @@ impl<'o> Loader<'o> {
         for part in parts {
             for (name, side, levels) in [("a", Side::Ask, &part.asks), ("b", Side::Bid, &part.bids)] {
                 for (k, l) in levels.iter().enumerate() {
-                    let px = cf::price(inst, l.price).map_err(|e| loc.err(&format!("{name}[{k}].price"), e))?;
-                    let q = cf::size(inst, l.volume).map_err(|e| loc.err(&format!("{name}[{k}].volume"), e))?;
+                    let px = venue::price(inst, l.price).map_err(|e| loc.err(&format!("{name}[{k}].price"), e))?;
+                    let q = venue::size(inst, l.volume).map_err(|e| loc.err(&format!("{name}[{k}].volume"), e))?;
                     ts = ts.max(level_ts(l, loc, || format!("{name}[{k}].timestamp"))?);
                     self.levels.push((side, px, q));
                 }
@@ -451,7 +451,7 @@ impl<'o> Loader<'o> {
             feed.stats.gaps += 1;
             feed.gap(ts, recv, expected as u64, computed as u64);
             tracing::warn!(file = loc.file, line = loc.line, pair = %feed.symbol, expected, computed, "kraken checksum failure");
-            cf::keep_first(&mut self.first_checksum_failures, || {
+            venue::keep_first(&mut self.first_checksum_failures, || {
                 format!("{}:{}: {}: checksum expected {expected}, computed {computed}", loc.file, loc.line, feed.symbol)
             });
         }
@@ -482,7 +482,7 @@ impl<'o> Loader<'o> {
         if feed.end_batch(start) {
             feed.stats.crossed_batches += 1;
             let (b, a) = (feed.book.best_bid(), feed.book.best_ask());
-            cf::keep_first(&mut self.first_crossed_batches, || {
+            venue::keep_first(&mut self.first_crossed_batches, || {
                 format!("{}:{}: {}: bid {:?} >= ask {:?} (ticks)", loc.file, loc.line, feed.symbol, b, a)
             });
         }
@@ -517,7 +517,7 @@ impl<'o> Loader<'o> {
     }
 }
 
-impl<'o> cf::VenueLoader<'o> for Loader<'o> {
+impl<'o> venue::VenueLoader<'o> for Loader<'o> {
     type Stats = PairStats;
     const FORMAT: &'static str = FORMAT;
     fn start(opts: &'o ImportOptions) -> Self {

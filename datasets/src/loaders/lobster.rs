@@ -10,7 +10,7 @@
 //! on commas in place, and orderbook rows are parsed into two preallocated [`TopN`]s that swap.
 
 use super::text::open_text;
-use super::{ImportOptions, Imported};
+use super::options::{ImportOptions, Imported};
 use crate::book::{BookLayout, TopN, NO_PRICE};
 use crate::error::{BadLines, DataError, Result};
 use crate::event::{close_batch, flags, Event, EventKind, Side, NO_TS};

@@ -3,10 +3,17 @@
 //! Every loader offers `import` (build datasets) and `check` (verify the rebuilt book against the
 //! source's own reference: LOBSTER's orderbook file, Binance's bookTicker stream, Kraken's CRC32
 //! checksums, ...). Both return a [`Report`] whose keys are documented in docs/data.md.
+//!
+//! Module layers, bottom to top; each module imports only from layers below it (and from
+//! crate-level modules such as `book`, `event`, `instrument`), never from its own layer or above:
+//! 1. `text`, `cfline`, `options` ([`ImportOptions`], [`Imported`])
+//! 2. `venue` (the shared half of the cryptofeed book loaders), `binance`, `lobster`
+//! 3. `coinbase`, `kraken` (venue), `cryptofeed_binance` (binance)
+//! 4. `cryptofeed` (the cryptofeed entry points: coinbase, kraken, cryptofeed_binance)
+//! 5. this module: [`Format`] and the `import` / `check` dispatch.
 
 use crate::error::{DataError, Result};
 use crate::report::Report;
-use crate::store::Dataset;
 use std::path::PathBuf;
 
 pub mod binance;
@@ -16,38 +23,11 @@ pub mod cryptofeed;
 pub mod cryptofeed_binance;
 pub mod kraken;
 pub mod lobster;
+mod options;
 pub mod text;
+mod venue;
 
-/// Options shared by all loaders (CLI flags of `flowcast data import|check`).
-#[derive(Clone, Debug)]
-pub struct ImportOptions {
-    /// Skip and count malformed lines instead of stopping at the first.
-    pub lenient: bool,
-    /// Depth of the stored top-N snapshots.
-    pub levels: usize,
-    /// Override the instrument's tick size (decimal string).
-    pub tick_size: Option<String>,
-    /// Override the number of decimals of sizes.
-    pub size_scale: Option<u32>,
-    /// Select one product in multi-product recordings (Coinbase "BTC-USD", Kraken "XBT/USD").
-    pub symbol: Option<String>,
-    /// Trading date `YYYY-MM-DD` for sources whose times are relative to midnight (LOBSTER);
-    /// by default taken from the file name.
-    pub date: Option<String>,
-}
-
-impl Default for ImportOptions {
-    fn default() -> Self {
-        ImportOptions { lenient: false, levels: 10, tick_size: None, size_scale: None, symbol: None, date: None }
-    }
-}
-
-/// Result of an import: one dataset per instrument found, and the import report.
-#[derive(Debug)]
-pub struct Imported {
-    pub datasets: Vec<Dataset>,
-    pub report: Report,
-}
+pub use options::{ImportOptions, Imported};
 
 /// Source formats known to `flowcast data import --format`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
