@@ -70,10 +70,13 @@ impl Majority {
 
 fn softmax(z: &mut [f64]) {
     let m = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let s: f64 = z.iter_mut().map(|v| {
-        *v = (*v - m).exp();
-        *v
-    }).sum();
+    let s: f64 = z
+        .iter_mut()
+        .map(|v| {
+            *v = (*v - m).exp();
+            *v
+        })
+        .sum();
     z.iter_mut().for_each(|v| *v /= s);
 }
 
@@ -260,7 +263,13 @@ mod tests {
         for i in 0..300 {
             let v = (i as f64 - 150.0) / 10.0;
             x.push(v);
-            y.push(if v < -5.0 { 0 } else if v > 5.0 { 2 } else { 1 });
+            y.push(if v < -5.0 {
+                0
+            } else if v > 5.0 {
+                2
+            } else {
+                1
+            });
         }
         let m = OfiLogistic::fit(&x, &y, 3, None);
         assert!(m.converged, "{m:?}");
@@ -280,7 +289,15 @@ mod tests {
         let (mut x, mut y) = (Vec::new(), Vec::new());
         for i in 0..1000u32 {
             let v = ((i * 7919) % 1000) as f64 / 500.0 - 1.0;
-            let c = if i % 10 == 0 { if v > 0.0 { 2 } else { 0 } } else { 1 };
+            let c = if i % 10 == 0 {
+                if v > 0.0 {
+                    2
+                } else {
+                    0
+                }
+            } else {
+                1
+            };
             x.push(v);
             y.push(c);
         }

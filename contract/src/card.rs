@@ -135,12 +135,17 @@ impl ModelCard {
         let p = dir.join(CARD_FILE);
         let s = std::fs::read_to_string(&p).map_err(|e| ContractError::io(&p, e))?;
         // Format and version first, so an old card says so instead of failing on a field.
-        let head: serde_json::Value = serde_json::from_str(&s).map_err(|e| ContractError::card(&p, &format!("line {}", e.line()), e.to_string()))?;
+        let head: serde_json::Value =
+            serde_json::from_str(&s).map_err(|e| ContractError::card(&p, &format!("line {}", e.line()), e.to_string()))?;
         if head["format"] != CARD_FORMAT {
             return Err(ContractError::card(&p, "format", format!("{}, expected {CARD_FORMAT:?}", head["format"])));
         }
         if head["version"] != CARD_VERSION {
-            return Err(ContractError::card(&p, "version", format!("{}, expected {CARD_VERSION} (re-export the model with this flowcast)", head["version"])));
+            return Err(ContractError::card(
+                &p,
+                "version",
+                format!("{}, expected {CARD_VERSION} (re-export the model with this flowcast)", head["version"]),
+            ));
         }
         let mut card: ModelCard =
             serde_json::from_str(&s).map_err(|e| ContractError::card(&p, &format!("line {}", e.line()), e.to_string()))?;
@@ -196,14 +201,20 @@ impl ModelCard {
         config.check_window(inp.window).map_err(|e| ContractError::card(&p, "preprocessing.inputs.window", e))?;
         let book = if inp.columns == ColumnKind::Features { 0 } else { 4 * inp.levels };
         if book > f || inp.names[..book] != book_names(inp.levels)[..book] {
-            return err("preprocessing.inputs.names", format!("do not start with the {} book-level columns of {} levels", book, inp.levels));
+            return err(
+                "preprocessing.inputs.names",
+                format!("do not start with the {} book-level columns of {} levels", book, inp.levels),
+            );
         }
         if inp.normalizer.check_names(&inp.names).is_err() {
             return err("preprocessing.inputs.normalizer", "its columns differ from preprocessing.inputs.names".into());
         }
         let has_features = inp.columns != ColumnKind::Book;
         if has_features == inp.feature_set.is_null() {
-            return err("preprocessing.inputs.feature_set", format!("must be {} for columns = {:?}", if has_features { "a feature set" } else { "null" }, inp.columns));
+            return err(
+                "preprocessing.inputs.feature_set",
+                format!("must be {} for columns = {:?}", if has_features { "a feature set" } else { "null" }, inp.columns),
+            );
         }
         if has_features {
             let set = flowcast_datasets::features::FeatureSet::from_json(&inp.feature_set.to_string())
@@ -237,12 +248,16 @@ impl ModelCard {
         let got = safetensors_header(&w)?;
         if got != want {
             let first = got.iter().zip(&want).find(|(a, b)| a != b).map(|(a, b)| format!("{} vs {}", a.name, b.name));
-            return err("weights.tensors", format!("differ from the file ({} vs {} tensors; first difference {first:?})", got.len(), want.len()));
+            return err(
+                "weights.tensors",
+                format!("differ from the file ({} vs {} tensors; first difference {first:?})", got.len(), want.len()),
+            );
         }
         // model_config.json beside it must be the same document.
         let cfg_path = dir.join(CONFIG_FILE);
-        let cfg_doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cfg_path).map_err(|e| ContractError::io(&cfg_path, e))?)
-            .map_err(|e| ContractError::card(&cfg_path, "json", e.to_string()))?;
+        let cfg_doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&cfg_path).map_err(|e| ContractError::io(&cfg_path, e))?)
+                .map_err(|e| ContractError::card(&cfg_path, "json", e.to_string()))?;
         if cfg_doc != self.model {
             return err("model", format!("differs from {}", cfg_path.display()));
         }

@@ -94,9 +94,16 @@ pub fn target_json(data: &PreparedData, t: usize, baselines: &serde_json::Map<St
 /// The `--json` object of `run`/`eval`/`predict`: the first model's headline at the top (and
 /// the first target's baselines and windows, the single-target keys scripts read), every model
 /// under `models` (each with its `target`), every target under `targets`.
-pub fn summary(run_dir: &Path, data_dir: Option<&Path>, models: &serde_json::Map<String, Value>, targets: &serde_json::Map<String, Value>, data: &PreparedData) -> Summary {
+pub fn summary(
+    run_dir: &Path,
+    data_dir: Option<&Path>,
+    models: &serde_json::Map<String, Value>,
+    targets: &serde_json::Map<String, Value>,
+    data: &PreparedData,
+) -> Summary {
     let (first_id, first) = models.iter().next().map(|(k, v)| (k.clone(), v.clone())).unwrap_or_default();
-    let first_target = targets.get(first["target"].as_str().unwrap_or("")).or_else(|| targets.values().next()).cloned().unwrap_or(Value::Null);
+    let first_target =
+        targets.get(first["target"].as_str().unwrap_or("")).or_else(|| targets.values().next()).cloned().unwrap_or(Value::Null);
     let mut j = json!({
         "ok": true,
         "run_dir": run_dir.display().to_string(),

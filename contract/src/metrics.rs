@@ -132,14 +132,7 @@ fn from_confusion(cm: &[Vec<u64>]) -> Summary {
             let tp = cm[c][c] as f64;
             let precision = div(tp, p[c]);
             let recall = div(tp, t[c]);
-            ClassMetrics {
-                precision,
-                recall,
-                f1: div(2.0 * tp, p[c] + t[c]),
-                support: t[c] as u64,
-                roc_auc: None,
-                pr_auc: None,
-            }
+            ClassMetrics { precision, recall, f1: div(2.0 * tp, p[c] + t[c]), support: t[c] as u64, roc_auc: None, pr_auc: None }
         })
         .collect();
     let accuracy = div(correct, n);

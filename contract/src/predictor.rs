@@ -126,7 +126,10 @@ impl PredictorInfo {
     /// The shape checks every implementation makes before computing (errors name the field).
     pub fn check(&self, b: &Batch<'_>) -> Result<()> {
         if b.features != self.features {
-            return Err(ContractError::input("x", format!("{} expects {} features per step, got {}", self.name, self.features, b.features)));
+            return Err(ContractError::input(
+                "x",
+                format!("{} expects {} features per step, got {}", self.name, self.features, b.features),
+            ));
         }
         if b.window != self.window {
             return Err(ContractError::input("x", format!("{} expects windows of {} steps, got {}", self.name, self.window, b.window)));

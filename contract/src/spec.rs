@@ -115,7 +115,8 @@ impl ModelSpec {
     /// Reads and parses a config file.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| ContractError::io(path, e))?;
-        let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| ContractError::card(path, &format!("line {}", e.line()), e.to_string()))?;
+        let doc: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| ContractError::card(path, &format!("line {}", e.line()), e.to_string()))?;
         Self::from_document(&doc, path)
     }
 
@@ -123,7 +124,9 @@ impl ModelSpec {
     /// unpadded convolutions; the transformer's head is built for one window length).
     pub fn check_window(&self, window: usize) -> Result<(), String> {
         match self {
-            ModelSpec::Deeplob(_) if window <= DEEPLOB_TIME_SHRINK => Err(format!("deeplob: window must exceed {DEEPLOB_TIME_SHRINK} steps, got {window}")),
+            ModelSpec::Deeplob(_) if window <= DEEPLOB_TIME_SHRINK => {
+                Err(format!("deeplob: window must exceed {DEEPLOB_TIME_SHRINK} steps, got {window}"))
+            }
             ModelSpec::Transformer(c) if c.window != window => {
                 Err(format!("transformer: built for window = {} but the data has {window}; set window = {window}", c.window))
             }

@@ -82,7 +82,14 @@ fn is_direction(o: &OutputKind) -> bool {
 
 impl Default for TargetSpec {
     fn default() -> Self {
-        TargetSpec { id: None, kind: LabelKind::Smoothed, horizon: Some(10), duration: None, alpha: default_alpha(), output: OutputKind::Direction }
+        TargetSpec {
+            id: None,
+            kind: LabelKind::Smoothed,
+            horizon: Some(10),
+            duration: None,
+            alpha: default_alpha(),
+            output: OutputKind::Direction,
+        }
     }
 }
 

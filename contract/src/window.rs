@@ -213,10 +213,7 @@ mod tests {
     use super::*;
 
     fn matrix(rows: usize, cols: usize) -> Arc<Matrix> {
-        Arc::new(Matrix {
-            names: (0..cols).map(|c| format!("c{c}")).collect(),
-            values: (0..rows * cols).map(|v| v as f32).collect(),
-        })
+        Arc::new(Matrix { names: (0..cols).map(|c| format!("c{c}")).collect(), values: (0..rows * cols).map(|v| v as f32).collect() })
     }
 
     #[test]

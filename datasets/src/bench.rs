@@ -37,11 +37,7 @@ pub fn replay_seconds<L: BookLayout>(events: &[Event], starts_synced: bool, leve
 fn layout_row<L: BookLayout>(ds: &Dataset, passes: usize, l2: usize) -> (String, f64, serde_json::Value) {
     let s = replay_seconds::<L>(&ds.events, ds.meta.starts_synced, ds.meta.levels.max(1), passes);
     let n = ds.events.len() as f64;
-    (
-        L::NAME.to_string(),
-        s,
-        json!({"seconds": s, "events_per_s": n / s, "l2_updates_per_s": l2 as f64 / s}),
-    )
+    (L::NAME.to_string(), s, json!({"seconds": s, "events_per_s": n / s, "l2_updates_per_s": l2 as f64 / s}))
 }
 
 /// Run the benchmark. `data`: a stored dataset (default: synthetic, generated in memory);
@@ -56,11 +52,7 @@ pub fn run(data: Option<&Path>, lobster: &[PathBuf], passes: usize) -> Result<Re
     };
     let load = t.elapsed().as_secs_f64();
     let l2 = ds.events.iter().filter(|e| e.kind.is_level_update()).count();
-    let rows = [
-        layout_row::<VecBook>(&ds, passes, l2),
-        layout_row::<DenseBook>(&ds, passes, l2),
-        layout_row::<BTreeBook>(&ds, passes, l2),
-    ];
+    let rows = [layout_row::<VecBook>(&ds, passes, l2), layout_row::<DenseBook>(&ds, passes, l2), layout_row::<BTreeBook>(&ds, passes, l2)];
     let base = rows.iter().find(|r| r.0 == BTreeBook::NAME).map(|r| r.1).unwrap_or(f64::NAN);
     let mut layouts = serde_json::Map::new();
     let mut speedups = serde_json::Map::new();

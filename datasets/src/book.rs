@@ -410,12 +410,7 @@ pub struct TopN {
 
 impl TopN {
     pub fn new(levels: usize) -> TopN {
-        TopN {
-            bid_px: vec![NO_PRICE; levels],
-            bid_sz: vec![0; levels],
-            ask_px: vec![NO_PRICE; levels],
-            ask_sz: vec![0; levels],
-        }
+        TopN { bid_px: vec![NO_PRICE; levels], bid_sz: vec![0; levels], ask_px: vec![NO_PRICE; levels], ask_sz: vec![0; levels] }
     }
     pub fn levels(&self) -> usize {
         self.bid_px.len()
@@ -484,9 +479,7 @@ impl<L: BookLayout> OrderBook<L> {
             self.last_seq = ev.seq;
         }
         match ev.kind {
-            EventKind::LevelSet | EventKind::LevelDelete => {
-                self.layout.set_level(ev.side, ev.price, ev.size)
-            }
+            EventKind::LevelSet | EventKind::LevelDelete => self.layout.set_level(ev.side, ev.price, ev.size),
             EventKind::Snapshot => {
                 self.layout.clear();
                 self.synced = true;

@@ -193,9 +193,7 @@ impl Event {
     pub fn trade(&self) -> Option<(i64, i64, Side)> {
         match self.kind {
             EventKind::Trade => Some((self.price, self.size, self.side)),
-            EventKind::OrderExecute | EventKind::HiddenExecute => {
-                Some((self.price, self.size, self.side.opposite()))
-            }
+            EventKind::OrderExecute | EventKind::HiddenExecute => Some((self.price, self.size, self.side.opposite())),
             _ => None,
         }
     }

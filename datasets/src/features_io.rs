@@ -11,9 +11,7 @@ use crate::error::{DataError, Result};
 use crate::features::FeatureTable;
 use crate::labels::Labels;
 use crate::splits::Split;
-use arrow_array::{
-    Array, ArrayRef, Float64Array, Int8Array, RecordBatch, StringArray, TimestampNanosecondArray, UInt64Array,
-};
+use arrow_array::{Array, ArrayRef, Float64Array, Int8Array, RecordBatch, StringArray, TimestampNanosecondArray, UInt64Array};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
@@ -98,10 +96,7 @@ pub fn write_parquet(path: &Path, out: &OutputTable) -> Result<()> {
     out.check()?;
     let schema = schema(out);
     let file = std::fs::File::create(path).map_err(|e| DataError::io(path, e))?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .set_max_row_group_row_count(Some(1 << 20))
-        .build();
+    let props = WriterProperties::builder().set_compression(Compression::SNAPPY).set_max_row_group_row_count(Some(1 << 20)).build();
     let mut w = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| io_err(path, e))?;
     let t = out.features;
     let (n, c) = (t.rows(), t.cols());
@@ -213,12 +208,10 @@ pub fn read_parquet(path: &Path) -> Result<Vec<(String, ColumnValues)>> {
             let bad = || io_err(path, format!("column {name}: type changed between row groups"));
             match out {
                 ColumnValues::U64(v) => v.extend(a.as_any().downcast_ref::<UInt64Array>().ok_or_else(bad)?.values()),
-                ColumnValues::Ts(v) => {
-                    v.extend(a.as_any().downcast_ref::<TimestampNanosecondArray>().ok_or_else(bad)?.values())
+                ColumnValues::Ts(v) => v.extend(a.as_any().downcast_ref::<TimestampNanosecondArray>().ok_or_else(bad)?.values()),
+                ColumnValues::Str(v) => {
+                    v.extend(a.as_any().downcast_ref::<StringArray>().ok_or_else(bad)?.iter().map(|s| s.unwrap_or("").to_string()))
                 }
-                ColumnValues::Str(v) => v.extend(
-                    a.as_any().downcast_ref::<StringArray>().ok_or_else(bad)?.iter().map(|s| s.unwrap_or("").to_string()),
-                ),
                 ColumnValues::F64(v) => v.extend(a.as_any().downcast_ref::<Float64Array>().ok_or_else(bad)?.values()),
                 ColumnValues::I8(v) => v.extend(a.as_any().downcast_ref::<Int8Array>().ok_or_else(bad)?.iter()),
             }

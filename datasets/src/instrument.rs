@@ -38,8 +38,7 @@ pub fn parse_fixed(s: &str, scale: u32) -> Result<i64, String> {
     if int_part.is_empty() && frac_part.is_empty() {
         return Err(format!("not a number: {s:?}"));
     }
-    if !int_part.bytes().all(|b| b.is_ascii_digit()) || !frac_part.bytes().all(|b| b.is_ascii_digit())
-    {
+    if !int_part.bytes().all(|b| b.is_ascii_digit()) || !frac_part.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!("not a number: {s:?}"));
     }
     // value = int_part.frac_part × 10^exp; we need value × 10^scale as an integer.
@@ -47,9 +46,7 @@ pub fn parse_fixed(s: &str, scale: u32) -> Result<i64, String> {
     let shift = scale as i32 + exp - frac_trimmed.len() as i32; // power of ten applied to the digit string
     let mut acc: i64 = 0;
     let push = |acc: i64, d: u8| -> Result<i64, String> {
-        acc.checked_mul(10)
-            .and_then(|a| a.checked_add((d - b'0') as i64))
-            .ok_or_else(|| format!("number too large: {s:?}"))
+        acc.checked_mul(10).and_then(|a| a.checked_add((d - b'0') as i64)).ok_or_else(|| format!("number too large: {s:?}"))
     };
     for b in int_part.bytes().chain(frac_trimmed.bytes()) {
         acc = push(acc, b)?;
@@ -59,9 +56,7 @@ pub fn parse_fixed(s: &str, scale: u32) -> Result<i64, String> {
             acc = acc.checked_mul(10).ok_or_else(|| format!("number too large: {s:?}"))?;
         }
     } else {
-        let div = 10i64
-            .checked_pow((-shift) as u32)
-            .ok_or_else(|| format!("too many decimals in {s:?} for scale {scale}"))?;
+        let div = 10i64.checked_pow((-shift) as u32).ok_or_else(|| format!("too many decimals in {s:?} for scale {scale}"))?;
         if acc % div != 0 {
             return Err(format!("{s:?} has more than {scale} decimals"));
         }

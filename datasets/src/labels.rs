@@ -525,10 +525,7 @@ mod tests {
         let ts = vec![0, 10, 20, 30, 40, 50];
         let l = Labels::compute(&SampleRows::new(ts, mid), &cfg(&[2], &[1, 3], &[15, 25])).unwrap();
         // k = 2 vs current: (mean(next 2) − m_t)/m_t; the last two rows run past the end.
-        assert_vec(
-            &get(&l, "smooth_k2").value,
-            &[1.5 / 100.0, 0.5 / 101.0, -1.5 / 102.0, -0.75 / 101.0, NAN, NAN],
-        );
+        assert_vec(&get(&l, "smooth_k2").value, &[1.5 / 100.0, 0.5 / 101.0, -1.5 / 102.0, -0.75 / 101.0, NAN, NAN]);
         // k = 2 vs past mean of 2 (rows t−1, t): first row has no history.
         assert_vec(
             &get(&l, "smooth_past_k2").value,

@@ -4,8 +4,8 @@
 //! One model, one replay: never parse or rebuild a book a second way downstream.
 
 pub mod analysis;
-pub mod book;
 pub mod bench;
+pub mod book;
 pub mod error;
 pub mod event;
 pub mod features;

@@ -115,11 +115,7 @@ impl Normalizer {
     pub fn fit(names: &[String], values: &[f64], train: Range<usize>, method: Method) -> Result<Normalizer> {
         let c = names.len();
         if c == 0 || !values.len().is_multiple_of(c) || train.end * c > values.len() {
-            return Err(DataError::Invalid(format!(
-                "normaliser: {} values do not hold rows {:?} of {c} columns",
-                values.len(),
-                train
-            )));
+            return Err(DataError::Invalid(format!("normaliser: {} values do not hold rows {:?} of {c} columns", values.len(), train)));
         }
         let mut columns = Vec::with_capacity(c);
         for (j, name) in names.iter().enumerate() {
@@ -139,11 +135,8 @@ impl Normalizer {
                 hi = hi.max(x);
                 amax = amax.max(x.abs());
             }
-            let (mean, std, lo, hi) = if n == 0 {
-                (f64::NAN, f64::NAN, f64::NAN, f64::NAN)
-            } else {
-                (mean, (m2 / n as f64).sqrt(), lo, hi)
-            };
+            let (mean, std, lo, hi) =
+                if n == 0 { (f64::NAN, f64::NAN, f64::NAN, f64::NAN) } else { (mean, (m2 / n as f64).sqrt(), lo, hi) };
             columns.push(ColumnStats {
                 name: name.clone(),
                 count: n,

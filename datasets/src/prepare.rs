@@ -180,11 +180,9 @@ impl Prepared {
         }
         self.normalizer.save(&out.join("normalization.json"))?;
         let summary = self.summary();
-        for (name, v) in [
-            ("feature_set.json", &self.feature_set),
-            ("labels.json", &self.labels.report(&self.splits)),
-            ("summary.json", &summary),
-        ] {
+        for (name, v) in
+            [("feature_set.json", &self.feature_set), ("labels.json", &self.labels.report(&self.splits)), ("summary.json", &summary)]
+        {
             let p = out.join(name);
             let s = serde_json::to_string_pretty(v).map_err(|e| DataError::Invalid(e.to_string()))?;
             std::fs::write(&p, s).map_err(|e| DataError::io(&p, e))?;
@@ -209,7 +207,7 @@ mod tests {
     use crate::features_io::{read_parquet, ColumnValues};
     use crate::instrument::Instrument;
     use crate::labels::AlphaRule;
-    use crate::store::{DatasetMeta};
+    use crate::store::DatasetMeta;
     use rand::{Rng, SeedableRng};
 
     /// A random-walk one-level book, one batch per 0.1 s, with a feed gap in the middle.
@@ -232,10 +230,7 @@ mod tests {
             ev.push(Event::level(Side::Bid, bid, q, ts));
             ev.push(Event::level(Side::Ask, ask, q + 1, ts).with_flags(flags::BATCH_END));
         }
-        Dataset {
-            meta: DatasetMeta::new("test", Instrument::new("test", "X", "0.01", 0).unwrap(), 1, true),
-            events: ev,
-        }
+        Dataset { meta: DatasetMeta::new("test", Instrument::new("test", "X", "0.01", 0).unwrap(), 1, true), events: ev }
     }
 
     /// A stand-in feature computation from the replay (part A's engine replaces it in the CLI).

@@ -15,9 +15,7 @@ use crate::book::{OrderBook, TopN, NO_PRICE};
 use crate::error::{DataError, Result};
 use crate::event::{Event, EventKind, Side, NO_TS};
 use crate::instrument::Instrument;
-use arrow_array::{
-    Array, ArrayRef, Int64Array, RecordBatch, TimestampNanosecondArray, UInt64Array, UInt8Array,
-};
+use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, TimestampNanosecondArray, UInt64Array, UInt8Array};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
@@ -151,10 +149,7 @@ fn book_schema(levels: usize) -> Arc<Schema> {
 
 fn writer(path: &Path, schema: Arc<Schema>) -> Result<ArrowWriter<File>> {
     let file = File::create(path).map_err(|e| DataError::io(path, e))?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .set_max_row_group_row_count(Some(ROW_GROUP))
-        .build();
+    let props = WriterProperties::builder().set_compression(Compression::SNAPPY).set_max_row_group_row_count(Some(ROW_GROUP)).build();
     ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| store_err(path, e))
 }
 
@@ -165,10 +160,7 @@ fn store_err(path: &Path, e: impl std::fmt::Display) -> DataError {
 fn events_batch(schema: &Arc<Schema>, evs: &[Event]) -> std::result::Result<RecordBatch, arrow_schema::ArrowError> {
     let cols: Vec<ArrayRef> = vec![
         Arc::new(TimestampNanosecondArray::from_iter_values(evs.iter().map(|e| e.ts_exchange)).with_timezone("UTC")),
-        Arc::new(
-            TimestampNanosecondArray::from_iter(evs.iter().map(|e| (e.ts_local != NO_TS).then_some(e.ts_local)))
-                .with_timezone("UTC"),
-        ),
+        Arc::new(TimestampNanosecondArray::from_iter(evs.iter().map(|e| (e.ts_local != NO_TS).then_some(e.ts_local))).with_timezone("UTC")),
         Arc::new(UInt64Array::from_iter_values(evs.iter().map(|e| e.seq))),
         Arc::new(UInt64Array::from_iter_values(evs.iter().map(|e| e.order_id))),
         Arc::new(Int64Array::from_iter_values(evs.iter().map(|e| e.price))),
@@ -254,9 +246,10 @@ pub fn write_dataset(dir: &Path, ds: &Dataset) -> Result<()> {
         book.top_n(&mut top);
         cols.push(i, ds.events[i].ts_exchange, &top);
         if cols.idx.len() >= ROW_GROUP {
-            let r = cols.take_batch(&bschema).map_err(|e| store_err(&book_path, e)).and_then(|b| {
-                bw.write(&b).map_err(|e| store_err(&book_path, e))
-            });
+            let r = cols
+                .take_batch(&bschema)
+                .map_err(|e| store_err(&book_path, e))
+                .and_then(|b| bw.write(&b).map_err(|e| store_err(&book_path, e)));
             if let Err(e) = r {
                 err = Some(e);
             }
@@ -398,13 +391,7 @@ mod tests {
             Event::level(Side::Bid, -5, i64::MAX, i64::MAX).with_flags(flags::BATCH_END),
         ];
         events[3].ts_local = -1;
-        Dataset {
-            meta: DatasetMeta {
-                import_report: serde_json::json!({"k": 1}),
-                ..DatasetMeta::new("test", inst, 3, false)
-            },
-            events,
-        }
+        Dataset { meta: DatasetMeta { import_report: serde_json::json!({"k": 1}), ..DatasetMeta::new("test", inst, 3, false) }, events }
     }
 
     #[test]

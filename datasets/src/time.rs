@@ -181,7 +181,8 @@ mod tests {
         assert_eq!(parse_duration("3µs"), Ok(3_000));
         // Spaces around the number and before the unit.
         assert_eq!(parse_duration(" 10 s "), Ok(10 * NS_PER_SEC));
-        for bad in ["", "s", "10", "1.5s", "-1s", "0s", "0min", "10x", "3 parsecs", "1 0s", "99999999999999999999s", "9223372036854775807d"] {
+        for bad in ["", "s", "10", "1.5s", "-1s", "0s", "0min", "10x", "3 parsecs", "1 0s", "99999999999999999999s", "9223372036854775807d"]
+        {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
         assert_eq!(format_duration(60 * NS_PER_SEC), "1min");
@@ -197,7 +198,10 @@ mod tests {
     fn duration_format_parses_back() {
         let mut ns = 1i64;
         while ns < i64::MAX / 4 {
-            for x in [Some(ns), ns.checked_add(1), ns.checked_mul(7), ns.checked_mul(60 * NS_PER_SEC), ns.checked_add(NS_PER_DAY)].into_iter().flatten() {
+            for x in [Some(ns), ns.checked_add(1), ns.checked_mul(7), ns.checked_mul(60 * NS_PER_SEC), ns.checked_add(NS_PER_DAY)]
+                .into_iter()
+                .flatten()
+            {
                 assert_eq!(parse_duration(&format_duration(x)), Ok(x), "{x}");
             }
             ns = ns * 3 / 2 + 1;

@@ -57,7 +57,8 @@ fn stream(n: usize) -> Dataset {
                 id += 1;
                 let side = if rng.random_bool(0.5) { Side::Bid } else { Side::Ask };
                 let px = if side == Side::Bid { mid - rng.random_range(1..4) } else { mid + rng.random_range(1..4) };
-                let kind = [EventKind::OrderAdd, EventKind::OrderCancel, EventKind::OrderDelete, EventKind::OrderExecute][rng.random_range(0..4)];
+                let kind =
+                    [EventKind::OrderAdd, EventKind::OrderCancel, EventKind::OrderDelete, EventKind::OrderExecute][rng.random_range(0..4)];
                 evs.push(Event::new(kind, side, px, rng.random_range(1..50), t).with_order(id / 2 + 1));
             }
             _ => {}

@@ -47,7 +47,15 @@ pub struct ConvUnit {
 }
 
 impl ConvUnit {
-    fn new(c_in: usize, c_out: usize, kernel: [usize; 2], stride: [usize; 2], padding: PaddingConfig2d, act: ConvAct, device: &Device) -> Self {
+    fn new(
+        c_in: usize,
+        c_out: usize,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: PaddingConfig2d,
+        act: ConvAct,
+        device: &Device,
+    ) -> Self {
         ConvUnit {
             conv: Conv2dConfig::new([c_in, c_out], kernel).with_stride(stride).with_padding(padding).init(device),
             bn: BatchNormConfig::new(c_out).init(device),

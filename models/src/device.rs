@@ -52,7 +52,9 @@ impl DeviceSpec {
                 Some(n) => burn::tensor::DeviceIndex::from(n),
             })),
             #[cfg(not(feature = "cuda"))]
-            DeviceSpec::Cuda(_) => Err("this build has no CUDA support: rebuild with `--features cuda` (needs network at build time; untested)".into()),
+            DeviceSpec::Cuda(_) => {
+                Err("this build has no CUDA support: rebuild with `--features cuda` (needs network at build time; untested)".into())
+            }
         }
     }
 }

@@ -30,7 +30,8 @@ pub fn config_document(config: &ModelConfig) -> Value {
 
 /// Parses a config document (format, version and fields checked by the contract).
 pub fn parse_config_document(doc: &Value, origin: &Path) -> Result<ModelConfig> {
-    let spec = ModelSpec::from_document(doc, origin).map_err(|e| ModelError::Config { path: origin.to_path_buf(), reason: e.to_string() })?;
+    let spec =
+        ModelSpec::from_document(doc, origin).map_err(|e| ModelError::Config { path: origin.to_path_buf(), reason: e.to_string() })?;
     config_of(&spec)
 }
 
@@ -70,9 +71,7 @@ pub fn load(dir: &Path, device: &Device) -> Result<(Model, ModelConfig)> {
     let config = load_config(dir)?;
     let mut model = config.init(device);
     let weights = dir.join(WEIGHTS_FILE);
-    let result = model
-        .load_from(&mut store(&weights))
-        .map_err(|e| ModelError::Store { path: weights.clone(), reason: e.to_string() })?;
+    let result = model.load_from(&mut store(&weights)).map_err(|e| ModelError::Store { path: weights.clone(), reason: e.to_string() })?;
     if !result.errors.is_empty() || !result.missing.is_empty() || !result.unused.is_empty() {
         return Err(ModelError::Store { path: weights, reason: result.to_string() });
     }

@@ -37,10 +37,10 @@ impl Architecture {
     }
 
     pub fn parse(name: &str) -> Result<Self> {
-        Self::ALL.into_iter().find(|a| a.name() == name.to_ascii_lowercase()).ok_or_else(|| ModelError::UnknownModel {
-            name: name.into(),
-            known: Self::ALL.map(|a| a.name()).join(", "),
-        })
+        Self::ALL
+            .into_iter()
+            .find(|a| a.name() == name.to_ascii_lowercase())
+            .ok_or_else(|| ModelError::UnknownModel { name: name.into(), known: Self::ALL.map(|a| a.name()).join(", ") })
     }
 
     /// One-line description for `models list`.
@@ -101,7 +101,11 @@ impl ModelConfig {
                 }
                 if let Some(v) = params.get("levels") {
                     if v.as_u64() != Some(n_features as u64 / 4) {
-                        return Err(ModelError::bad(name, "levels", format!("{v} does not match the data's {n_features} columns (= {} levels)", n_features / 4)));
+                        return Err(ModelError::bad(
+                            name,
+                            "levels",
+                            format!("{v} does not match the data's {n_features} columns (= {} levels)", n_features / 4),
+                        ));
                     }
                 }
                 ModelConfig::Deeplob(DeepLobConfig::new(n_features / 4, n_classes))
@@ -148,7 +152,8 @@ impl ModelConfig {
     /// The burn config of a contract spec.
     pub fn from_spec(spec: &flowcast_contract::ModelSpec) -> Result<Self> {
         let v = serde_json::to_value(spec).expect("specs serialise");
-        serde_json::from_value(v).map_err(|e| ModelError::Config { path: flowcast_contract::files::CONFIG_FILE.into(), reason: e.to_string() })
+        serde_json::from_value(v)
+            .map_err(|e| ModelError::Config { path: flowcast_contract::files::CONFIG_FILE.into(), reason: e.to_string() })
     }
 
     fn schema(&self) -> flowcast_contract::ModelSpec {
@@ -309,7 +314,10 @@ pub fn describe(name: &str, overrides: &Params) -> Result<Description> {
     let take = |params: &mut Params, key: &str| -> Result<Option<usize>> {
         match params.remove(key) {
             None => Ok(None),
-            Some(v) => v.as_u64().map(|n| Some(n as usize)).ok_or_else(|| ModelError::bad(arch.name(), key, format!("expected an integer, got {v}"))),
+            Some(v) => v
+                .as_u64()
+                .map(|n| Some(n as usize))
+                .ok_or_else(|| ModelError::bad(arch.name(), key, format!("expected an integer, got {v}"))),
         }
     };
     let features = take(&mut params, "features")?;

@@ -1,10 +1,7 @@
 //! Recurrent classifiers: stacked (optionally bidirectional) LSTM or GRU over the window, the
 //! final hidden state through a linear head. docs/models.md § lstm / gru.
 
-use burn::nn::{
-    BiGru, BiGruConfig, BiLstm, BiLstmConfig, Dropout, DropoutConfig, Gru, GruConfig, Linear,
-    LinearConfig, Lstm, LstmConfig,
-};
+use burn::nn::{BiGru, BiGruConfig, BiLstm, BiLstmConfig, Dropout, DropoutConfig, Gru, GruConfig, Linear, LinearConfig, Lstm, LstmConfig};
 use burn::prelude::*;
 
 /// Which recurrent cell a [`RnnClassifier`] stacks.

@@ -101,7 +101,15 @@ pub struct Conv2d {
 }
 
 impl Conv2d {
-    pub fn load(ws: &mut Weights, prefix: &str, c_in: usize, c_out: usize, kernel: [usize; 2], stride: [usize; 2], pad: [usize; 2]) -> Result<Self> {
+    pub fn load(
+        ws: &mut Weights,
+        prefix: &str,
+        c_in: usize,
+        c_out: usize,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        pad: [usize; 2],
+    ) -> Result<Self> {
         Ok(Conv2d {
             w: ws.take(&format!("{prefix}.weight"), &[c_out, c_in, kernel[0], kernel[1]])?,
             b: ws.take(&format!("{prefix}.bias"), &[c_out])?.reshape((1, c_out, 1, 1))?,
@@ -169,7 +177,10 @@ struct Gate {
 
 impl Gate {
     fn load(ws: &mut Weights, prefix: &str, d_in: usize, hidden: usize) -> Result<Self> {
-        Ok(Gate { x: Linear::load(ws, &format!("{prefix}.input_transform"), d_in, hidden)?, h: Linear::load(ws, &format!("{prefix}.hidden_transform"), hidden, hidden)? })
+        Ok(Gate {
+            x: Linear::load(ws, &format!("{prefix}.input_transform"), d_in, hidden)?,
+            h: Linear::load(ws, &format!("{prefix}.hidden_transform"), hidden, hidden)?,
+        })
     }
 }
 

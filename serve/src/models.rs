@@ -1,10 +1,10 @@
 //! The four architectures' forward passes in candle, loaded from an export's tensors.
 
-use flowcast_contract::spec::{DeepLobSpec, RnnCell, RnnSpec, TransLobSpec};
 use crate::error::Result;
 use crate::layers::{causal_mask, leaky_relu, softmax_last, BatchNorm, CausalConv1d, Conv2d, Gru, LayerNorm, Linear, Lstm};
 use crate::weights::Weights;
 use candle_core::{Device, Tensor};
+use flowcast_contract::spec::{DeepLobSpec, RnnCell, RnnSpec, TransLobSpec};
 
 enum Recurrent {
     Lstm(Lstm),
@@ -92,7 +92,16 @@ struct ConvUnit {
 
 impl ConvUnit {
     #[allow(clippy::too_many_arguments)]
-    fn load(ws: &mut Weights, prefix: &str, c_in: usize, c_out: usize, kernel: [usize; 2], stride: [usize; 2], pad: [usize; 2], act: Act) -> Result<Self> {
+    fn load(
+        ws: &mut Weights,
+        prefix: &str,
+        c_in: usize,
+        c_out: usize,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        pad: [usize; 2],
+        act: Act,
+    ) -> Result<Self> {
         Ok(ConvUnit {
             conv: Conv2d::load(ws, &format!("{prefix}.conv"), c_in, c_out, kernel, stride, pad)?,
             bn: BatchNorm::load(ws, &format!("{prefix}.bn"), c_out)?,
@@ -130,11 +139,9 @@ impl DeepLob {
     pub fn load(ws: &mut Weights, c: &DeepLobSpec) -> Result<Self> {
         let (ch, ci) = (c.conv_channels, c.inception_channels);
         let mut conv = Vec::new();
-        for (b, c_in, spatial, stride, act) in [
-            (1, 1, [1, 2], [1, 2], Act::Leaky),
-            (2, ch, [1, 2], [1, 2], Act::Tanh),
-            (3, ch, [1, c.levels], [1, 1], Act::Leaky),
-        ] {
+        for (b, c_in, spatial, stride, act) in
+            [(1, 1, [1, 2], [1, 2], Act::Leaky), (2, ch, [1, 2], [1, 2], Act::Tanh), (3, ch, [1, c.levels], [1, 1], Act::Leaky)]
+        {
             conv.push(ConvUnit::load(ws, &format!("conv{b}.units.0"), c_in, ch, spatial, stride, [0, 0], act)?);
             for u in 1..3 {
                 conv.push(ConvUnit::load(ws, &format!("conv{b}.units.{u}"), ch, ch, [4, 1], [1, 1], [0, 0], act)?);
@@ -204,7 +211,13 @@ impl EncoderLayer {
     fn load(ws: &mut Weights, p: &str, d: usize, d_ff: usize, heads: usize) -> Result<Self> {
         let lin = |ws: &mut Weights, n: &str, i, o| Linear::load(ws, &format!("{p}.{n}"), i, o);
         Ok(EncoderLayer {
-            mha: Attention { q: lin(ws, "mha.query", d, d)?, k: lin(ws, "mha.key", d, d)?, v: lin(ws, "mha.value", d, d)?, o: lin(ws, "mha.output", d, d)?, heads },
+            mha: Attention {
+                q: lin(ws, "mha.query", d, d)?,
+                k: lin(ws, "mha.key", d, d)?,
+                v: lin(ws, "mha.value", d, d)?,
+                o: lin(ws, "mha.output", d, d)?,
+                heads,
+            },
             inner: lin(ws, "pwff.linear_inner", d, d_ff)?,
             outer: lin(ws, "pwff.linear_outer", d_ff, d)?,
             norm_1: LayerNorm::load(ws, &format!("{p}.norm_1"), d)?,
@@ -287,4 +300,3 @@ fn position_channel(t: usize, dev: &Device) -> Result<Tensor> {
     let pos: Vec<f32> = (0..t).map(|i| -1.0 + 2.0 * i as f32 / denom).collect();
     Ok(Tensor::from_vec(pos, (1, t, 1), dev)?)
 }
-

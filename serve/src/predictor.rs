@@ -38,10 +38,8 @@ impl Predictor for CandlePredictor {
     }
     fn predict(&self, b: &Batch<'_>, out: &mut Outputs) -> flowcast_contract::Result<()> {
         self.info.check(b)?;
-        let logits = self
-            .model
-            .logits(b.x, b.batch, b.window)
-            .map_err(|e| ContractError::input("x", format!("candle {}: {e}", self.info.name)))?;
+        let logits =
+            self.model.logits(b.x, b.batch, b.window).map_err(|e| ContractError::input("x", format!("candle {}: {e}", self.info.name)))?;
         out.push_logits(&logits);
         Ok(())
     }

@@ -19,8 +19,11 @@ impl Weights {
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
             });
         }
-        let map = candle_core::safetensors::load(path, &Device::Cpu)
-            .map_err(|e| ServeError::Tensor { path: path.to_path_buf(), name: "*".into(), reason: e.to_string() })?;
+        let map = candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| ServeError::Tensor {
+            path: path.to_path_buf(),
+            name: "*".into(),
+            reason: e.to_string(),
+        })?;
         Ok(Weights { path: path.to_path_buf(), map })
     }
 

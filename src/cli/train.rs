@@ -103,7 +103,12 @@ pub fn run_reproduce(a: ReproduceArgs) -> Result<bool> {
     } else {
         print!("{}", s.table());
         let r = &s.json["reproduction"];
-        println!("\nreproduction of {} (git {} → {}):", r["original"].as_str().unwrap_or("?"), r["git_revision"]["original"], r["git_revision"]["now"]);
+        println!(
+            "\nreproduction of {} (git {} → {}):",
+            r["original"].as_str().unwrap_or("?"),
+            r["git_revision"]["original"],
+            r["git_revision"]["now"]
+        );
         if let Some(ms) = r["models"].as_object() {
             for (id, m) in ms {
                 println!(

@@ -12,10 +12,7 @@ const S: i64 = 1_000_000_000;
 fn impact_dataset(dir: &Path) {
     let t0 = 1_700_000_040 * S;
     let (q, mut bid) = (10i64, 1000i64);
-    let mut events = vec![
-        Event::level(Side::Bid, bid, q, t0),
-        Event::level(Side::Ask, bid + 2, q, t0).with_flags(flags::BATCH_END),
-    ];
+    let mut events = vec![Event::level(Side::Bid, bid, q, t0), Event::level(Side::Ask, bid + 2, q, t0).with_flags(flags::BATCH_END)];
     let mut x = 12345u64;
     for k in 0..120i64 {
         x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
@@ -31,10 +28,7 @@ fn impact_dataset(dir: &Path) {
             bid = nb;
         }
     }
-    let ds = Dataset {
-        meta: DatasetMeta::new("test", Instrument::new("test", "XYZ", "0.01", 0).unwrap(), 1, true),
-        events,
-    };
+    let ds = Dataset { meta: DatasetMeta::new("test", Instrument::new("test", "XYZ", "0.01", 0).unwrap(), 1, true), events };
     write_dataset(dir, &ds).unwrap();
 }
 
@@ -106,10 +100,7 @@ fn walk_dataset(dir: &Path, batches: i64) {
         let last = events.len() - 1;
         events[last] = events[last].with_flags(flags::BATCH_END);
     }
-    let ds = Dataset {
-        meta: DatasetMeta::new("test", Instrument::new("test", "XYZ", "0.01", 0).unwrap(), 3, true),
-        events,
-    };
+    let ds = Dataset { meta: DatasetMeta::new("test", Instrument::new("test", "XYZ", "0.01", 0).unwrap(), 3, true), events };
     write_dataset(dir, &ds).unwrap();
 }
 
@@ -123,8 +114,18 @@ fn features_compute_writes_the_run_directory() {
     walk_dataset(&data, 2000);
     let out = dir.path().join("run");
     let (code, stdout, err) = flowcast(&[
-        "features", "compute", "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap(),
-        "--csv", "--json", "--clock", "1s,5s", "--smooth-k", "10,20",
+        "features",
+        "compute",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--csv",
+        "--json",
+        "--clock",
+        "1s,5s",
+        "--smooth-k",
+        "10,20",
     ]);
     assert_eq!(code, 0, "{err}");
     let summary: serde_json::Value = serde_json::from_str(stdout.trim()).expect("summary JSON");
@@ -170,9 +171,8 @@ fn features_compute_writes_the_run_directory() {
     let csv = std::fs::read_to_string(out.join("features.csv")).unwrap();
     assert_eq!(csv.lines().count(), n + 1);
     // A horizon longer than the data cannot be split without leakage: refused.
-    let (code, _, err) = flowcast(&[
-        "features", "compute", "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap(), "--clock", "5m",
-    ]);
+    let (code, _, err) =
+        flowcast(&["features", "compute", "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap(), "--clock", "5m"]);
     assert_ne!(code, 0);
     assert!(err.contains("train split is empty after purging"), "{err}");
 }

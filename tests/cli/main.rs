@@ -11,11 +11,7 @@ mod train;
 
 fn flowcast(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_flowcast")).args(args).output().expect("run flowcast");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 fn small_dataset(dir: &Path) {
@@ -30,10 +26,7 @@ fn small_dataset(dir: &Path) {
         events.push(Event::level(Side::Bid, 100, 5 + i, t0 + i * 1_000_000).with_seq(1 + i as u64).with_flags(flags::BATCH_END));
     }
     events.push(Event::new(EventKind::Gap, Side::Bid, 0, 0, t0 + 60_000_000).with_seq(60).with_order(62).with_flags(flags::BATCH_END));
-    let ds = Dataset {
-        meta: DatasetMeta::new("test", inst, 5, false),
-        events,
-    };
+    let ds = Dataset { meta: DatasetMeta::new("test", inst, 5, false), events };
     write_dataset(dir, &ds).unwrap();
 }
 

@@ -61,8 +61,7 @@ fn run_json_eval_and_predict() {
     let exp = tmp.path().join("cli.toml");
     std::fs::write(&exp, EXPERIMENT).unwrap();
     let runs = tmp.path().join("runs");
-    let (code, out, err) =
-        flowcast(&["run", exp.to_str().unwrap(), "--json", "--quiet", "--runs-dir", runs.to_str().unwrap()]);
+    let (code, out, err) = flowcast(&["run", exp.to_str().unwrap(), "--json", "--quiet", "--runs-dir", runs.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     let v = json(&out);
     headline_keys(&v, "run");
@@ -163,14 +162,34 @@ fn bad_experiment_exits_2_naming_the_file() {
 #[test]
 fn bench_train_reports_rates_and_same_process_ratios() {
     let (code, out, err) = flowcast(&[
-        "bench", "train", "--model", "deeplob", "--set", "conv_channels=4", "--set", "inception_channels=4", "--set", "lstm_hidden=4",
-        "--levels", "1", "--batch", "4", "--window", "24", "--steps", "1", "--baseline-set", "hidden=4", "--json",
+        "bench",
+        "train",
+        "--model",
+        "deeplob",
+        "--set",
+        "conv_channels=4",
+        "--set",
+        "inception_channels=4",
+        "--set",
+        "lstm_hidden=4",
+        "--levels",
+        "1",
+        "--batch",
+        "4",
+        "--window",
+        "24",
+        "--steps",
+        "1",
+        "--baseline-set",
+        "hidden=4",
+        "--json",
     ]);
     assert_eq!(code, 0, "{err}");
     let v = json(&out);
     assert_eq!(v["model"], "deeplob");
     assert_eq!(v["baseline"]["model"], "lstm");
-    for k in ["train_samples_per_s", "infer_windows_per_s", "candle_infer_windows_per_s", "candle_vs_burn_infer", "train_cost_vs_baseline"] {
+    for k in ["train_samples_per_s", "infer_windows_per_s", "candle_infer_windows_per_s", "candle_vs_burn_infer", "train_cost_vs_baseline"]
+    {
         assert!(v[k].as_f64().is_some_and(|x| x > 0.0 && x.is_finite()), "{k} in {v}");
     }
     let ratio = v["baseline"]["train_samples_per_s"].as_f64().unwrap() / v["train_samples_per_s"].as_f64().unwrap();

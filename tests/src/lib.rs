@@ -6,9 +6,7 @@ use std::path::PathBuf;
 /// return early (printing why) when it is absent, e.g. in a user's fresh clone.
 pub fn shared_data() -> Option<PathBuf> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let p = std::env::var_os("FLOWCAST_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("../shared/data"));
+    let p = std::env::var_os("FLOWCAST_SHARED_DATA").map(PathBuf::from).unwrap_or_else(|| root.join("../shared/data"));
     if p.is_dir() {
         Some(p)
     } else {

@@ -64,19 +64,7 @@ fn spot_buffers_drops_and_bridges() {
     use EventKind::*;
     assert_eq!(
         kinds(&evs),
-        vec![
-            Trade,
-            Snapshot,
-            LevelSet,
-            LevelSet,
-            LevelSet,
-            LevelSet,
-            LevelSet,
-            LevelSet,
-            LevelDelete,
-            LevelSet,
-            LevelDelete
-        ]
+        vec![Trade, Snapshot, LevelSet, LevelSet, LevelSet, LevelSet, LevelSet, LevelSet, LevelDelete, LevelSet, LevelDelete]
     );
     // Trade: m = true ⇒ seller aggressed; ts_exchange = T ms; order_id = trade id.
     assert_eq!((evs[0].side, evs[0].price, evs[0].size, evs[0].order_id), (Side::Ask, 6_100_001, 50_000_000, 7));
@@ -168,10 +156,7 @@ fn no_snapshot_builds_no_book_but_keeps_trades() {
     assert!(!b(&r, "synced"));
     let fl = &list(&r, "sync_failures")[0];
     assert_eq!(fl["reason"], "no_snapshot");
-    assert_eq!(
-        (fl["diff_U"].as_u64(), fl["diff_line"].as_u64(), fl["last_diff_line"].as_u64()),
-        (Some(10), Some(2), Some(3))
-    );
+    assert_eq!((fl["diff_U"].as_u64(), fl["diff_line"].as_u64(), fl["last_diff_line"].as_u64()), (Some(10), Some(2), Some(3)));
     assert_eq!(u(&r, "diffs_unapplied"), 2);
     use EventKind::*;
     assert_eq!(kinds(&evs), vec![Trade, Gap, Trade]);
@@ -188,12 +173,7 @@ fn spot_without_bridging_diff_is_reported_not_invented() {
     let fl = list(&r, "sync_failures");
     assert_eq!(fl[0]["reason"], "no_bridge");
     assert_eq!(
-        (
-            fl[0]["snapshot_last_update_id"].as_u64(),
-            fl[0]["snapshot_line"].as_u64(),
-            fl[0]["diff_U"].as_u64(),
-            fl[0]["diff_line"].as_u64()
-        ),
+        (fl[0]["snapshot_last_update_id"].as_u64(), fl[0]["snapshot_line"].as_u64(), fl[0]["diff_U"].as_u64(), fl[0]["diff_line"].as_u64()),
         (Some(100), Some(1), Some(105), Some(2))
     );
     assert!(fl[0]["detail"].as_str().unwrap().contains("updates 101..104 were never received"));
@@ -211,10 +191,7 @@ fn futures_pu_gap() {
     assert!(b(&r, "synced"));
     assert_eq!(u(&r, "gaps"), 1);
     let g = &list(&r, "first_gaps")[0];
-    assert_eq!(
-        (g["expected"].as_u64(), g["received"].as_u64(), g["diff_pu"].as_u64()),
-        (Some(108), Some(110), Some(110))
-    );
+    assert_eq!((g["expected"].as_u64(), g["received"].as_u64(), g["diff_pu"].as_u64()), (Some(108), Some(110), Some(110)));
     assert_eq!(list(&r, "sync_failures")[0]["reason"], "no_snapshot_after_gap");
     let gap = evs.iter().find(|e| e.kind == EventKind::Gap).unwrap();
     assert_eq!((gap.seq, gap.order_id), (108, 110));
@@ -238,10 +215,7 @@ fn bad_input_names_file_line_and_field() {
     let g: Vec<&str> = good.lines().collect();
     let cases: [(&str, &str); 9] = [
         (r#"1723161250000009000 {"stream":"btcusdt@trade","data":{"e":"trade",,"t":8}}"#, "9: json: "),
-        (
-            r#"1723161250000009000 {"stream":"btcusdt@bookTicker","data":{"u":103,"s":"BTCUSDT","b":"61000.0"#,
-            "9: json: EOF while parsing",
-        ),
+        (r#"1723161250000009000 {"stream":"btcusdt@bookTicker","data":{"u":103,"s":"BTCUSDT","b":"61000.0"#, "9: json: EOF while parsing"),
         (
             r#"1723161250000009000 {"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1,"U":106,"u":106,"b":[["1.00","1"],["2.00","1"],["3.00","1"],["6100O.00","1"]],"a":[]}}"#,
             "9: data.b[3].price: not a number",
@@ -320,8 +294,7 @@ fn unknown_symbol_scales_are_inferred_and_off_grid_prices_rejected() {
 
 #[test]
 fn several_files_report_per_file() {
-    let files =
-        vec![fixture("spot-btcusdt_sync.txt"), fixture("usdm-btcusdt_sync.txt"), fixture("spot-btcusdt_nosnap.txt")];
+    let files = vec![fixture("spot-btcusdt_sync.txt"), fixture("usdm-btcusdt_sync.txt"), fixture("spot-btcusdt_nosnap.txt")];
     let imp = binance::import(&files, &opts()).unwrap();
     assert_eq!(imp.datasets.len(), 3);
     assert_eq!(imp.datasets[1].meta.instrument.venue, "binance-usdm");
@@ -343,10 +316,7 @@ fn cryptofeed_fixture_merges_rest_snapshot_per_symbol() {
     let aaa = per.iter().find(|p| p["symbol"] == "AAABTC").unwrap();
     assert_eq!(aaa["ok"], true, "{}", c.to_json());
     assert_eq!((aaa["diffs_dropped_before_snapshot"].as_u64(), aaa["diffs_applied"].as_u64()), (Some(1), Some(1)));
-    assert_eq!(
-        (aaa["bbo_checks"].as_u64(), aaa["trades"].as_u64(), aaa["other_messages"].as_u64()),
-        (Some(1), Some(1), Some(1))
-    );
+    assert_eq!((aaa["bbo_checks"].as_u64(), aaa["trades"].as_u64(), aaa["other_messages"].as_u64()), (Some(1), Some(1), Some(1)));
     assert_eq!(aaa["instrument_inferred"], true);
     // BBBBTC: unknown symbol and no snapshot to infer its scales from.
     let bbb = per.iter().find(|p| p["symbol"] == "BBBBTC").unwrap();
@@ -363,12 +333,7 @@ fn cryptofeed_fixture_merges_rest_snapshot_per_symbol() {
     let t = evs.iter().find(|e| e.kind == EventKind::Trade).unwrap();
     assert_eq!((t.order_id, t.side, t.price, t.size), (77, Side::Bid, 1010, 2));
     // With explicit scales BBBBTC converts, and is reported as having no snapshot.
-    let o = ImportOptions {
-        symbol: Some("BBBBTC".into()),
-        tick_size: Some("0.00000001".into()),
-        size_scale: Some(8),
-        ..opts()
-    };
+    let o = ImportOptions { symbol: Some("BBBBTC".into()), tick_size: Some("0.00000001".into()), size_scale: Some(8), ..opts() };
     let r = cryptofeed_binance::check(&files, &o).unwrap();
     assert_eq!(list(&r, "sync_failures")[0]["reason"], "no_snapshot");
 }
@@ -431,9 +396,7 @@ fn real_cryptofeed_pair_per_symbol() {
     let per = list(&c, "symbols");
     assert_eq!(per.len(), 4, "{}", c.table());
     // (symbol, bookTicker checks, diffs applied, diffs dropped): all four bridge their snapshot.
-    for (sym, checks, applied, dropped) in
-        [("NKNUSDT", 19, 149, 1), ("BLZETH", 1, 9, 1), ("LRCBTC", 6, 13, 2), ("RUNEEUR", 0, 1, 1)]
-    {
+    for (sym, checks, applied, dropped) in [("NKNUSDT", 19, 149, 1), ("BLZETH", 1, 9, 1), ("LRCBTC", 6, 13, 2), ("RUNEEUR", 0, 1, 1)] {
         let p = per.iter().find(|p| p["symbol"] == sym).unwrap_or_else(|| panic!("{sym}"));
         assert_eq!(p["synced"], true, "{sym}: {p}");
         assert_eq!(p["gaps"], 0, "{sym}");

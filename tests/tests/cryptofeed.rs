@@ -189,23 +189,16 @@ fn kraken_fixture_events_and_depth_truncation() {
     assert!(ev[1..21].iter().all(|e| e.kind == EventKind::LevelSet && e.flags & flags::SNAPSHOT != 0));
     assert_eq!(
         ev[1],
-        Event::level(Side::Ask, 5_100_000_000, 50_000_000, ev[0].ts_exchange)
-            .with_local(ev[0].ts_local)
-            .with_flags(flags::SNAPSHOT)
+        Event::level(Side::Ask, 5_100_000_000, 50_000_000, ev[0].ts_exchange).with_local(ev[0].ts_local).with_flags(flags::SNAPSHOT)
     );
     assert!(ev[20].is_batch_end() && ev[1..20].iter().all(|e| !e.is_batch_end()));
     // Update A (line 7): the better ask, then the 11th ask leaves the depth-10 window.
     let a = &ev[21..23];
-    assert_eq!(
-        a[0],
-        Event::level(Side::Ask, 5_099_995_000, 10_000_000, 1_618_678_134_050_001_000)
-            .with_local(1_618_678_134_100_000_000)
-    );
+    assert_eq!(a[0], Event::level(Side::Ask, 5_099_995_000, 10_000_000, 1_618_678_134_050_001_000).with_local(1_618_678_134_100_000_000));
     assert_eq!((a[1].kind, a[1].side, a[1].price, a[1].size), (EventKind::LevelDelete, Side::Ask, 5_100_090_000, 0));
     assert_eq!(a[1].flags, flags::DEPTH_WINDOW | flags::BATCH_END);
     // Every DEPTH_WINDOW delete: the worst ask of the snapshot and the worst bid (after line 9).
-    let drops: Vec<(Side, i64)> =
-        ev.iter().filter(|e| e.flags & flags::DEPTH_WINDOW != 0).map(|e| (e.side, e.price)).collect();
+    let drops: Vec<(Side, i64)> = ev.iter().filter(|e| e.flags & flags::DEPTH_WINDOW != 0).map(|e| (e.side, e.price)).collect();
     assert_eq!(drops, vec![(Side::Ask, 5_100_090_000), (Side::Bid, 5_099_900_000)]);
     // The republished bid ("r") is an ordinary level set.
     assert!(ev.iter().any(|e| e.side == Side::Bid && e.price == 5_099_990_000 && e.size == 125_000_000));
@@ -234,10 +227,7 @@ fn kraken_corrupted_checksum_gaps_and_reports() {
     assert_eq!(pair_num(&r, "pairs", "XBT/CHF", "checksum_failures"), 1);
     let first = strs(&r, "first_checksum_failures");
     // The real checksum of the book after line 8 is the fixture's original value.
-    assert_eq!(
-        first,
-        vec![format!("{}:8: XBT/CHF: checksum expected 1580324104, computed 1580324103", path.display())]
-    );
+    assert_eq!(first, vec![format!("{}:8: XBT/CHF: checksum expected 1580324104, computed 1580324103", path.display())]);
 
     let imp = cryptofeed::import_kraken(&[path], &opts()).unwrap();
     let ev = &imp.datasets[0].events;
@@ -316,10 +306,7 @@ fn coinbase_fixture_exact_events() {
     let eth = dataset(&imp, "ETH-EUR");
     assert_eq!((eth.meta.instrument.price_scale, eth.meta.instrument.size_scale), (1, 3));
     assert_eq!(eth.events.len(), 4);
-    assert_eq!(
-        eth.events[3],
-        lvl(Side::Ask, 20_010, 250, 1_618_677_817_076_000_000, 1_618_677_817_119_000_000).with_flags(b)
-    );
+    assert_eq!(eth.events[3], lvl(Side::Ask, 20_010, 250, 1_618_677_817_076_000_000, 1_618_677_817_119_000_000).with_flags(b));
 }
 
 #[test]
@@ -379,11 +366,7 @@ fn coinbase_bad_input_names_file_line_field() {
     let upd = "[[\"buy\",\"61000.00\",\"0.10000000\"]],\"time\":\"2021-04-17T16:43:37.075687Z\"}";
     let cases = [
         // Bad JSON (an unterminated object), a line cut inside its JSON, a line cut before it.
-        (
-            upd.to_string(),
-            "[[\"buy\",\"61000.00\",\"0.10000000\"]],\"time\":\"2021-04-17T16:43:37.075687Z\"".to_string(),
-            ":8: json:",
-        ),
+        (upd.to_string(), "[[\"buy\",\"61000.00\",\"0.10000000\"]],\"time\":\"2021-04-17T16:43:37.075687Z\"".to_string(), ":8: json:"),
         (upd.to_string(), "[[\"buy\",\"61000.0".to_string(), ":8: json:"),
         ("1618677817.118783: {\"type\":\"l2update\"".to_string(), "1618677817.118783".to_string(), ":8: line:"),
         (upd.to_string(), upd.replace("0.10000000", "abc"), ":8: changes[0].size: not a number"),
@@ -432,9 +415,7 @@ fn lenient_skips_and_counts_losing_nothing() {
     let good = std::fs::read_to_string(fixture("kraken_book10.txt")).unwrap();
     let b_vol = "\"50999.90000\",\"1.25000000\",\"1618678134.150002\"";
     assert!(good.contains(b_vol));
-    let bad = good
-        .replace("{\"event\":\"heartbeat\"}", "{\"event\":")
-        .replace(b_vol, "\"50999.90000\",\"1.2.5\",\"1618678134.150002\"");
+    let bad = good.replace("{\"event\":\"heartbeat\"}", "{\"event\":").replace(b_vol, "\"50999.90000\",\"1.2.5\",\"1618678134.150002\"");
     let p = temp_file(dir.path(), "kr_lenient.txt", &bad);
     let r = cryptofeed::check_kraken(&[p], &lenient).unwrap();
     assert_eq!(num(&r, "bad_lines"), 3);

@@ -115,17 +115,26 @@ fn no_look_ahead(ds: &Dataset, label: &str) {
 fn lobster_amzn_streaming_equals_batch() {
     let Some(data) = flowcast_tests::shared_data() else { return };
     let d = data.join("lobster");
-    let inputs = vec![
-        d.join("AMZN_2012-06-21_34200000_57600000_message_1.csv"),
-        d.join("AMZN_2012-06-21_34200000_57600000_orderbook_1.csv"),
-    ];
+    let inputs =
+        vec![d.join("AMZN_2012-06-21_34200000_57600000_message_1.csv"), d.join("AMZN_2012-06-21_34200000_57600000_orderbook_1.csv")];
     let Some(dss) = import(Format::Lobster, &inputs) else { return };
     let t = check(&dss[0], "AMZN");
     no_look_ahead(&dss[0], "AMZN");
     // Level-1 data: deeper levels are absent, but every L1 and L3 feature must carry values.
-    for name in ["ofi", "ofi_5min", "imbalance_top1", "order_count_imbalance_top1", "queue_arrival_rate_bid_10s",
-        "queue_cancel_ratio_ask_10s", "vpin", "vpin_bvc", "kyle_lambda", "large_trade", "resilience_top5", "microprice"]
-    {
+    for name in [
+        "ofi",
+        "ofi_5min",
+        "imbalance_top1",
+        "order_count_imbalance_top1",
+        "queue_arrival_rate_bid_10s",
+        "queue_cancel_ratio_ask_10s",
+        "vpin",
+        "vpin_bvc",
+        "kyle_lambda",
+        "large_trade",
+        "resilience_top5",
+        "microprice",
+    ] {
         let s = finite_share(&t, name);
         eprintln!("AMZN: {name} finite in {:.1}% of rows", 100.0 * s);
         assert!(s > 0.0, "{name} never finite on AMZN");
@@ -140,7 +149,15 @@ fn binance_streaming_equals_batch() {
         for ds in &dss {
             let t = check(ds, f);
             no_look_ahead(ds, f);
-            for name in ["ofi", "ofi_1min", "mlofi_norm_l5_top5_ev100", "ofi_integrated_top5_ev100", "imbalance_top10", "trade_imbalance_10s", "vpin"] {
+            for name in [
+                "ofi",
+                "ofi_1min",
+                "mlofi_norm_l5_top5_ev100",
+                "ofi_integrated_top5_ev100",
+                "imbalance_top10",
+                "trade_imbalance_10s",
+                "vpin",
+            ] {
                 let s = finite_share(&t, name);
                 eprintln!("{f}: {name} finite in {:.1}% of rows", 100.0 * s);
                 assert!(s > 0.0, "{name} never finite on {f}");

@@ -42,10 +42,7 @@ fn walk(batches: i64, seed: u64) -> Dataset {
         let last = events.len() - 1;
         events[last] = events[last].with_flags(flags::BATCH_END);
     }
-    Dataset {
-        meta: DatasetMeta::new("test", Instrument::new("test", "XYZ", "0.01", 0).unwrap(), 5, true),
-        events,
-    }
+    Dataset { meta: DatasetMeta::new("test", Instrument::new("test", "XYZ", "0.01", 0).unwrap(), 5, true), events }
 }
 
 fn cfg() -> PrepareConfig {
@@ -143,10 +140,8 @@ fn splits_purge_the_longest_horizon() {
 fn amzn() -> Option<Dataset> {
     use flowcast_datasets::loaders::{import, Format, ImportOptions};
     let d = flowcast_tests::shared_data()?.join("lobster");
-    let inputs = vec![
-        d.join("AMZN_2012-06-21_34200000_57600000_message_1.csv"),
-        d.join("AMZN_2012-06-21_34200000_57600000_orderbook_1.csv"),
-    ];
+    let inputs =
+        vec![d.join("AMZN_2012-06-21_34200000_57600000_message_1.csv"), d.join("AMZN_2012-06-21_34200000_57600000_orderbook_1.csv")];
     let mut imp = import(Format::Lobster, &inputs, &ImportOptions { levels: 1, ..Default::default() }).unwrap();
     Some(imp.datasets.remove(0))
 }
@@ -194,7 +189,14 @@ fn amzn_pipeline() {
         // Balanced on train: at least a third stationary, and both directions present.
         let train: Vec<i8> = t.class[s.train.clone()].iter().flatten().copied().collect();
         let frac = |c: i8| train.iter().filter(|&&x| x == c).count() as f64 / train.len() as f64;
-        assert!(frac(0) >= 1.0 / 3.0 - 1e-9 && frac(1) > 0.1 && frac(-1) > 0.1, "{}: {} {} {}", t.target.name(), frac(-1), frac(0), frac(1));
+        assert!(
+            frac(0) >= 1.0 / 3.0 - 1e-9 && frac(1) > 0.1 && frac(-1) > 0.1,
+            "{}: {} {} {}",
+            t.target.name(),
+            frac(-1),
+            frac(0),
+            frac(1)
+        );
     }
     let summary = p.summary();
     let ofi = summary["features"].as_array().unwrap().iter().find(|f| f["name"] == "ofi_ev10").unwrap();

@@ -317,10 +317,7 @@ fn lenient_skips_bad_rows_and_keeps_the_rest() {
 
 fn amzn() -> Option<Vec<PathBuf>> {
     let d = flowcast_tests::shared_data()?.join("lobster");
-    Some(vec![
-        d.join("AMZN_2012-06-21_34200000_57600000_message_1.csv"),
-        d.join("AMZN_2012-06-21_34200000_57600000_orderbook_1.csv"),
-    ])
+    Some(vec![d.join("AMZN_2012-06-21_34200000_57600000_message_1.csv"), d.join("AMZN_2012-06-21_34200000_57600000_orderbook_1.csv")])
 }
 
 #[test]
@@ -332,10 +329,7 @@ fn amzn_imports_checks_and_round_trips() {
     let r = &imp.report;
     assert_eq!(r.get("messages").unwrap(), 57_515);
     assert_eq!(r.get("levels").unwrap(), 1);
-    assert_eq!(
-        r.get("by_type").unwrap(),
-        &serde_json::json!({"1": 27_845, "2": 16, "3": 18_235, "4": 8_974, "5": 2_445, "7": 0})
-    );
+    assert_eq!(r.get("by_type").unwrap(), &serde_json::json!({"1": 27_845, "2": 16, "3": 18_235, "4": 8_974, "5": 2_445, "7": 0}));
     assert_eq!(r.get("start").unwrap(), "2012-06-21T13:30:00.017459617Z");
     assert_eq!(ds.events.iter().filter(|e| e.is_batch_end()).count(), 57_515);
     assert_eq!(r.get("half_tick_executions").unwrap(), 63);

@@ -17,7 +17,8 @@ fn deps(package: &str) -> Vec<String> {
 }
 
 fn burn_crates(package: &str) -> Vec<String> {
-    let mut b: Vec<String> = deps(package).into_iter().filter(|n| n == "burn" || n.starts_with("burn-") || n.starts_with("cubecl")).collect();
+    let mut b: Vec<String> =
+        deps(package).into_iter().filter(|n| n == "burn" || n.starts_with("burn-") || n.starts_with("cubecl")).collect();
     b.sort();
     b.dedup();
     b

@@ -45,7 +45,8 @@ fn synth_dataset_imports_and_replays_to_the_generators_rows() {
             for l in 0..levels {
                 let px = |p: i64, scale: i64| if p == NO_PRICE { NO_PRICE } else { p * scale };
                 let got = (px(top.ask_px[l], f), top.ask_sz[l], px(top.bid_px[l], f), top.bid_sz[l]);
-                let want = (px(row[4 * l], tick_price), row[4 * l + 1] * size_unit, px(row[4 * l + 2], tick_price), row[4 * l + 3] * size_unit);
+                let want =
+                    (px(row[4 * l], tick_price), row[4 * l + 1] * size_unit, px(row[4 * l + 2], tick_price), row[4 * l + 3] * size_unit);
                 if got != want {
                     first_bad = Some(format!("message {} level {}: book {got:?} != row {want:?}", k + 1, l + 1));
                 }

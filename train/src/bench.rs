@@ -62,7 +62,12 @@ pub struct BenchReport {
     pub candle_vs_burn_infer: f64,
 }
 
-fn measure(name: &str, params: &flowcast_models::Params, spec: &BenchSpec, device: &Device) -> Result<(Rates, flowcast_models::Model, flowcast_models::ModelConfig)> {
+fn measure(
+    name: &str,
+    params: &flowcast_models::Params,
+    spec: &BenchSpec,
+    device: &Device,
+) -> Result<(Rates, flowcast_models::Model, flowcast_models::ModelConfig)> {
     let ad = device.clone().autodiff();
     ad.seed(1);
     let (mut model, config) = flowcast_models::build(name, params, spec.features, spec.classes, &ad)?;

@@ -158,7 +158,10 @@ pub enum OptimizerKind {
 pub enum Schedule {
     Constant,
     /// lr · gamma^⌊epoch / every⌋.
-    Step { every: usize, gamma: f64 },
+    Step {
+        every: usize,
+        gamma: f64,
+    },
     /// min_lr + (lr − min_lr)·(1 + cos(π·epoch/epochs))/2.
     Cosine {
         #[serde(default)]
@@ -408,7 +411,8 @@ hidden = 8
         let bad = MIN.replace("kind = \"book\"", "kind = \"book\"\nwindoww = 3");
         let e = Experiment::from_toml(&bad, "t.toml").unwrap_err().to_string();
         assert!(e.contains("t.toml") && e.contains("windoww"), "{e}");
-        let bad = MIN.replace("[columns]", "[training]\nschedule = { kind = \"cosine\", min_lr = 0.0 }\nclass_weights = \"weird\"\n[columns]");
+        let bad =
+            MIN.replace("[columns]", "[training]\nschedule = { kind = \"cosine\", min_lr = 0.0 }\nclass_weights = \"weird\"\n[columns]");
         let e = Experiment::from_toml(&bad, "t.toml").unwrap_err().to_string();
         assert!(e.contains("class_weights"), "{e}");
         let bad = MIN.replace("synthetic = { levels = 2, events = 1000 }", "dataset = \"x\"\nsynthetic = { events = 5 }");

@@ -144,8 +144,8 @@ pub fn device_of(spec: &str) -> Result<Device> {
 
 /// The candle twin of the exported model in `dir` (flowcast-serve, no burn) as a predictor.
 pub fn candle_predictor(dir: &Path, card: &ModelCard) -> flowcast_contract::Result<Box<dyn Predictor>> {
-    let m = flowcast_serve::Model::load_dir(dir)
-        .map_err(|e| flowcast_contract::ContractError::Invalid(format!("{}: {e}", dir.display())))?;
+    let m =
+        flowcast_serve::Model::load_dir(dir).map_err(|e| flowcast_contract::ContractError::Invalid(format!("{}: {e}", dir.display())))?;
     Ok(Box::new(flowcast_serve::CandlePredictor::new(m, card)))
 }
 
@@ -160,7 +160,11 @@ pub fn run_model_id(exp: &Experiment, spec: &crate::config::ModelSpec, tid: &str
 }
 
 /// Fits the experiment's baselines for target `t` and scores them on its test windows.
-fn fit_baselines(exp: &Experiment, data: &PreparedData, t: usize) -> Result<(Vec<Baseline>, serde_json::Map<String, Value>, serde_json::Map<String, Value>)> {
+fn fit_baselines(
+    exp: &Experiment,
+    data: &PreparedData,
+    t: usize,
+) -> Result<(Vec<Baseline>, serde_json::Map<String, Value>, serde_json::Map<String, Value>)> {
     let pt = &data.targets[t];
     let k = pt.def.n_classes();
     // The logistic floor uses the same class weights as the deep models.
@@ -201,7 +205,10 @@ pub fn run_experiment(exp: &Experiment, exp_text: &str, opts: &RunOptions) -> Re
     for pt in &data.targets {
         for (name, set) in [("training", &pt.train), ("test", &pt.test)] {
             if set.is_empty() {
-                return Err(TrainError::Invalid(format!("target {}: no {name} windows: more data or a shorter window/horizon is needed", pt.def.id)));
+                return Err(TrainError::Invalid(format!(
+                    "target {}: no {name} windows: more data or a shorter window/horizon is needed",
+                    pt.def.id
+                )));
             }
         }
     }

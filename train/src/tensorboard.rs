@@ -103,7 +103,11 @@ impl EventWriter {
         // Several writers in one second (a resumed run) each get their own file.
         let mut n = 0;
         let path = loop {
-            let name = if n == 0 { format!("events.out.tfevents.{}.{host}", t as u64) } else { format!("events.out.tfevents.{}.{host}.{n}", t as u64) };
+            let name = if n == 0 {
+                format!("events.out.tfevents.{}.{host}", t as u64)
+            } else {
+                format!("events.out.tfevents.{}.{host}.{n}", t as u64)
+            };
             let p = dir.join(name);
             if !p.exists() {
                 break p;

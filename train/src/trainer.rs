@@ -8,14 +8,12 @@
 //! Those are exactly what a checkpoint holds (burnpack files keep parameter ids, which key the
 //! optimizer state), so a resumed run continues bit-for-bit like an uninterrupted one.
 
-use crate::config::{ClassWeights, ClipSpec, ModelSpec, OptimizerKind, Schedule, TrainingSpec};
 use crate::batch::BurnBatcher;
+use crate::config::{ClassWeights, ClipSpec, ModelSpec, OptimizerKind, Schedule, TrainingSpec};
 use crate::error::{Result, TrainError};
 use crate::progress::{Mode, Progress};
 use crate::tensorboard::EventWriter;
 use burn::data::dataloader::batcher::Batcher;
-use flowcast_contract::metrics::Metrics;
-use flowcast_contract::window::{WindowBatcher, WindowSet};
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::decay::WeightDecayConfig;
@@ -24,6 +22,8 @@ use burn::prelude::*;
 use burn::store::{BurnpackStore, ModuleSnapshot};
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Int, TensorData};
+use flowcast_contract::metrics::Metrics;
+use flowcast_contract::window::{WindowBatcher, WindowSet};
 use flowcast_models::{Model, ModelConfig};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -126,7 +126,9 @@ pub fn class_weights(cw: &ClassWeights, train: &WindowSet, k: usize) -> Result<O
             Ok(Some(counts.iter().map(|&c| if c == 0 { 0.0 } else { n as f32 / (k as f32 * c as f32) }).collect()))
         }
         ClassWeights::Explicit(w) if w.len() == k && w.iter().all(|v| v.is_finite() && *v >= 0.0) => Ok(Some(w.clone())),
-        ClassWeights::Explicit(w) => Err(TrainError::Invalid(format!("[training] class_weights: need {k} non-negative numbers, got {w:?}"))),
+        ClassWeights::Explicit(w) => {
+            Err(TrainError::Invalid(format!("[training] class_weights: need {k} non-negative numbers, got {w:?}")))
+        }
     }
 }
 
@@ -212,9 +214,7 @@ pub fn scheduled_lr(t: &TrainingSpec, e: usize, plateau_lr: f64) -> f64 {
     match &t.schedule {
         Schedule::Constant => t.lr,
         Schedule::Step { every, gamma } => t.lr * gamma.powi((e / (*every).max(1)) as i32),
-        Schedule::Cosine { min_lr } => {
-            min_lr + (t.lr - min_lr) * (1.0 + (std::f64::consts::PI * e as f64 / t.epochs as f64).cos()) / 2.0
-        }
+        Schedule::Cosine { min_lr } => min_lr + (t.lr - min_lr) * (1.0 + (std::f64::consts::PI * e as f64 / t.epochs as f64).cos()) / 2.0,
         Schedule::Plateau { .. } => plateau_lr,
     }
 }
@@ -381,15 +381,22 @@ pub fn train(job: &TrainJob<'_>, train: &WindowSet, validation: &WindowSet, k: u
                 cm[train.labels[i] as usize][p as usize] += 1;
             }
             if !lv.is_finite() {
-                return Err(TrainError::Invalid(format!("{}: training loss is {lv} at epoch {} (lower the learning rate?)", job.id, e + 1)));
+                return Err(TrainError::Invalid(format!(
+                    "{}: training loss is {lv} at epoch {} (lower the learning rate?)",
+                    job.id,
+                    e + 1
+                )));
             }
             loss_sum += lv as f64 * chunk.len() as f64;
             seen += chunk.len();
             progress.batch(chunk.len(), lv);
         }
         let secs = started.elapsed().as_secs_f64();
-        let (ys, ps): (Vec<usize>, Vec<usize>) =
-            cm.iter().enumerate().flat_map(|(i, r)| r.iter().enumerate().flat_map(move |(j, &c)| std::iter::repeat_n((i, j), c as usize))).unzip();
+        let (ys, ps): (Vec<usize>, Vec<usize>) = cm
+            .iter()
+            .enumerate()
+            .flat_map(|(i, r)| r.iter().enumerate().flat_map(move |(j, &c)| std::iter::repeat_n((i, j), c as usize)))
+            .unzip();
         let tm = Metrics::from_predictions(&ys, &ps, k);
         let vm = (!validation.is_empty()).then(|| {
             let probs = predict(&model, validation, t.batch.max(256), &job.device);

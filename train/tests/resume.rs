@@ -35,7 +35,8 @@ schedule = { kind = "cosine", min_lr = 0.0001 }
 "#;
 
 fn history(run: &Path) -> Vec<serde_json::Value> {
-    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("lstm/checkpoints/last/state.json")).unwrap()).unwrap();
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("lstm/checkpoints/last/state.json")).unwrap()).unwrap();
     s["history"]
         .as_array()
         .unwrap()

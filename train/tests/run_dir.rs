@@ -150,7 +150,9 @@ print(json.dumps({t: [[e.step, e.value] for e in ea.Scalars(t)] for t in ea.Tags
         assert!(out.status.success(), "{id}: python tensorboard failed: {}", String::from_utf8_lossy(&out.stderr));
         let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let hist = m["history"].as_array().unwrap();
-        for (tag, key) in [("train/loss", "train_loss"), ("val/macro_f1", "val_macro_f1"), ("learning_rate", "lr"), ("train/grad_norm", "grad_norm")] {
+        for (tag, key) in
+            [("train/loss", "train_loss"), ("val/macro_f1", "val_macro_f1"), ("learning_rate", "lr"), ("train/grad_norm", "grad_norm")]
+        {
             let series = got[tag].as_array().unwrap_or_else(|| panic!("{id}: TensorBoard has no {tag}: {got}"));
             assert_eq!(series.len(), hist.len(), "{id} {tag}");
             for (s, h) in series.iter().zip(hist) {
@@ -172,7 +174,12 @@ fn logits_agree(run_dir: &Path, exp: &Experiment) {
         let cm = flowcast_serve::Model::load_dir(&d).unwrap();
         let (b, t, f) = (5, 20, cfg.n_features());
         let x: Vec<f32> = (0..b * t * f).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
-        let bl: Vec<f32> = bm.valid().forward(Tensor::<3>::from_data(burn::tensor::TensorData::new(x.clone(), [b, t, f]), &device)).into_data().try_to_vec().unwrap();
+        let bl: Vec<f32> = bm
+            .valid()
+            .forward(Tensor::<3>::from_data(burn::tensor::TensorData::new(x.clone(), [b, t, f]), &device))
+            .into_data()
+            .try_to_vec()
+            .unwrap();
         let cl = cm.logits(&x, b, t).unwrap();
         let diff = bl.iter().zip(&cl).map(|(a, c)| (a - c).abs()).fold(0.0f32, f32::max);
         assert!(diff < 1e-5, "{}: burn vs candle logits differ by {diff}", m.id());
@@ -185,7 +192,10 @@ fn tampered_cards_are_rejected(dir: &Path) {
     let v: serde_json::Value = serde_json::from_str(&good).unwrap();
     let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
         ("weights.sha256", Box::new(|c| c["weights"]["sha256"] = "0".repeat(64).into())),
-        ("preprocessing.inputs.normalizer", Box::new(|c| c["preprocessing"]["inputs"]["normalizer"]["columns"][0]["name"] = "other".into())),
+        (
+            "preprocessing.inputs.normalizer",
+            Box::new(|c| c["preprocessing"]["inputs"]["normalizer"]["columns"][0]["name"] = "other".into()),
+        ),
         ("model.config", Box::new(|c| c["preprocessing"]["inputs"]["names"].as_array_mut().unwrap().pop().map(|_| ()).unwrap())),
         ("classes", Box::new(|c| c["classes"][0] = "sell".into())),
         ("version", Box::new(|c| c["version"] = 9.into())),

@@ -80,7 +80,10 @@ fn two_targets_train_report_export_and_evaluate() {
     let e = evaluate(run, &data_dir, Engine::Candle, &burn::prelude::Device::flex(), None).unwrap();
     assert_eq!(e.json["models"]["gru_slow"]["target"], "slow");
     assert!(e.json["targets"]["slow"]["baselines"]["majority"]["accuracy"].is_number(), "{}", e.json);
-    assert!(e.json["targets"]["smooth_k5"]["windows"]["test"].as_u64().unwrap() > e.json["targets"]["slow"]["windows"]["test"].as_u64().unwrap());
+    assert!(
+        e.json["targets"]["smooth_k5"]["windows"]["test"].as_u64().unwrap()
+            > e.json["targets"]["slow"]["windows"]["test"].as_u64().unwrap()
+    );
 }
 
 #[test]

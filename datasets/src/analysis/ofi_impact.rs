@@ -218,10 +218,7 @@ fn intervals(ds: &Dataset, cfg: &OfiImpactConfig) -> (Vec<Interval>, Vec<WinAcc>
         clock = clock.max(ts);
         let k = clock.div_euclid(dt);
         // A feed gap since the previous sample: intervals from the gap's to this one are broken.
-        let gap_k = ds.events[scanned..=i]
-            .iter()
-            .find(|e| e.kind == EventKind::Gap)
-            .map(|e| e.ts_exchange.div_euclid(dt).min(k));
+        let gap_k = ds.events[scanned..=i].iter().find(|e| e.kind == EventKind::Gap).map(|e| e.ts_exchange.div_euclid(dt).min(k));
         scanned = i + 1;
         let touch = book.best_bid().zip(book.best_ask());
         // Close intervals before k.
@@ -399,7 +396,7 @@ mod tests {
     use super::*;
     use crate::event::{flags, Event, Side};
     use crate::instrument::Instrument;
-    use crate::store::{DatasetMeta};
+    use crate::store::DatasetMeta;
     use rand::{Rng, SeedableRng};
 
     const S: i64 = crate::time::NS_PER_SEC;
@@ -445,10 +442,7 @@ mod tests {
             self.set_book(ts);
         }
         fn dataset(self) -> Dataset {
-            Dataset {
-                meta: DatasetMeta::new("test", Instrument::new("test", "X", "0.01", 0).unwrap(), 1, true),
-                events: self.ev,
-            }
+            Dataset { meta: DatasetMeta::new("test", Instrument::new("test", "X", "0.01", 0).unwrap(), 1, true), events: self.ev }
         }
     }
 

@@ -214,11 +214,7 @@ impl<const K: usize> Multi<K> {
             for j in 0..K {
                 sums[w.off + j] = self.total[j] - base[j];
             }
-            ready[w.id] = if self.clock {
-                ts.saturating_sub(t0) >= w.len && ts >= w.incomplete_until
-            } else {
-                self.pushed >= w.len as u64
-            };
+            ready[w.id] = if self.clock { ts.saturating_sub(t0) >= w.len && ts >= w.incomplete_until } else { self.pushed >= w.len as u64 };
         }
     }
 }

@@ -48,9 +48,7 @@ pub fn bench(ds: &Dataset, set: &FeatureSet) -> Result<Report> {
     let replay = replay_seconds::<DenseBook>(&ds.events, ds.meta.starts_synced, ds.meta.levels.max(1), passes);
     let ofi = FeatureSet::new(vec![FeatureSpec { name: "ofi".into(), ..Default::default() }])?;
     let mut r = Report::new(true);
-    r.set("events", ds.events.len())
-        .set("passes", passes)
-        .set("replay", json!({"seconds": replay, "events_per_s": n / replay}));
+    r.set("events", ds.events.len()).set("passes", passes).set("replay", json!({"seconds": replay, "events_per_s": n / replay}));
     for (key, s) in [("full", set), ("ofi", &ofi)] {
         let (secs, rows) = engine_seconds(ds, s, passes)?;
         r.set("rows", rows);
@@ -83,9 +81,7 @@ pub fn bench_per_feature(ds: &Dataset, set: &FeatureSet) -> Result<Report> {
     }
     rows.sort_by(|a, b| b.1.total_cmp(&a.1));
     let mut r = Report::new(true);
-    r.set("replay_seconds", replay).set(
-        "features",
-        rows.iter().map(|(n, s)| json!({"name": n, "seconds": s, "cost_vs_replay": s / replay})).collect::<Vec<_>>(),
-    );
+    r.set("replay_seconds", replay)
+        .set("features", rows.iter().map(|(n, s)| json!({"name": n, "seconds": s, "cost_vs_replay": s / replay})).collect::<Vec<_>>());
     Ok(r)
 }

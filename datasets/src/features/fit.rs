@@ -90,10 +90,7 @@ fn fit_integrated(ds: &Dataset, spec: &FeatureSpec, train: &Range<usize>) -> Res
     let (table, _) = drive(ds, &FeatureSet::new(comps)?, train.end)?;
     let xs: Vec<&[f64]> = train.clone().map(|r| table.row(r)).filter(|x| x.iter().all(|v| v.is_finite())).collect();
     if xs.len() < 2 {
-        return Err(DataError::Invalid(format!(
-            "fit ofi_integrated: {} training rows with a full window; need at least 2",
-            xs.len()
-        )));
+        return Err(DataError::Invalid(format!("fit ofi_integrated: {} training rows with a full window; need at least 2", xs.len())));
     }
     let n = xs.len() as f64;
     let mean: Vec<f64> = (0..l).map(|j| xs.iter().map(|x| x[j]).sum::<f64>() / n).collect();
@@ -115,11 +112,7 @@ fn fit_integrated(ds: &Dataset, spec: &FeatureSpec, train: &Range<usize>) -> Res
     let sign = if w.iter().sum::<f64>() < 0.0 { -1.0 } else { 1.0 };
     w.iter_mut().for_each(|v| *v *= sign / norm);
     let trace: f64 = vals.iter().map(|v| v.max(0.0)).sum();
-    Ok(Fitted::IntegratedOfi {
-        weights: w,
-        explained_variance: if trace > 0.0 { vals[k] / trace } else { f64::NAN },
-        rows: xs.len(),
-    })
+    Ok(Fitted::IntegratedOfi { weights: w, explained_variance: if trace > 0.0 { vals[k] / trace } else { f64::NAN }, rows: xs.len() })
 }
 
 /// Eigen-decomposition of a symmetric matrix by cyclic Jacobi rotations: (eigenvalues,

@@ -20,8 +20,7 @@ pub fn list_report() -> Report {
         if let Some(m) = params.as_object_mut() {
             m.remove("name");
         }
-        *groups.entry(k.group.to_string()).or_insert(json!(0)) =
-            json!(groups.get(k.group).and_then(|v| v.as_u64()).unwrap_or(0) + 1);
+        *groups.entry(k.group.to_string()).or_insert(json!(0)) = json!(groups.get(k.group).and_then(|v| v.as_u64()).unwrap_or(0) + 1);
         rows.push(json!({
             "name": col,
             "feature": s.name,

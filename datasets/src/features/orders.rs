@@ -180,9 +180,7 @@ impl OrderTracker {
                 let o = Order { side, price: ev.price, remaining: ev.size };
                 let key = level_key(side, ev.price);
                 let l = self.levels.get(key).unwrap_or_default();
-                if !self.orders.insert(ev.order_id, o)
-                    || !self.levels.insert(key, Level { count: l.count + 1, known: l.known + ev.size })
-                {
+                if !self.orders.insert(ev.order_id, o) || !self.levels.insert(key, Level { count: l.count + 1, known: l.known + ev.size }) {
                     self.fail();
                 }
             }

@@ -1,11 +1,11 @@
 //! Price features: mid, weighted mid, Stoikov (2018) micro-price, spread, VWAP distance.
 //! All prices are in ticks (f64 because a mid can be a half tick).
 
-use super::ctx::Ctx;
-use super::node::Node;
-use super::microprice::imbalance_bucket;
-use super::spec::{FeatureSpec, Fitted};
 use super::bank::{Bank, Src, WinRef};
+use super::ctx::Ctx;
+use super::microprice::imbalance_bucket;
+use super::node::Node;
+use super::spec::{FeatureSpec, Fitted};
 use super::window::{RollingZ, Span};
 use crate::event::Side;
 

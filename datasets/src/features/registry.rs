@@ -34,19 +34,25 @@ fn span(s: &mut FeatureSpec, events: usize) {
 }
 
 const CKS: &str = "Cont, Kukanov & Stoikov (2014), The price impact of order book events, J. Financial Econometrics 12(1), 47-88";
-const XGH: &str = "Xu, Gould & Howison (2019), Multi-level order-flow imbalance in a limit order book, Market Microstructure and Liquidity 4(3-4)";
-const CCZ: &str = "Cont, Cucuringu & Zhang (2023), Cross-impact of order flow imbalance in equity markets, Quantitative Finance 23(10), 1373-1393";
-const STOIKOV: &str = "Stoikov (2018), The micro-price: a high-frequency estimator of future prices, Quantitative Finance 18(12), 1959-1966";
+const XGH: &str =
+    "Xu, Gould & Howison (2019), Multi-level order-flow imbalance in a limit order book, Market Microstructure and Liquidity 4(3-4)";
+const CCZ: &str =
+    "Cont, Cucuringu & Zhang (2023), Cross-impact of order flow imbalance in equity markets, Quantitative Finance 23(10), 1373-1393";
+const STOIKOV: &str =
+    "Stoikov (2018), The micro-price: a high-frequency estimator of future prices, Quantitative Finance 18(12), 1959-1966";
 const GB: &str = "Gould & Bonart (2016), Queue imbalance as a one-tick-ahead price predictor in a limit order book, Market Microstructure and Liquidity 2(2)";
 const CHW: &str = "Cao, Hansch & Wang (2009), The information content of an open limit-order book, J. Futures Markets 29(1), 16-41";
-const NS: &str = "Naes & Skjeltorp (2006), Order book characteristics and the volume-volatility relation, J. Financial Markets 9(4), 408-432";
+const NS: &str =
+    "Naes & Skjeltorp (2006), Order book characteristics and the volume-volatility relation, J. Financial Markets 9(4), 408-432";
 const LARGE: &str = "Large (2007), Measuring the resiliency of an electronic limit order book, J. Financial Markets 10(1), 1-25";
 const LR: &str = "Lee & Ready (1991), Inferring trade direction from intraday data, J. Finance 46(2), 733-746";
-const CRS: &str = "Chordia, Roll & Subrahmanyam (2002), Order imbalance, liquidity, and market returns, J. Financial Economics 65(1), 111-130";
+const CRS: &str =
+    "Chordia, Roll & Subrahmanyam (2002), Order imbalance, liquidity, and market returns, J. Financial Economics 65(1), 111-130";
 const ER: &str = "Engle & Russell (1998), Autoregressive conditional duration, Econometrica 66(5), 1127-1162";
 const ELO: &str = "Easley, Lopez de Prado & O'Hara (2012), Flow toxicity and liquidity in a high-frequency world, Review of Financial Studies 25(5), 1457-1493";
 const KYLE: &str = "Kyle (1985), Continuous auctions and insider trading, Econometrica 53(6), 1315-1335; rolling OLS as in Hasbrouck (2009), J. Finance 64(3)";
-const ABDL: &str = "Andersen, Bollerslev, Diebold & Labys (2003), Modeling and forecasting realized volatility, Econometrica 71(2), 579-625";
+const ABDL: &str =
+    "Andersen, Bollerslev, Diebold & Labys (2003), Modeling and forecasting realized volatility, Econometrica 71(2), 579-625";
 const PARK: &str = "Parkinson (1980), The extreme value method for estimating the variance of the rate of return, J. Business 53(1), 61-65";
 const CST: &str = "Cont, Stoikov & Talreja (2010), A stochastic model for order book dynamics, Operations Research 58(3), 549-563";
 const DE: &str = "Dufour & Engle (2000), Time and the price impact of a trade, J. Finance 55(6), 2467-2498";
@@ -595,9 +601,22 @@ pub fn warmup(s: &FeatureSpec) -> String {
         _ => "0".into(),
     };
     match s.name.as_str() {
-        "ofi" | "mlofi" | "mlofi_norm" | "buy_volume" | "sell_volume" | "trade_imbalance" | "log_return"
-        | "realized_vol" | "parkinson" | "vwap_distance" | "spread_zscore" | "imbalance_zscore"
-        | "trade_intensity" | "queue_arrival_rate" | "queue_cancel_rate" | "queue_execution_rate"
+        "ofi"
+        | "mlofi"
+        | "mlofi_norm"
+        | "buy_volume"
+        | "sell_volume"
+        | "trade_imbalance"
+        | "log_return"
+        | "realized_vol"
+        | "parkinson"
+        | "vwap_distance"
+        | "spread_zscore"
+        | "imbalance_zscore"
+        | "trade_intensity"
+        | "queue_arrival_rate"
+        | "queue_cancel_rate"
+        | "queue_execution_rate"
         | "queue_cancel_ratio" => win(),
         "ofi_integrated" => format!("{}, fitted", win()),
         "imbalance_ewma" => format!("{} events", s.halflife_events.unwrap_or(0.0)),
@@ -655,7 +674,9 @@ pub fn default_specs() -> Vec<FeatureSpec> {
     }
     v.push(spec("imbalance_zscore"));
     // Prices.
-    for n in ["mid", "weighted_mid", "weighted_mid_offset", "microprice", "microprice_offset", "spread_ticks", "spread_bps", "spread_zscore"] {
+    for n in
+        ["mid", "weighted_mid", "weighted_mid_offset", "microprice", "microprice_offset", "spread_ticks", "spread_bps", "spread_zscore"]
+    {
         v.push(spec(n));
     }
     v.push(ev("vwap_distance", 100));

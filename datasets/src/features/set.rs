@@ -71,8 +71,8 @@ impl FeatureSet {
             #[serde(default)]
             fitted_on: Option<(usize, usize)>,
         }
-        let j: J = serde_json::from_str(s)
-            .map_err(|e| DataError::parse("feature set (json)", e.line() as u64, "features", e.to_string()))?;
+        let j: J =
+            serde_json::from_str(s).map_err(|e| DataError::parse("feature set (json)", e.line() as u64, "features", e.to_string()))?;
         let mut set = FeatureSet::new(j.features)?;
         set.fitted_on = j.fitted_on;
         Ok(set)
@@ -96,11 +96,7 @@ impl FeatureSet {
 
     /// Features that need [`super::fit`] and have not been fitted yet (their columns are NaN).
     pub fn unfitted(&self) -> Vec<String> {
-        self.features
-            .iter()
-            .filter(|s| needs_fit(s) && s.fitted.is_none())
-            .map(column_name)
-            .collect()
+        self.features.iter().filter(|s| needs_fit(s) && s.fitted.is_none()).map(column_name).collect()
     }
 }
 
@@ -135,9 +131,8 @@ fn set_params(s: &FeatureSpec) -> Vec<&'static str> {
 
 /// Validate a spec against its registry kind and fill in defaults.
 fn resolve(mut s: FeatureSpec) -> std::result::Result<FeatureSpec, String> {
-    let kind: &Kind = registry::kind(&s.name).ok_or_else(|| {
-        format!("unknown feature {:?}; `flowcast features list` shows the registry", s.name)
-    })?;
+    let kind: &Kind =
+        registry::kind(&s.name).ok_or_else(|| format!("unknown feature {:?}; `flowcast features list` shows the registry", s.name))?;
     let who = s.name.clone();
     for p in set_params(&s) {
         if !kind.params.contains(&p) {

@@ -80,10 +80,7 @@ fn ofi_per_event_and_windows_by_hand() {
     b.at(1100 * MS).lvl(Side::Ask, 101, 4).end(); // ask queue shrinks: +6
     b.at(1200 * MS).lvl(Side::Ask, 100, 7).end(); // ask price down: −7
     b.at(2100 * MS).lvl(Side::Ask, 100, 0).end(); // ask back to 101: old queue 7 bought, +7
-    let t = table(
-        &b.ds(),
-        "[[feature]]\nname='ofi'\n[[feature]]\nname='ofi'\nwindow_events=2\n[[feature]]\nname='ofi'\nwindow='1s'\n",
-    );
+    let t = table(&b.ds(), "[[feature]]\nname='ofi'\n[[feature]]\nname='ofi'\nwindow_events=2\n[[feature]]\nname='ofi'\nwindow='1s'\n");
     assert_close(&col(&t, "ofi"), &[N, 5.0, 3.0, 6.0, -7.0, 7.0], "ofi");
     assert_close(&col(&t, "ofi_ev2"), &[N, N, 8.0, 9.0, -1.0, 0.0], "ofi_ev2");
     // (t − 1 s, t]: at 1.1 s the sample at 0.1 s is out, at 1.2 s: 0.6, 1.1, 1.2; at 2.1 s: 1.2, 2.1.
@@ -173,7 +170,11 @@ fn imbalance_prices_depth_by_hand() {
     assert_close(&[v("weighted_mid")], &[2.0 / 3.0 * 102.0 + 100.0 / 3.0], "weighted mid");
     assert_close(&[v("weighted_mid_offset")], &[2.0 * (2.0 / 3.0 - 0.5)], "weighted mid = mid + s(I − ½)");
     assert_close(&[v("spread_ticks"), v("spread_bps")], &[2.0, 2.0 / 101.0 * 1e4], "spread");
-    assert_close(&[v("depth_total_top5"), v("depth_bid_top1"), v("depth_ask_top5"), v("depth_ratio_top5")], &[120.0, 10.0, 60.0, 1.0], "depth");
+    assert_close(
+        &[v("depth_total_top5"), v("depth_bid_top1"), v("depth_ask_top5"), v("depth_ratio_top5")],
+        &[120.0, 10.0, 60.0, 1.0],
+        "depth",
+    );
     assert_close(&[v("slope_impact_bid_top3"), v("slope_impact_ask_top3")], &[3.0 / 60.0, 4.0 / 60.0], "slope impact");
     assert!(v("slope_impact_ask_top4").is_nan(), "fewer than L levels");
     // ln Q_i on distance 1, 2, 3: slope = Σ(x − 2) ln Q / Σ(x − 2)² = (ln 60 − ln 10)/2.
@@ -347,10 +348,8 @@ fn vpin_bulk_volume_classification_by_hand() {
         b.at(k as i64 * S + 500 * MS).trade(Side::Bid, p, q).end();
     }
     b.at(4 * S + 500 * MS).lvl(Side::Bid, 90, 499).end();
-    let t = table(
-        &b.ds(),
-        "[[feature]]\nname='vpin'\nclassification='bvc'\nbucket_volume=10.0\nwindow_buckets=1\nbar='1s'\nsigma_bars=2\n",
-    );
+    let t =
+        table(&b.ds(), "[[feature]]\nname='vpin'\nclassification='bvc'\nbucket_volume=10.0\nwindow_buckets=1\nbar='1s'\nsigma_bars=2\n");
     // Bars close at the first event of a later bar. ΔP of bars 1, 2 = 1, 2 (σ warm-up, volume not
     // classified). Bar 3: ΔP = 1, σ = population sd{1, 2} = ½, buy share Φ(2): the 10 lots fill
     // one bucket with |B − S| = 10(2Φ(2) − 1).
@@ -768,7 +767,8 @@ fn windows_match_naive_sums() {
          [[feature]]\nname='mid'\n[[feature]]\nname='parkinson'\nwindow='3s'\n[[feature]]\nname='log_return'\nwindow='2s'\n",
     );
     let (ofi, ev100, s10) = (col(&t, "ofi"), col(&t, "ofi_ev100"), col(&t, "ofi_10s"));
-    let (buy, buy5, mid, pk, ret) = (col(&t, "buy_volume"), col(&t, "buy_volume_5s"), col(&t, "mid"), col(&t, "parkinson_3s"), col(&t, "log_return_2s"));
+    let (buy, buy5, mid, pk, ret) =
+        (col(&t, "buy_volume"), col(&t, "buy_volume_5s"), col(&t, "mid"), col(&t, "parkinson_3s"), col(&t, "log_return_2s"));
     let ts = &t.ts;
     let mut checked = 0;
     for r in 0..t.rows() {

@@ -10,9 +10,9 @@
 //! The tick and Lee-Ready variants are the documented fallback for sources without an aggressor
 //! flag and a check of the flag where it exists. Unclassified trades count in neither side.
 
+use super::bank::{Bank, Src, WinRef};
 use super::ctx::{Ctx, TradeTick};
 use super::node::Node;
-use super::bank::{Bank, Src, WinRef};
 use super::window::{Ring, Span};
 
 /// Rolling mean size of the previous N trades, for "large trade" tests.

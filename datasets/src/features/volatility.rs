@@ -1,8 +1,8 @@
 //! Volatility and momentum of the mid price (log units, not annualised).
 
+use super::bank::{Bank, Src, WinRef};
 use super::ctx::Ctx;
 use super::node::Node;
-use super::bank::{Bank, Src, WinRef};
 use super::window::{Lagged, RollingExtrema, Span};
 
 /// ln(mid_t / mid one window ago): N samples back, or the mid in force at t − W.

@@ -281,14 +281,7 @@ pub struct RollingExtrema {
 impl RollingExtrema {
     pub fn new(span: Span) -> Self {
         let cap = span.capacity();
-        RollingExtrema {
-            span,
-            maxq: Ring::new(cap),
-            minq: Ring::new(cap),
-            n: 0,
-            incomplete_until: i64::MIN,
-            overflows: 0,
-        }
+        RollingExtrema { span, maxq: Ring::new(cap), minq: Ring::new(cap), n: 0, incomplete_until: i64::MIN, overflows: 0 }
     }
     pub fn reset(&mut self) {
         self.maxq.clear();

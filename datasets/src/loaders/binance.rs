@@ -16,8 +16,8 @@
 //! [`Val`] records what it saw, and the loader reports it with the JSON key path
 //! (`file:line: data.b[3].price: ...`).
 
-use super::text::{for_each_line, open_text};
 use super::options::{ImportOptions, Imported};
+use super::text::{for_each_line, open_text};
 use crate::error::{BadLines, DataError, Result};
 use crate::event::{close_batch, flags, Event, EventKind, Side};
 use crate::instrument::{format_fixed, significant_decimals, Instrument};
@@ -261,17 +261,13 @@ pub(crate) fn parse_msg<'a>(ctx: &Ctx, json: &'a str) -> Result<Msg<'a>> {
 
 /// Classify a message; stream messages also give their symbol (the stream-name prefix, in the
 /// stream's own case) and their `data` object.
-pub(crate) fn classify<'m, 'a>(
-    ctx: &Ctx,
-    msg: &'m Msg<'a>,
-) -> Result<(MsgKind, Option<&'a str>, Option<&'m Data<'a>>)> {
+pub(crate) fn classify<'m, 'a>(ctx: &Ctx, msg: &'m Msg<'a>) -> Result<(MsgKind, Option<&'a str>, Option<&'m Data<'a>>)> {
     if let Some(stream) = &msg.stream {
         let s = match stream {
             Val::Str(s) => *s,
             o => return Err(ctx.err("stream", format!("expected a string, got {}", o.kind()))),
         };
-        let (sym, kind) =
-            s.split_once('@').ok_or_else(|| ctx.err("stream", format!("expected '<symbol>@<stream>', got {s:?}")))?;
+        let (sym, kind) = s.split_once('@').ok_or_else(|| ctx.err("stream", format!("expected '<symbol>@<stream>', got {s:?}")))?;
         let data = match &msg.data {
             Some(DataField::Obj(d)) => d,
             Some(DataField::Not(k)) => return Err(ctx.err("data", format!("expected an object, got {k}"))),
@@ -308,15 +304,7 @@ pub(crate) fn classify<'m, 'a>(
 
 /// Convert the level array at `path` into level events (copies of `tmpl` with side, price and
 /// size set); snapshot levels (`tmpl` flagged SNAPSHOT) must have a positive size.
-fn push_levels(
-    ctx: &Ctx,
-    inst: &Instrument,
-    v: &Option<Val>,
-    path: &str,
-    side: Side,
-    tmpl: Event,
-    out: &mut Vec<Event>,
-) -> Result<()> {
+fn push_levels(ctx: &Ctx, inst: &Instrument, v: &Option<Val>, path: &str, side: Side, tmpl: Event, out: &mut Vec<Event>) -> Result<()> {
     let snapshot = tmpl.flags & flags::SNAPSHOT != 0;
     let levels = match v {
         Some(Val::Levels(l)) => l,
@@ -605,11 +593,7 @@ impl BookSync {
             _ => {}
         }
         let start = out.len();
-        out.push(
-            Event::new(EventKind::Snapshot, Side::Bid, 0, 0, hdr.ts_exchange)
-                .with_seq(hdr.last_update_id)
-                .with_local(hdr.ts_local),
-        );
+        out.push(Event::new(EventKind::Snapshot, Side::Bid, 0, 0, hdr.ts_exchange).with_seq(hdr.last_update_id).with_local(hdr.ts_local));
         out.extend_from_slice(levels);
         close_batch(out, start);
         self.had_snapshot = true;
@@ -740,14 +724,7 @@ impl Feed {
     }
 
     /// Handle one classified message of this feed's symbol.
-    pub fn on_message(
-        &mut self,
-        ctx: &Ctx,
-        kind: MsgKind,
-        msg: &Msg,
-        data: Option<&Data>,
-        ts_local: i64,
-    ) -> Result<()> {
+    pub fn on_message(&mut self, ctx: &Ctx, kind: MsgKind, msg: &Msg, data: Option<&Data>, ts_local: i64) -> Result<()> {
         let need = || data.ok_or_else(|| ctx.missing("data"));
         match kind {
             MsgKind::Depth => self.on_depth(ctx, need()?, ts_local),
@@ -802,10 +779,8 @@ impl Feed {
             (None, Some(_)) => ctx.ms(&msg.event_time, "E")?,
             (None, None) => ts_local,
         };
-        let tmpl = Event::new(EventKind::LevelSet, Side::Bid, 0, 0, ts_exchange)
-            .with_seq(l)
-            .with_local(ts_local)
-            .with_flags(flags::SNAPSHOT);
+        let tmpl =
+            Event::new(EventKind::LevelSet, Side::Bid, 0, 0, ts_exchange).with_seq(l).with_local(ts_local).with_flags(flags::SNAPSHOT);
         self.scratch.clear();
         push_levels(ctx, &self.inst, &msg.bids, "bids", Side::Bid, tmpl, &mut self.scratch)?;
         push_levels(ctx, &self.inst, &msg.asks, "asks", Side::Ask, tmpl, &mut self.scratch)?;
@@ -816,14 +791,10 @@ impl Feed {
 
     fn on_book_ticker(&mut self, ctx: &Ctx, d: &Data) -> Result<()> {
         let u = ctx.u64(&d.u, "data.u")?;
-        let bid = (
-            ctx.price(&self.inst, ctx.str(&d.b, "data.b")?, "data.b")?,
-            ctx.qty(&self.inst, ctx.str(&d.bid_qty, "data.B")?, "data.B")?,
-        );
-        let ask = (
-            ctx.price(&self.inst, ctx.str(&d.a, "data.a")?, "data.a")?,
-            ctx.qty(&self.inst, ctx.str(&d.ask_qty, "data.A")?, "data.A")?,
-        );
+        let bid =
+            (ctx.price(&self.inst, ctx.str(&d.b, "data.b")?, "data.b")?, ctx.qty(&self.inst, ctx.str(&d.bid_qty, "data.B")?, "data.B")?);
+        let ask =
+            (ctx.price(&self.inst, ctx.str(&d.a, "data.a")?, "data.a")?, ctx.qty(&self.inst, ctx.str(&d.ask_qty, "data.A")?, "data.A")?);
         self.book_tickers += 1;
         if let Some(t) = &mut self.tickers {
             t.push(Tick { u, line: ctx.line, bid, ask });
@@ -843,12 +814,8 @@ impl Feed {
         let ts = ctx.ms(&d.transact_time, "data.T")?;
         // m = "buyer is the maker": the seller hit the bid, so the aggressor is the ask side.
         let side = if ctx.bool(&d.m, "data.m")? { Side::Ask } else { Side::Bid };
-        self.events.push(
-            Event::new(EventKind::Trade, side, price, qty, ts)
-                .with_order(id)
-                .with_local(ts_local)
-                .with_flags(flags::BATCH_END),
-        );
+        self.events
+            .push(Event::new(EventKind::Trade, side, price, qty, ts).with_order(id).with_local(ts_local).with_flags(flags::BATCH_END));
         self.trades += 1;
         Ok(())
     }
@@ -1056,10 +1023,7 @@ pub(crate) fn finish_source(
         g.source = source.to_string();
     }
     let ds = Dataset {
-        meta: DatasetMeta {
-            source_files,
-            ..DatasetMeta::new(source_format, feed.inst, opts.levels, false)
-        },
+        meta: DatasetMeta { source_files, ..DatasetMeta::new(source_format, feed.inst, opts.levels, false) },
         events: feed.events,
     };
     let (crossed, bbo) = replay_checks(&ds, if check { Some(tickers.as_deref().unwrap_or(&[])) } else { None }, source);
@@ -1090,14 +1054,7 @@ fn verdict(r: &SourceReport, bbo: Option<&BboStats>) -> String {
 }
 
 /// A report for a source that produced no dataset (e.g. its instrument could not be resolved).
-pub(crate) fn failed_source(
-    source: &str,
-    file: &str,
-    symbol: &str,
-    market: Option<Market>,
-    reason: String,
-    lines: u64,
-) -> SourceReport {
+pub(crate) fn failed_source(source: &str, file: &str, symbol: &str, market: Option<Market>, reason: String, lines: u64) -> SourceReport {
     SourceReport {
         source: source.into(),
         file: file.into(),
@@ -1152,10 +1109,7 @@ pub(crate) fn summary(parts: &[SourceReport], list_key: &str, check: bool) -> Re
         .set("other_messages", sum(|p| p.other_messages))
         .set("crossed_batches", sum(|p| p.crossed_batches))
         .set("bad_lines", sum(|p| p.bad_lines))
-        .set(
-            "first_bad_lines",
-            parts.iter().flat_map(|p| p.first_bad_lines.iter().cloned()).take(KEEP).collect::<Vec<_>>(),
-        );
+        .set("first_bad_lines", parts.iter().flat_map(|p| p.first_bad_lines.iter().cloned()).take(KEEP).collect::<Vec<_>>());
     if check {
         let b = |f: fn(&BboStats) -> u64| parts.iter().filter_map(|p| p.bbo.as_ref()).map(f).sum::<u64>();
         let (checks, mism) = (b(|s| s.bbo_checks), b(|s| s.bbo_mismatches));
@@ -1185,9 +1139,7 @@ pub(crate) fn display_name(path: &Path) -> String {
 
 /// Split `<local_ts_ns> <json>` and parse the timestamp.
 fn split_line<'l>(ctx: &Ctx, line: &'l str) -> Result<(i64, &'l str)> {
-    let (ts, json) = line
-        .split_once(' ')
-        .ok_or_else(|| ctx.err("line", "expected '<local_receive_ts_ns> <json>' (no space found)"))?;
+    let (ts, json) = line.split_once(' ').ok_or_else(|| ctx.err("line", "expected '<local_receive_ts_ns> <json>' (no space found)"))?;
     if ts.is_empty() || !ts.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ctx.err("local_ts", format!("expected integer nanoseconds, got {:?}", ts)));
     }
@@ -1241,9 +1193,7 @@ fn probe(path: &Path, opts: &ImportOptions) -> Result<Probe> {
     }
     let symbol = symbol.ok_or_else(|| DataError::Invalid(format!("{file}: no stream message, so no symbol")))?;
     let market = market.ok_or_else(|| {
-        DataError::Invalid(format!(
-            "{file}: cannot tell spot from futures (no spot-/usdm-/coinm- name prefix and no depth update)"
-        ))
+        DataError::Invalid(format!("{file}: cannot tell spot from futures (no spot-/usdm-/coinm- name prefix and no depth update)"))
     })?;
     Ok(Probe { market, symbol, scales })
 }
@@ -1263,8 +1213,7 @@ fn load_recording(path: &Path, opts: &ImportOptions, check: bool) -> Result<Load
             return Err(DataError::Invalid(format!("{file}: holds {symbol}, not the requested --symbol {want}")));
         }
     }
-    let (inst, inferred) =
-        resolve_instrument(market, &symbol, opts, scales).map_err(|e| DataError::Invalid(format!("{file}: {e}")))?;
+    let (inst, inferred) = resolve_instrument(market, &symbol, opts, scales).map_err(|e| DataError::Invalid(format!("{file}: {e}")))?;
     let mut feed = Feed::new(market, inst, inferred, check);
     let mut bad = BadLines::new(opts.lenient);
     let mut last_local = i64::MIN;
@@ -1278,17 +1227,13 @@ fn load_recording(path: &Path, opts: &ImportOptions, check: bool) -> Result<Load
         let r = (|| {
             let (ts, json) = split_line(&ctx, line)?;
             if ts < last_local {
-                return Err(
-                    ctx.err("local_ts", format!("receive time {ts} is earlier than the previous line's {last_local}"))
-                );
+                return Err(ctx.err("local_ts", format!("receive time {ts} is earlier than the previous line's {last_local}")));
             }
             let msg = parse_msg(&ctx, json)?;
             let (kind, sym, data) = classify(&ctx, &msg)?;
             if let Some(s) = sym {
                 if !s.eq_ignore_ascii_case(&symbol) {
-                    return Err(
-                        ctx.err("stream", format!("symbol {s} in a recording of {symbol} (one symbol per file)"))
-                    );
+                    return Err(ctx.err("stream", format!("symbol {s} in a recording of {symbol} (one symbol per file)")));
                 }
             }
             feed.on_message(&ctx, kind, &msg, data, ts)?;
@@ -1349,9 +1294,7 @@ mod tests {
 
     #[test]
     fn val_keeps_shapes_and_borrows() {
-        let m =
-            parse_msg(&ctx(), r#"{"stream":"x@depth","data":{"U":1,"u":2,"b":[["1.5","2"],["3"],4],"a":"7","E":-1}}"#)
-                .unwrap();
+        let m = parse_msg(&ctx(), r#"{"stream":"x@depth","data":{"U":1,"u":2,"b":[["1.5","2"],["3"],4],"a":"7","E":-1}}"#).unwrap();
         let Some(DataField::Obj(d)) = &m.data else { panic!() };
         let Some(Val::Levels(b)) = &d.b else { panic!() };
         assert_eq!(b[0], Pair { price: Val::Str("1.5"), qty: Val::Str("2"), len: Some(2) });

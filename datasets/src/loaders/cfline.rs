@@ -28,21 +28,16 @@ fn ts(file: &str, line: u64, s: &str) -> Result<i64> {
 pub fn parse_cf_line<'a>(file: &str, line: u64, s: &'a str) -> Result<CfLine<'a>> {
     // Received lines start with a digit; the others with a URL.
     if s.as_bytes().first().is_some_and(|b| b.is_ascii_digit()) {
-        let (t, json) = s
-            .split_once(": ")
-            .ok_or_else(|| DataError::parse(file, line, "line", "expected '<ts>: <json>'"))?;
+        let (t, json) = s.split_once(": ").ok_or_else(|| DataError::parse(file, line, "line", "expected '<ts>: <json>'"))?;
         return Ok(CfLine::Received { ts_ns: ts(file, line, t)?, json });
     }
-    let (url, rest) =
-        s.split_once(' ').ok_or_else(|| DataError::parse(file, line, "line", "expected '<url> <op> <ts>...'"))?;
-    let (op, rest) =
-        rest.split_once(' ').ok_or_else(|| DataError::parse(file, line, "line", "truncated line after url"))?;
+    let (url, rest) = s.split_once(' ').ok_or_else(|| DataError::parse(file, line, "line", "expected '<url> <op> <ts>...'"))?;
+    let (op, rest) = rest.split_once(' ').ok_or_else(|| DataError::parse(file, line, "line", "truncated line after url"))?;
     match op {
         "<->" => Ok(CfLine::Connect { url, ts_ns: ts(file, line, rest.trim())? }),
         "<-" | "->" => {
-            let (t, json) = rest
-                .split_once(": ")
-                .ok_or_else(|| DataError::parse(file, line, "line", "expected '<ts>: <json>' after direction"))?;
+            let (t, json) =
+                rest.split_once(": ").ok_or_else(|| DataError::parse(file, line, "line", "expected '<ts>: <json>' after direction"))?;
             let ts_ns = ts(file, line, t)?;
             Ok(if op == "<-" { CfLine::Sent { url, ts_ns, json } } else { CfLine::Rest { url, ts_ns, json } })
         }

@@ -260,8 +260,7 @@ impl<'o> Loader<'o> {
         };
         let trade_id = m.trade_id.ok_or_else(|| loc.err("trade_id", "missing"))?;
         let maker = side_of(m.side.ok_or_else(|| loc.err("side", "missing"))?).map_err(|e| loc.err("side", e))?;
-        let px =
-            venue::price(inst, m.price.ok_or_else(|| loc.err("price", "missing"))?).map_err(|e| loc.err("price", e))?;
+        let px = venue::price(inst, m.price.ok_or_else(|| loc.err("price", "missing"))?).map_err(|e| loc.err("price", e))?;
         let q = venue::size(inst, m.size.ok_or_else(|| loc.err("size", "missing"))?).map_err(|e| loc.err("size", e))?;
         let ts = time_field(m.time, loc)?;
         let ev = Event::new(EventKind::Trade, maker.opposite(), px, q, ts)

@@ -9,12 +9,12 @@
 //! result independent of that placement. Mapping and report keys: docs/data.md.
 
 use super::binance::{
-    classify, display_name, failed_source, finish_source, needs_inference, parse_msg, resolve_instrument,
-    snapshot_scales, summary, Ctx, Feed, Market, Msg, MsgKind, SourceInfo, SourceReport,
+    classify, display_name, failed_source, finish_source, needs_inference, parse_msg, resolve_instrument, snapshot_scales, summary, Ctx,
+    Feed, Market, Msg, MsgKind, SourceInfo, SourceReport,
 };
 use super::cfline::{parse_cf_line, CfLine};
-use super::text::for_each_line;
 use super::options::{ImportOptions, Imported};
+use super::text::for_each_line;
 use crate::error::{BadLines, DataError, Result};
 use crate::report::Report;
 use crate::store::{Dataset, SourceFile};
@@ -73,11 +73,8 @@ impl State<'_> {
             return &mut self.slots[i].1;
         }
         let snap = self.snaps.iter().find(|s| s.symbol == symbol);
-        let market = snap
-            .and_then(|s| s.market)
-            .or(self.ws_market)
-            .or(has_pu.map(|p| Market::from_diff(p, symbol)))
-            .unwrap_or(Market::Spot);
+        let market =
+            snap.and_then(|s| s.market).or(self.ws_market).or(has_pu.map(|p| Market::from_diff(p, symbol))).unwrap_or(Market::Spot);
         let scales = match snap {
             Some(s) if needs_inference(market, symbol, self.opts) => {
                 let ctx = Ctx { file: &self.names[s.file], line: s.line };
@@ -165,10 +162,7 @@ fn parse_ws<'l>(ctx: &Ctx, line: &'l str, last_ts: i64) -> Result<Option<(i64, M
     match parse_cf_line(ctx.file, ctx.line, line)? {
         CfLine::Received { ts_ns, json } => {
             if ts_ns < last_ts {
-                return Err(ctx.err(
-                    "timestamp",
-                    format!("receive time {ts_ns} ns is earlier than the previous line's {last_ts}"),
-                ));
+                return Err(ctx.err("timestamp", format!("receive time {ts_ns} ns is earlier than the previous line's {last_ts}")));
             }
             Ok(Some((ts_ns, parse_msg(ctx, json)?)))
         }
@@ -200,10 +194,7 @@ fn load(inputs: &[PathBuf], opts: &ImportOptions, check: bool) -> Result<(Vec<Da
             let r = parse_cf_line(ctx.file, n, line).and_then(|l| match l {
                 CfLine::Rest { url, ts_ns, json } => {
                     if ts_ns < last_ts {
-                        return Err(ctx.err(
-                            "timestamp",
-                            format!("receive time {ts_ns} ns is earlier than the previous line's {last_ts}"),
-                        ));
+                        return Err(ctx.err("timestamp", format!("receive time {ts_ns} ns is earlier than the previous line's {last_ts}")));
                     }
                     last_ts = ts_ns;
                     if !url.contains("/depth") {
@@ -213,14 +204,7 @@ fn load(inputs: &[PathBuf], opts: &ImportOptions, check: bool) -> Result<(Vec<Da
                     let symbol = symbol_from_url(url)
                         .ok_or_else(|| ctx.err("url", format!("no symbol= in the REST URL {url}")))?
                         .to_ascii_uppercase();
-                    st.snaps.push(RestSnap {
-                        symbol,
-                        market: Market::from_url(url),
-                        file: fi,
-                        line: n,
-                        ts_ns,
-                        json: json.to_string(),
-                    });
+                    st.snaps.push(RestSnap { symbol, market: Market::from_url(url), file: fi, line: n, ts_ns, json: json.to_string() });
                     Ok(())
                 }
                 CfLine::Connect { url, .. } | CfLine::Sent { url, .. } => {
@@ -274,8 +258,7 @@ fn load(inputs: &[PathBuf], opts: &ImportOptions, check: bool) -> Result<(Vec<Da
     for (symbol, slot) in std::mem::take(&mut st.slots) {
         match slot {
             Slot::Live { feed, lines, bad } => {
-                let info =
-                    SourceInfo { source: &symbol, file: &file, symbol: &symbol, lines, format: "cryptofeed-binance" };
+                let info = SourceInfo { source: &symbol, file: &file, symbol: &symbol, lines, format: "cryptofeed-binance" };
                 let (mut ds, r) = finish_source(*feed, &info, &bad, sources.clone(), opts, check);
                 ds.meta.import_report = serde_json::to_value(&r).unwrap_or(serde_json::Value::Null);
                 if !ds.events.is_empty() {
@@ -283,21 +266,13 @@ fn load(inputs: &[PathBuf], opts: &ImportOptions, check: bool) -> Result<(Vec<Da
                 }
                 parts.push(r);
             }
-            Slot::Dead { market, reason, lines } => {
-                parts.push(failed_source(&symbol, &file, &symbol, Some(market), reason, lines))
-            }
+            Slot::Dead { market, reason, lines } => parts.push(failed_source(&symbol, &file, &symbol, Some(market), reason, lines)),
         }
     }
     let mut report = summary(&parts, "symbols", check);
     let total_bad = st.bad.count + parts.iter().map(|p| p.bad_lines).sum::<u64>();
-    let first_bad: Vec<String> = st
-        .bad
-        .first
-        .iter()
-        .chain(parts.iter().flat_map(|p| p.first_bad_lines.iter()))
-        .take(BadLines::KEEP)
-        .cloned()
-        .collect();
+    let first_bad: Vec<String> =
+        st.bad.first.iter().chain(parts.iter().flat_map(|p| p.first_bad_lines.iter())).take(BadLines::KEEP).cloned().collect();
     report
         .set("lines", lines)
         .set("bad_lines", total_bad)

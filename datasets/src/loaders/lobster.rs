@@ -9,8 +9,8 @@
 //! Parsing is streaming and allocation-free per row: lines are read into one reused buffer, split
 //! on commas in place, and orderbook rows are parsed into two preallocated [`TopN`]s that swap.
 
-use super::text::open_text;
 use super::options::{ImportOptions, Imported};
+use super::text::open_text;
 use crate::book::{BookLayout, TopN, NO_PRICE};
 use crate::error::{BadLines, DataError, Result};
 use crate::event::{close_batch, flags, Event, EventKind, Side, NO_TS};
@@ -173,10 +173,9 @@ pub fn identify(inputs: &[PathBuf], opts: &ImportOptions) -> Result<Pair> {
     let from_names = |a: &Option<String>, b: &Option<String>| a.clone().or_else(|| b.clone());
     let pick = |what: &str, flag: &str, named: Option<String>, opt: &Option<String>| -> Result<String> {
         match (named, opt) {
-            (Some(n), Some(o)) if &n != o => Err(DataError::Invalid(format!(
-                "{flag} {o} contradicts the {what} {n} in the file name {}",
-                mp.display()
-            ))),
+            (Some(n), Some(o)) if &n != o => {
+                Err(DataError::Invalid(format!("{flag} {o} contradicts the {what} {n} in the file name {}", mp.display())))
+            }
             (Some(n), _) => Ok(n),
             (None, Some(o)) => Ok(o.clone()),
             (None, None) => Err(DataError::Invalid(format!(
@@ -216,8 +215,7 @@ pub enum MsgType {
 }
 
 impl MsgType {
-    pub const ALL: [MsgType; 6] =
-        [MsgType::Submit, MsgType::Cancel, MsgType::Delete, MsgType::Execute, MsgType::Hidden, MsgType::Halt];
+    pub const ALL: [MsgType; 6] = [MsgType::Submit, MsgType::Cancel, MsgType::Delete, MsgType::Execute, MsgType::Hidden, MsgType::Halt];
     pub fn from_code(c: i64) -> Option<MsgType> {
         MsgType::ALL.into_iter().find(|t| *t as i64 == c)
     }
@@ -432,9 +430,8 @@ impl Units {
         // A LOBSTER price p is fixed-point at scale 4, the tick t at the instrument's price_scale s.
         // Bring both to scale max(4, s): ticks = p·10^(max−4) / (t·10^(max−s)).
         let s = inst.price_scale;
-        let pow = |e: u32| {
-            10i64.checked_pow(e).ok_or_else(|| DataError::Invalid(format!("tick {} has too many decimals", inst.tick_size())))
-        };
+        let pow =
+            |e: u32| 10i64.checked_pow(e).ok_or_else(|| DataError::Invalid(format!("tick {} has too many decimals", inst.tick_size())));
         let (px_mul, px_den) = if s >= LOBSTER_PRICE_SCALE {
             (pow(s - LOBSTER_PRICE_SCALE)?, inst.tick)
         } else {
@@ -688,10 +685,7 @@ fn parse_message(file: &str, line: u64, s: &[u8], u: &Units, last_ts: i64) -> Re
     }
     let ts = u.midnight + t;
     if ts < last_ts {
-        return Err(err(
-            "time",
-            format!("{} is earlier than the previous row's time (times must be non-decreasing)", show(f[0])),
-        ));
+        return Err(err("time", format!("{} is earlier than the previous row's time (times must be non-decreasing)", show(f[0]))));
     }
     let kind = parse_int(f[1]).and_then(MsgType::from_code).ok_or_else(|| {
         err(
@@ -794,10 +788,7 @@ fn parse_book_row(file: &str, line: u64, s: &[u8], u: &Units, out: &mut TopN) ->
         return Err(DataError::parse(file, line, "row", format!("more than {} columns ({n} levels)", 4 * n)));
     }
     if out.ask_px[0] != NO_PRICE && out.bid_px[0] != NO_PRICE && out.bid_px[0] >= out.ask_px[0] {
-        return Err(err(
-            2,
-            format!("crossed book: best bid {} ≥ best ask {} (LOBSTER books never cross)", raw_best[1], raw_best[0]),
-        ));
+        return Err(err(2, format!("crossed book: best bid {} ≥ best ask {} (LOBSTER books never cross)", raw_best[1], raw_best[0])));
     }
     Ok(())
 }
@@ -833,7 +824,14 @@ pub fn push_events(row: &Row<'_>, out: &mut Vec<Event>) {
     close_batch(out, start);
 }
 
-fn diff_side(side: Side, (bp, bs): (&[i64], &[i64]), (ap, asz): (&[i64], &[i64]), m: &Message, lvl: Option<(Side, i64)>, out: &mut Vec<Event>) {
+fn diff_side(
+    side: Side,
+    (bp, bs): (&[i64], &[i64]),
+    (ap, asz): (&[i64], &[i64]),
+    m: &Message,
+    lvl: Option<(Side, i64)>,
+    out: &mut Vec<Event>,
+) {
     if bp == ap && bs == asz {
         return;
     }
@@ -909,11 +907,7 @@ fn load(inputs: &[PathBuf], opts: &ImportOptions, hash: bool, mut per_row: impl 
         push_events(&row, &mut events);
     }
     if messages == 0 {
-        return Err(DataError::Invalid(format!(
-            "{} and {}: no usable rows",
-            r.pair.message.display(),
-            r.pair.orderbook.display()
-        )));
+        return Err(DataError::Invalid(format!("{} and {}: no usable rows", r.pair.message.display(), r.pair.orderbook.display())));
     }
     let bad = r.bad_lines().clone();
     if bad.count > 0 {
@@ -938,11 +932,7 @@ fn load(inputs: &[PathBuf], opts: &ImportOptions, hash: bool, mut per_row: impl 
         .set("end_ns", end)
         .set("bad_lines", bad.count)
         .set("first_bad_lines", &bad.first);
-    let source_files = if hash {
-        vec![SourceFile::hash(&r.pair.message)?, SourceFile::hash(&r.pair.orderbook)?]
-    } else {
-        Vec::new()
-    };
+    let source_files = if hash { vec![SourceFile::hash(&r.pair.message)?, SourceFile::hash(&r.pair.orderbook)?] } else { Vec::new() };
     let meta = DatasetMeta {
         source_files,
         import_report: serde_json::to_value(&rep).unwrap_or(Value::Null),
@@ -1075,11 +1065,7 @@ fn classify_change(row: &Row<'_>) -> Verdict {
     let (vis_b, vis_a) = (in_window(bp, side, p), in_window(ap, side, p));
     let expected = m.kind.implied_change(m.size);
     if !vis_b && !vis_a && bp == ap && bs == asz {
-        return if expected == 0 {
-            Verdict::Consistent(Shift::None)
-        } else {
-            Verdict::Exception(Exception::OutsideTrackedDepth)
-        };
+        return if expected == 0 { Verdict::Consistent(Shift::None) } else { Verdict::Exception(Exception::OutsideTrackedDepth) };
     }
     let side_change = || format!("{} {} -> {}", side.as_str(), fmt_levels(bp, bs), fmt_levels(ap, asz));
     if sa - sb != expected {
@@ -1134,14 +1120,7 @@ pub fn check(inputs: &[PathBuf], opts: &ImportOptions) -> Result<Report> {
             unexplained += 1;
             if first_unexplained.len() < KEEP {
                 let m = row.msg;
-                first_unexplained.push(format!(
-                    "row {}: type {} {} {}x{}: {why}",
-                    m.row,
-                    m.kind.code(),
-                    m.side.as_str(),
-                    m.price,
-                    m.size
-                ));
+                first_unexplained.push(format!("row {}: type {} {} {}x{}: {why}", m.row, m.kind.code(), m.side.as_str(), m.price, m.size));
             }
         }
     })?;

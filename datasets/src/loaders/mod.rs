@@ -45,13 +45,8 @@ pub enum Format {
 }
 
 impl Format {
-    pub const ALL: [Format; 5] = [
-        Format::Lobster,
-        Format::Binance,
-        Format::CryptofeedBinance,
-        Format::CryptofeedCoinbase,
-        Format::CryptofeedKraken,
-    ];
+    pub const ALL: [Format; 5] =
+        [Format::Lobster, Format::Binance, Format::CryptofeedBinance, Format::CryptofeedCoinbase, Format::CryptofeedKraken];
     pub fn name(self) -> &'static str {
         match self {
             Format::Lobster => "lobster",

@@ -8,11 +8,8 @@ use std::path::Path;
 /// Open a text file, transparently gunzipping `*.gz`.
 pub fn open_text(path: &Path) -> Result<Box<dyn BufRead>> {
     let f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
-    let r: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
-        Box::new(flate2::read::MultiGzDecoder::new(f))
-    } else {
-        Box::new(f)
-    };
+    let r: Box<dyn Read> =
+        if path.extension().is_some_and(|e| e == "gz") { Box::new(flate2::read::MultiGzDecoder::new(f)) } else { Box::new(f) };
     Ok(Box::new(BufReader::with_capacity(1 << 20, r)))
 }
 

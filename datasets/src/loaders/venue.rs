@@ -244,14 +244,7 @@ pub(crate) fn dataset(
     events: Vec<Event>,
     import_report: serde_json::Value,
 ) -> Dataset {
-    Dataset {
-        meta: DatasetMeta {
-            source_files,
-            import_report,
-            ..DatasetMeta::new(source_format, instrument, opts.levels, false)
-        },
-        events,
-    }
+    Dataset { meta: DatasetMeta { source_files, import_report, ..DatasetMeta::new(source_format, instrument, opts.levels, false) }, events }
 }
 
 pub(crate) fn source_files(inputs: &[PathBuf]) -> Result<Vec<SourceFile>> {

@@ -244,11 +244,7 @@ fn scratch_dir(seed: u64) -> PathBuf {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    std::env::temp_dir().join(format!(
-        "flowcast-synth-{}-{seed}-{nanos}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ))
+    std::env::temp_dir().join(format!("flowcast-synth-{}-{seed}-{nanos}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)))
 }
 
 /// Import a written message/orderbook pair through the LOBSTER loader and tag the dataset with

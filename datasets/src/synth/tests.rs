@@ -95,9 +95,7 @@ fn check_rows(out: &SynthOutput) -> Result<(), String> {
         }
         let k = exp.len().min(n);
         let ok = if full {
-            after.len() >= k
-                && after[..k] == exp[..k]
-                && after[k..].iter().all(|&(p, _)| exp.last().is_none_or(|&(q, _)| worse(p, q)))
+            after.len() >= k && after[..k] == exp[..k] && after[k..].iter().all(|&(p, _)| exp.last().is_none_or(|&(q, _)| worse(p, q)))
         } else {
             after == exp[..k]
         };
@@ -161,11 +159,8 @@ fn check_l3(out: &SynthOutput) -> Result<usize, String> {
         for side in [Side::Bid, Side::Ask] {
             let q = &queues[side as usize];
             let agg = |(p, ids): (&i64, &VecDeque<u64>)| (*p, ids.iter().map(|id| orders[id].2).sum::<i64>());
-            let top: Vec<(i64, i64)> = if side == Side::Bid {
-                q.iter().rev().take(n).map(agg).collect()
-            } else {
-                q.iter().take(n).map(agg).collect()
-            };
+            let top: Vec<(i64, i64)> =
+                if side == Side::Bid { q.iter().rev().take(n).map(agg).collect() } else { q.iter().take(n).map(agg).collect() };
             if top != side_levels(row, side) {
                 return err(&format!("{side:?} row {:?} != rebuilt {top:?}", side_levels(row, side)));
             }
@@ -480,9 +475,5 @@ fn synth_speed() {
     let t = std::time::Instant::now();
     write_lobster(dir.path(), &out, SYMBOL, DATE).unwrap();
     let write = t.elapsed().as_secs_f64();
-    eprintln!(
-        "200k events: generate {gen:.3} s ({:.0} events/s, {} messages), write {write:.3} s",
-        200_000.0 / gen,
-        out.messages.len()
-    );
+    eprintln!("200k events: generate {gen:.3} s ({:.0} events/s, {} messages), write {write:.3} s", 200_000.0 / gen, out.messages.len());
 }

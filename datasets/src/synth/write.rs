@@ -63,11 +63,7 @@ pub fn write_lobster(dir: &Path, out: &SynthOutput, symbol: &str, date: &str) ->
     std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
     let cfg = &out.config;
     let n = out.levels();
-    let stem = format!(
-        "{symbol}_{date}_{}_{}",
-        cfg.session_start_ns / NS_PER_MS,
-        cfg.session_end_ns / NS_PER_MS
-    );
+    let stem = format!("{symbol}_{date}_{}_{}", cfg.session_start_ns / NS_PER_MS, cfg.session_end_ns / NS_PER_MS);
     let msg_path = dir.join(format!("{stem}_message_{n}.csv"));
     let book_path = dir.join(format!("{stem}_orderbook_{n}.csv"));
     let tp = cfg.tick_price;
