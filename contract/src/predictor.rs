@@ -194,7 +194,7 @@ mod tests {
         let e = Batch::new(&x, 2, 3, 5).unwrap_err().to_string();
         assert!(e.contains("input: x") && e.contains("2×3×5"), "{e}");
         let mut y = x.clone();
-        y[1 * 12 + 2 * 4 + 3] = f32::NAN;
+        y[12 + 2 * 4 + 3] = f32::NAN; // window 1 (12 values each), step 2, feature 3
         let e = Batch::new(&y, 2, 3, 4).unwrap_err().to_string();
         assert!(e.contains("window 1, step 2, feature 3"), "{e}");
     }

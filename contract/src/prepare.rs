@@ -137,12 +137,16 @@ fn classes_of(labels: &Labels, spec: &TargetSpec) -> Result<(Vec<Option<u8>>, Ve
 /// contribution e_n. Prices are ticks relative to the mid, sizes lots. An absent level is put
 /// one tick beyond the previous level of its side with size 0 (so the column stays a price
 /// offset); a row without both touches has NaN prices (its windows are dropped).
+/// (price, size) at a touch.
+type Touch = (i64, i64);
+
 fn book_columns(ds: &Dataset, rows: &SampleRows, levels: usize) -> (Vec<f64>, Vec<f64>) {
     let c = 4 * levels;
     let mut vals = Vec::with_capacity(rows.len() * c);
     let mut e = Vec::with_capacity(rows.len());
     let mut top = TopN::new(levels.max(1));
-    let mut prev: Option<((i64, i64), (i64, i64), u32)> = None;
+    // (best bid, best ask, segment) of the previous row: (price, size) per touch.
+    let mut prev: Option<(Touch, Touch, u32)> = None;
     let mut r = 0usize;
     ds.replay(|_, book| {
         book.top_n(&mut top);
@@ -214,7 +218,7 @@ fn windows(
         if bad[e + 1] != bad[e + 1 - t] {
             continue;
         }
-        if kept % stride == 0 {
+        if kept.is_multiple_of(stride) {
             ends.push(e as u32);
             labels.push(c);
             if let Some(v) = values {
@@ -266,8 +270,18 @@ fn feature_columns(
     Ok((table.names, table.values, json))
 }
 
-/// Input columns (unnormalised, f64 row-major) with their names, the per-row OFI term and the
-/// fitted feature set.
+/// Input columns of the sample rows before normalisation.
+struct Columns {
+    names: Vec<String>,
+    /// Row-major f64 values.
+    values: Vec<f64>,
+    /// Per row, the best-level OFI term e_n (the OFI baseline's input, summed per window).
+    ofi_terms: Vec<f64>,
+    /// The fitted feature set's JSON (`null` without engineered features).
+    feature_set: serde_json::Value,
+}
+
+/// Input columns (unnormalised) with their names, the per-row OFI term and the fitted feature set.
 fn columns(
     ds: &Dataset,
     rows: &SampleRows,
@@ -275,7 +289,7 @@ fn columns(
     levels: usize,
     features: &FeatureSource,
     train: std::ops::Range<usize>,
-) -> Result<(Vec<String>, Vec<f64>, Vec<f64>, serde_json::Value)> {
+) -> Result<Columns> {
     let (book, e) = book_columns(ds, rows, levels);
     let n = rows.len();
     let (fnames, fvals, fset) = match kind {
@@ -299,7 +313,7 @@ fn columns(
             vals.extend_from_slice(&fvals[r * fc..(r + 1) * fc]);
         }
     }
-    Ok((names, vals, e, fset))
+    Ok(Columns { names, values: vals, ofi_terms: e, feature_set: fset })
 }
 
 fn to_matrix(names: Vec<String>, vals: &[f64]) -> (Arc<Matrix>, Vec<bool>) {
@@ -361,7 +375,8 @@ pub fn prepare(ds: &Dataset, spec: PrepareSpec<'_>) -> Result<PreparedData> {
     }
     let levels_used = if cols.kind == ColumnKind::Features { 0 } else { levels };
     let feats = FeatureSource::Specs(cols.features.clone());
-    let (names, mut vals, e, feature_set) = columns(ds, &rows, cols.kind, levels_used, &feats, splits.train.clone())?;
+    let Columns { names, values: mut vals, ofi_terms: e, feature_set } =
+        columns(ds, &rows, cols.kind, levels_used, &feats, splits.train.clone())?;
     let normalizer = Normalizer::fit(&names, &vals, splits.train.clone(), method)?;
     normalizer.apply(&mut vals);
     let (matrix, valid) = to_matrix(names.clone(), &vals);
@@ -407,7 +422,7 @@ pub fn prepare_with(ds: &Dataset, inputs: &InputDef, targets: &[TargetDef]) -> R
         l.fit_alpha(0..rows.len()); // fixed α: classifies, fits nothing
     }
     let feats = FeatureSource::Fitted(inputs.feature_set.clone());
-    let (names, mut vals, e, _) = columns(ds, &rows, inputs.columns, inputs.levels, &feats, 0..0)?;
+    let Columns { names, values: mut vals, ofi_terms: e, .. } = columns(ds, &rows, inputs.columns, inputs.levels, &feats, 0..0)?;
     if names != inputs.names {
         return Err(invalid(format!("input columns differ from the model's: {names:?} vs {:?}", inputs.names)));
     }

@@ -8,7 +8,7 @@ use burn::prelude::*;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use flowcast_contract::spec::ModelSpec;
 use serde_json::Value;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use flowcast_contract::files::{CONFIG_FILE, CONFIG_FORMAT, CONFIG_VERSION, WEIGHTS_FILE};
 

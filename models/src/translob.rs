@@ -90,7 +90,7 @@ impl TransLobConfig {
         if self.conv_layers > 16 {
             return Err(("conv_layers", "at most 16 (dilation 2^i)".into()));
         }
-        if self.d_model() % self.heads != 0 {
+        if !self.d_model().is_multiple_of(self.heads) {
             return Err(("heads", format!("must divide d_model = conv_channels + 1 = {}", self.d_model())));
         }
         if !(0.0..1.0).contains(&self.dropout) {

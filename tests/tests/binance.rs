@@ -202,7 +202,7 @@ fn futures_pu_gap() {
 fn strict_error(dir: &Path, lines: &[&str]) -> String {
     let p = dir.join("spot-btcusdt_case.txt");
     std::fs::write(&p, lines.join("\n")).unwrap();
-    let e = binance::import(&[p.clone()], &opts()).unwrap_err().to_string();
+    let e = binance::import(std::slice::from_ref(&p), &opts()).unwrap_err().to_string();
     let prefix = format!("{}:", p.display());
     assert!(e.starts_with(&prefix), "{e}");
     e[prefix.len()..].to_string()
@@ -253,7 +253,7 @@ fn bad_input_names_file_line_and_field() {
 #[test]
 fn lenient_skips_and_counts_losing_nothing_good() {
     let p = fixture("spot-btcusdt_bad.txt");
-    let strict = binance::check(&[p.clone()], &opts()).unwrap_err().to_string();
+    let strict = binance::check(std::slice::from_ref(&p), &opts()).unwrap_err().to_string();
     assert!(strict.ends_with(":3: json: key must be a string at line 1 column 47"), "{strict}");
     let c = binance::check(&[p], &lenient()).unwrap();
     // bad JSON (3), truncated (6), non-numeric trade price (8), non-monotonic time (9), and the
@@ -273,7 +273,7 @@ fn lenient_skips_and_counts_losing_nothing_good() {
 #[test]
 fn unknown_symbol_scales_are_inferred_and_off_grid_prices_rejected() {
     let p = fixture("spot-foousdt_infer.txt");
-    let e = binance::import(&[p.clone()], &opts()).unwrap_err().to_string();
+    let e = binance::import(std::slice::from_ref(&p), &opts()).unwrap_err().to_string();
     assert!(e.contains(":3: data.b[0].price: \"0.35215000\" has more than 4 decimals (tick 0.0001)"), "{e}");
     // Lenient: the off-grid diff is skipped, so the next one cannot bridge: reported, not patched.
     let (_, r) = import_one(&p, &lenient());

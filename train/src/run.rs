@@ -159,12 +159,15 @@ pub fn run_model_id(exp: &Experiment, spec: &crate::config::ModelSpec, tid: &str
     }
 }
 
+/// A target's baselines: fitted, their headline test metrics and their full test metrics.
+struct TargetBaselines {
+    fitted: Vec<Baseline>,
+    headline: serde_json::Map<String, Value>,
+    full: serde_json::Map<String, Value>,
+}
+
 /// Fits the experiment's baselines for target `t` and scores them on its test windows.
-fn fit_baselines(
-    exp: &Experiment,
-    data: &PreparedData,
-    t: usize,
-) -> Result<(Vec<Baseline>, serde_json::Map<String, Value>, serde_json::Map<String, Value>)> {
+fn fit_baselines(exp: &Experiment, data: &PreparedData, t: usize) -> Result<TargetBaselines> {
     let pt = &data.targets[t];
     let k = pt.def.n_classes();
     // The logistic floor uses the same class weights as the deep models.
@@ -179,7 +182,7 @@ fn fit_baselines(
         full.insert(name.clone(), serde_json::to_value(&m).expect("json"));
         fitted.push(b);
     }
-    Ok((fitted, head, full))
+    Ok(TargetBaselines { fitted, headline: head, full })
 }
 
 /// Train every model of the experiment for each of its targets, evaluate on the test split,
@@ -269,7 +272,7 @@ pub fn run_experiment(exp: &Experiment, exp_text: &str, opts: &RunOptions) -> Re
     for (ti, pt) in data.targets.iter().enumerate() {
         let tid = pt.def.id.clone();
         let k = pt.def.n_classes();
-        let (fitted, bhead, bfull) = fit_baselines(exp, &data, ti)?;
+        let TargetBaselines { fitted, headline: bhead, full: bfull } = fit_baselines(exp, &data, ti)?;
         targets_json.insert(tid.clone(), target_json(&data, ti, &bhead));
         targets_full.insert(tid.clone(), json!({"target": pt.def, "baselines": bfull, "fitted": fitted}));
         let data_key = format!("{}:{}:{:?}:{}", data.info.events_sha256, data.inputs.window, data.inputs.names, tid);

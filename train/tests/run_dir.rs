@@ -190,7 +190,8 @@ fn tampered_cards_are_rejected(dir: &Path) {
     let card_path = dir.join("model.json");
     let good = std::fs::read_to_string(&card_path).unwrap();
     let v: serde_json::Value = serde_json::from_str(&good).unwrap();
-    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
+    type Tamper = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(&str, Tamper)> = vec![
         ("weights.sha256", Box::new(|c| c["weights"]["sha256"] = "0".repeat(64).into())),
         (
             "preprocessing.inputs.normalizer",
