@@ -78,7 +78,7 @@ impl GrpcInferenceService for Service {
     }
 
     async fn model_infer(&self, r: Request<ModelInferRequest>) -> Result<Response<ModelInferResponse>, Status> {
-        let req = r.into_inner();
+        let mut req = r.into_inner();
         let model = self.app.registry.get(&req.model_name, version(&req.model_version))?;
         if req.inputs.len() != 1 {
             return Err(ApiError::bad("inputs", format!("{} tensors: the model takes exactly one, {INPUT:?}", req.inputs.len())).into());
@@ -90,7 +90,7 @@ impl GrpcInferenceService for Service {
             )
             .into());
         }
-        let input = &req.inputs[0];
+        let input = req.inputs.swap_remove(0);
         let shape = infer::check_input(&model, "inputs[0]", &input.name, &input.datatype, &input.shape)?;
         let n = shape[0] * shape[1] * shape[2];
         let raw = !req.raw_input_contents.is_empty();
@@ -100,8 +100,8 @@ impl GrpcInferenceService for Service {
             }
             infer::f32_from_le(&req.raw_input_contents[0], n, "raw_input_contents[0]")?
         } else {
-            let c = input.contents.as_ref().ok_or_else(|| ApiError::bad("inputs[0].contents", "missing (and no raw_input_contents)"))?;
-            c.fp32_contents.clone()
+            let c = input.contents.ok_or_else(|| ApiError::bad("inputs[0].contents", "missing (and no raw_input_contents)"))?;
+            c.fp32_contents
         };
         infer::check_outputs(req.outputs.iter().map(|o| o.name.as_str()))?;
         let r = infer::run(model.clone(), x, shape, "inputs[0]".into()).await?;

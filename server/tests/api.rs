@@ -587,3 +587,13 @@ fn grpc_bad_requests_are_invalid_argument_naming_the_field() {
     r.model_name = "broken".into();
     check(r, tonic::Code::Unavailable, "weights.sha256");
 }
+
+#[test]
+fn grpc_message_over_the_limit_is_refused() {
+    let x = windows(LIMIT / 12 + 1, 4, 3);
+    let req = grpc_request(&x, [(x.len() / 12) as i64, 4, 3], true);
+    grpc(async move |mut c| {
+        let e = c.model_infer(req).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::OutOfRange, "{}", e.message());
+    });
+}
