@@ -234,26 +234,20 @@ async fn run_infer(app: Arc<App>, name: String, version: Option<String>, headers
     };
 
     let r = infer::run(model.clone(), x, shape, "inputs[0]".into()).await?;
-    let mut out = json!({
-        "name": OUTPUT, "datatype": DATATYPE, "shape": [r.batch as i64, r.classes as i64],
-    });
-    let raw = if binary_out {
-        let raw = infer::f32_to_le(&r.probs);
-        out["parameters"] = json!({ "binary_data_size": raw.len() });
-        Some(raw)
-    } else {
-        out["data"] = json!(r.probs);
-        None
+    let raw = binary_out.then(|| infer::f32_to_le(&r.probs));
+    let resp = InferResponse {
+        model_name: &model.name,
+        model_version: &model.version,
+        id: req.id.as_deref(),
+        outputs: [OutputTensor {
+            name: OUTPUT,
+            datatype: DATATYPE,
+            shape: [r.batch, r.classes],
+            parameters: raw.as_ref().map(|b| json!({ "binary_data_size": b.len() })),
+            data: if binary_out { None } else { Some(&r.probs) },
+        }],
+        parameters: json!({ "compute_time_us": r.compute_us }),
     };
-    let mut resp = json!({
-        "model_name": model.name,
-        "model_version": model.version,
-        "outputs": [out],
-        "parameters": { "compute_time_us": r.compute_us },
-    });
-    if let Some(id) = req.id {
-        resp["id"] = Value::String(id);
-    }
     let head = serde_json::to_vec(&resp).map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(match raw {
         None => ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], head).into_response(),
@@ -271,6 +265,28 @@ async fn run_infer(app: Arc<App>, name: String, version: Option<String>, headers
                 .into_response()
         }
     })
+}
+
+/// The response header, serialised directly so FP32 values print as FP32 (shortest round trip).
+#[derive(serde::Serialize)]
+struct InferResponse<'a> {
+    model_name: &'a str,
+    model_version: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    outputs: [OutputTensor<'a>; 1],
+    parameters: Value,
+}
+
+#[derive(serde::Serialize)]
+struct OutputTensor<'a> {
+    name: &'a str,
+    datatype: &'a str,
+    shape: [usize; 2],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a [f32]>,
 }
 
 #[derive(Deserialize, Default)]
