@@ -11,6 +11,7 @@ use cli::bench::BenchCmd;
 use cli::data::DataCmd;
 use cli::features::FeaturesCmd;
 use cli::models::ModelsCmd;
+use cli::serve::ServeArgs;
 use cli::train::{EvalArgs, ReproduceArgs, TrainArgs};
 
 #[derive(Parser)]
@@ -52,6 +53,9 @@ enum Cmd {
     /// Training-stack benchmarks.
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// Serve exported models over the Open Inference Protocol (KServe v2): REST and gRPC,
+    /// tensor mode (docs/serve.md).
+    Serve(ServeArgs),
 }
 
 fn main() {
@@ -71,6 +75,7 @@ fn main() {
         Cmd::Eval(a) => cli::train::run_eval(a, flowcast_train::run::Engine::Burn),
         Cmd::Predict(a) => cli::train::run_eval(a, flowcast_train::run::Engine::Candle),
         Cmd::Bench(c) => cli::bench::run(c),
+        Cmd::Serve(a) => cli::serve::run(a),
     };
     match result {
         Ok(true) => {}

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod data;
 pub mod features;
 pub mod models;
+pub mod serve;
 pub mod train;
 
 use anyhow::{bail, Result};

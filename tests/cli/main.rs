@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 mod labels;
+mod serve;
 mod train;
 
 fn flowcast(args: &[&str]) -> (i32, String, String) {

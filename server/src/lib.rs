@@ -1,0 +1,123 @@
+//! flowcast-server: `flowcast serve`, the Open Inference Protocol (KServe v2) for exported
+//! flowcast models, over HTTP/REST (axum) and gRPC (tonic) on one tokio runtime. Tensor mode:
+//! the client sends the prepared, normalised input windows `x` `[B, T, F]` (FP32) and gets the
+//! class probabilities `probs` `[B, k]` in the card's class order. Endpoints, formats and errors:
+//! docs/serve.md. No burn (tests/tests/no_burn.rs).
+//!
+//! Models live in a [`repo::Registry`] (a `RwLock`ed map of `Arc`ed predictors, loaded once);
+//! inference runs on tokio's blocking pool ([`infer::run`]), so the async runtime never computes.
+
+pub mod grpc;
+pub mod infer;
+pub mod repo;
+pub mod rest;
+
+/// The code generated from `proto/grpc_predict_v2.proto` (package `inference`) at build time.
+#[allow(clippy::all, missing_docs)]
+pub mod proto {
+    tonic::include_proto!("inference");
+}
+
+pub use repo::{candle_loader, Loader, Registry};
+pub use {flowcast_contract, flowcast_serve};
+
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub const SERVER_NAME: &str = "flowcast";
+/// The `platform` of every model's metadata.
+pub const PLATFORM: &str = "flowcast_candle";
+/// Protocol extensions this server implements.
+pub const EXTENSIONS: &[&str] = &["binary_tensor_data", "model_repository"];
+/// Default request body limit (REST body, gRPC message): 64 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 << 20;
+
+pub fn server_metadata() -> serde_json::Value {
+    serde_json::json!({ "name": SERVER_NAME, "version": env!("CARGO_PKG_VERSION"), "extensions": EXTENSIONS })
+}
+
+/// What the handlers share.
+pub struct App {
+    pub registry: Arc<Registry>,
+    pub max_body_bytes: usize,
+}
+
+pub struct Config {
+    /// A run directory, a model directory, or a `<name>/<version>/` repository.
+    pub models: PathBuf,
+    /// REST address; `None`: no REST listener.
+    pub http: Option<SocketAddr>,
+    /// gRPC address; `None`: no gRPC listener.
+    pub grpc: Option<SocketAddr>,
+    pub max_body_bytes: usize,
+}
+
+/// A started server: its bound addresses (port 0 resolved) and its listener tasks.
+pub struct Running {
+    pub http: Option<SocketAddr>,
+    pub grpc: Option<SocketAddr>,
+    pub app: Arc<App>,
+    tasks: tokio::task::JoinSet<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Runs until a listener fails.
+    pub async fn wait(mut self) -> anyhow::Result<()> {
+        while let Some(r) = self.tasks.join_next().await {
+            r.context("listener task")??;
+        }
+        Ok(())
+    }
+}
+
+/// Loads the repository (models that fail to load are skipped and reported by the index) and
+/// binds the listeners. Call on a tokio runtime.
+pub async fn start(cfg: Config, loader: Loader) -> anyhow::Result<Running> {
+    let root = cfg.models.clone();
+    let registry = tokio::task::spawn_blocking(move || Registry::open(&root, loader)).await?.map_err(anyhow::Error::msg)?;
+    let app = Arc::new(App { registry: Arc::new(registry), max_body_bytes: cfg.max_body_bytes });
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut http = None;
+    if let Some(addr) = cfg.http {
+        let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("--http {addr}"))?;
+        http = Some(l.local_addr()?);
+        let router = rest::router(app.clone());
+        tasks.spawn(async move { axum::serve(l, router).await.context("http server") });
+    }
+    let mut grpc = None;
+    if let Some(addr) = cfg.grpc {
+        let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("--grpc {addr}"))?;
+        grpc = Some(l.local_addr()?);
+        let svc = proto::grpc_inference_service_server::GrpcInferenceServiceServer::new(grpc::Service { app: app.clone() })
+            .max_decoding_message_size(cfg.max_body_bytes)
+            .max_encoding_message_size(cfg.max_body_bytes);
+        let incoming = tonic::transport::server::TcpIncoming::from(l);
+        tasks.spawn(async move {
+            tonic::transport::Server::builder().add_service(svc).serve_with_incoming(incoming).await.context("grpc server")
+        });
+    }
+    Ok(Running { http, grpc, app, tasks })
+}
+
+/// `flowcast serve`: starts the server on a multi-threaded runtime, prints one JSON line with
+/// the bound addresses and the repository index to stdout, and serves until killed.
+pub fn serve_blocking(cfg: Config) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")?;
+    rt.block_on(async move {
+        let running = start(cfg, candle_loader()).await?;
+        let line = serde_json::json!({
+            "http": running.http.map(|a| a.to_string()),
+            "grpc": running.grpc.map(|a| a.to_string()),
+            "models": running.app.registry.index(false),
+        });
+        {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{line}")?;
+            out.flush()?;
+        }
+        running.wait().await
+    })
+}
