@@ -467,12 +467,13 @@ impl BayesOnline {
             Form::Diagonal => {
                 let q = 1.0 + p.d.iter().zip(xs).map(|(d, x)| d * x * x).sum::<f64>();
                 let k = e / q;
+                let shrink = 1.0 / (q * lambda);
                 for ((m, d), x) in p.mean.iter_mut().zip(&mut p.d).zip(xs) {
                     let dx = *d * x;
                     *m += dx * k;
-                    // Pⱼⱼ(1 − Pⱼⱼxⱼ²/q) with q − Pⱼⱼxⱼ² = 1 + Σᵢ≠ⱼ Pᵢᵢxᵢ² ≥ 1 taken as such.
+                    // Pⱼⱼ(1 − Pⱼⱼxⱼ²/q)/λ with q − Pⱼⱼxⱼ² = 1 + Σᵢ≠ⱼ Pᵢᵢxᵢ² ≥ 1 taken as such.
                     let rest = (q - dx * x).max(1.0);
-                    *d = (*d * (rest / q) * inv_lambda).min(cap);
+                    *d = (*d * rest * shrink).min(cap);
                 }
                 q
             }
