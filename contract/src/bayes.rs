@@ -28,8 +28,10 @@
 //!   Sequential Estimation*, ch. V; the same loop as Grewal & Andrews' `bierman` routine in
 //!   *Kalman Filtering: Theory and Practice*).
 //!   Each D stays positive by construction (dⱼ ← dⱼ·αⱼ₋₁/αⱼ with 1 = α₀ ≤ α₁ ≤ …), so P stays
-//!   symmetric positive definite where the textbook update P − PxxᵀP/q loses definiteness to
-//!   rounding under forgetting. O(d²) per update and per prediction.
+//!   symmetric positive definite whatever its conditioning, which the textbook update
+//!   P − PxxᵀP/q of a dense P does not guarantee (rounding can make it asymmetric or
+//!   indefinite once P is ill-conditioned, as under wind-up). O(d²) per update and per
+//!   prediction.
 //! - `diagonal`: P restricted to its diagonal after every update (the diagonal of the exact
 //!   rank-one downdate, Pⱼⱼ ← Pⱼⱼ(1 − Pⱼⱼxⱼ²/q)), so O(d). Exact for one input; with correlated
 //!   inputs it ignores the weights' correlations (its variances are then too small and its mean
