@@ -4,9 +4,10 @@
 //! Each iteration predicts one row (a 1-window batch: Student-t probabilities, mean, std) and
 //! absorbs one matured label (another row), the prequential step of an online run. Rows are
 //! pre-generated (SplitMix64, Irwin–Hall noise) so the loop times the model alone; batches are
-//! built field by field, skipping `Batch::new`'s finiteness scan (the caller's cost).
+//! built field by field, skipping `Batch::new`'s finiteness scan (the caller's cost). Last, the
+//! optional changepoint detector on the residuals: ns per observation at `max_run` = 1000.
 
-use flowcast_contract::bayes::{BayesConfig, BayesOnline, Form};
+use flowcast_contract::bayes::{BayesConfig, BayesOnline, ChangepointConfig, Changepoints, Form};
 use flowcast_contract::predictor::{Batch, Matured, OnlinePredictor, Outputs, Predictor};
 use std::hint::black_box;
 use std::time::Instant;
@@ -76,4 +77,16 @@ fn main() {
             m.posterior().b / m.posterior().a
         );
     }
+    let mut c = Changepoints::new(ChangepointConfig::default()).expect("config");
+    let z: Vec<f64> = (0..ROWS).map(|_| rng.noise()).collect();
+    for i in 0..5_000 {
+        c.update(z[i % ROWS]).expect("update");
+    }
+    let iters = 20_000;
+    let t0 = Instant::now();
+    for i in 0..iters {
+        c.update(z[i % ROWS]).expect("update");
+    }
+    let ns = t0.elapsed().as_nanos() as f64 / iters as f64;
+    println!("changepoints (max_run {}): {ns:.0} ns per observation (MAP run length {})", c.run_length_probs().len(), c.map_run_length());
 }

@@ -41,6 +41,10 @@
 //! [`crate::target`]) are the predictive's mass beyond ±α: P(down) = F(−α), P(up) = 1 − F(α),
 //! P(stationary) = the rest, F the Student-t CDF ([`StudentT`], the regularised incomplete beta
 //! function by its continued fraction, Numerical Recipes 3rd ed. §6.4 `betacf`, modified Lentz).
+//!
+//! [`Changepoints`] (optional, not wired into the predictor): Bayesian online changepoint
+//! detection (Adams & MacKay 2007) on the standardised residuals that
+//! [`BayesOnline::update_row`] returns.
 
 use crate::error::{ContractError, Result};
 use crate::predictor::{Batch, Matured, OnlinePredictor, Outputs, Predictor, PredictorInfo};
@@ -415,7 +419,11 @@ impl BayesOnline {
     /// Absorbs one observation: feature row `row` (`features` values) with target value `y`
     /// (bps), then discounts. O(dim²) (full) or O(dim) (diagonal); allocates nothing. A
     /// non-finite `row` or `y` is rejected before the state is touched.
-    pub fn update_row(&mut self, row: &[f32], y: f64) -> Result<()> {
+    ///
+    /// Returns the standardised one-step-ahead residual z = e/√((b/a)q) under the state before
+    /// the update (t-distributed with 2a degrees of freedom while the model holds; the input of
+    /// [`Changepoints`]).
+    pub fn update_row(&mut self, row: &[f32], y: f64) -> Result<f64> {
         let f = self.info.features;
         if row.len() != f {
             return Err(ContractError::input("x", format!("{NAME} expects rows of {f} features, got {}", row.len())));
@@ -480,10 +488,11 @@ impl BayesOnline {
                 q
             }
         };
+        let z = e / (q * p.b / p.a).sqrt();
         p.a = (p.a + 0.5) * lambda;
         p.b = (p.b + 0.5 * e * e / q) * lambda;
         p.updates += 1;
-        Ok(())
+        Ok(z)
     }
 
     /// [`PredictorInfo::check`] plus the buffer's length (a `Batch` built field by field).
@@ -567,6 +576,243 @@ impl OnlinePredictor for BayesOnline {
         for (i, &y) in labels.values.iter().enumerate() {
             self.update_row(self.row(batch, i), y as f64)?;
         }
+        Ok(())
+    }
+}
+
+fn default_hazard() -> f64 {
+    1e-3
+}
+fn default_max_run() -> usize {
+    1000
+}
+
+/// Hyperparameters of [`Changepoints`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangepointConfig {
+    /// Constant hazard H: the prior probability of a changepoint before each observation (the
+    /// expected run length is 1/H).
+    #[serde(default = "default_hazard")]
+    pub hazard: f64,
+    /// Run lengths tracked (0 … max_run − 1); runs longer than that share the last, whose
+    /// statistics keep accumulating. O(max_run) per observation.
+    #[serde(default = "default_max_run")]
+    pub max_run: usize,
+    /// Normal–Gamma prior of each run's mean μ and precision τ: μ | τ ~ N(μ₀, 1/(κ₀τ)),
+    /// τ ~ Gamma(α₀, β₀) (rate β₀). The defaults suit standardised residuals (E τ = 1).
+    #[serde(default)]
+    pub prior_mean: f64,
+    #[serde(default = "default_one")]
+    pub prior_kappa: f64,
+    #[serde(default = "default_one")]
+    pub prior_alpha: f64,
+    #[serde(default = "default_one")]
+    pub prior_beta: f64,
+}
+
+impl Default for ChangepointConfig {
+    fn default() -> Self {
+        ChangepointConfig { hazard: 1e-3, max_run: 1000, prior_mean: 0.0, prior_kappa: 1.0, prior_alpha: 1.0, prior_beta: 1.0 }
+    }
+}
+
+impl ChangepointConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.hazard > 0.0 && self.hazard < 1.0) {
+            return Err(format!("changepoints: hazard must be in (0, 1), got {}", self.hazard));
+        }
+        if self.max_run < 2 {
+            return Err(format!("changepoints: max_run must be ≥ 2, got {}", self.max_run));
+        }
+        if !self.prior_mean.is_finite() {
+            return Err(format!("changepoints: prior_mean must be finite, got {}", self.prior_mean));
+        }
+        for (name, v) in [("prior_kappa", self.prior_kappa), ("prior_alpha", self.prior_alpha), ("prior_beta", self.prior_beta)] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("changepoints: {name} must be finite and > 0, got {v}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The serialised form of [`Changepoints`]: per run length r (observations since the last
+/// changepoint), its posterior probability and its Normal–Gamma statistics.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangepointState {
+    pub config: ChangepointConfig,
+    /// P(rₜ = r | x₁…ₜ).
+    pub prob: Vec<f64>,
+    pub mean: Vec<f64>,
+    pub kappa: Vec<f64>,
+    pub alpha: Vec<f64>,
+    pub beta: Vec<f64>,
+    pub observed: u64,
+}
+
+/// Bayesian online changepoint detection (Adams & MacKay 2007, "Bayesian Online Changepoint
+/// Detection", arXiv:0710.3742, Algorithm 1) on a scalar stream — meant for the standardised
+/// residuals of [`BayesOnline::update_row`]: a Gaussian with unknown mean and variance per run
+/// (conjugate Normal–Gamma), constant hazard H, run lengths truncated at `max_run`.
+///
+/// Per observation x, with πᵣ = the Student-t predictive of run r (2αᵣ degrees of freedom,
+/// location μᵣ, scale² = βᵣ(κᵣ + 1)/(αᵣκᵣ)): growth P(rₜ = r + 1) ∝ P(rₜ₋₁ = r)·πᵣ·(1 − H),
+/// changepoint P(rₜ = 0) ∝ Σᵣ P(rₜ₋₁ = r)·πᵣ·H, normalised; run r's statistics absorb x
+/// (μ ← (κμ + x)/(κ + 1), κ ← κ + 1, α ← α + ½, β ← β + κ(x − μ)²/(2(κ + 1))) and run 0
+/// restarts from the prior. With a constant hazard P(rₜ = 0 | x₁…ₜ) is always H; the evidence
+/// of a change is the mass at short runs ([`Changepoints::prob_run_below`]) or a drop of the
+/// most probable run length. The predictive densities are combined in log space, so an extreme
+/// x does not underflow them all. Allocates nothing per observation.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(into = "ChangepointState", try_from = "ChangepointState")]
+pub struct Changepoints {
+    s: ChangepointState,
+    /// ln P(rₜ₋₁ = r) + ln πᵣ of the current observation (scratch, `max_run` values).
+    ln_pred: Vec<f64>,
+}
+
+impl From<Changepoints> for ChangepointState {
+    fn from(c: Changepoints) -> ChangepointState {
+        c.s
+    }
+}
+
+impl TryFrom<ChangepointState> for Changepoints {
+    type Error = ContractError;
+    fn try_from(s: ChangepointState) -> Result<Changepoints> {
+        Changepoints::from_state(s)
+    }
+}
+
+impl Changepoints {
+    /// Before any observation: run length 0 with probability 1.
+    pub fn new(config: ChangepointConfig) -> Result<Changepoints> {
+        let c = &config;
+        let (m, k, a, b) = (c.prior_mean, c.prior_kappa, c.prior_alpha, c.prior_beta);
+        Changepoints::from_state(ChangepointState {
+            config,
+            prob: vec![1.0],
+            mean: vec![m],
+            kappa: vec![k],
+            alpha: vec![a],
+            beta: vec![b],
+            observed: 0,
+        })
+    }
+
+    /// Rebuilds a detector from its stored state, checking it.
+    pub fn from_state(mut s: ChangepointState) -> Result<Changepoints> {
+        s.config.validate().map_err(ContractError::Invalid)?;
+        let n = s.prob.len();
+        if n == 0 || n > s.config.max_run || [s.mean.len(), s.kappa.len(), s.alpha.len(), s.beta.len()].iter().any(|&l| l != n) {
+            return Err(ContractError::Invalid(format!(
+                "changepoints: {n} run lengths (max_run {}) with statistics of other lengths",
+                s.config.max_run
+            )));
+        }
+        let positive = |v: &[f64]| v.iter().all(|x| x.is_finite() && *x > 0.0);
+        let finite = s.prob.iter().all(|p| p.is_finite() && *p >= 0.0) && s.mean.iter().all(|v| v.is_finite());
+        if !(finite && positive(&s.kappa) && positive(&s.alpha) && positive(&s.beta)) {
+            return Err(ContractError::Invalid("changepoints: probabilities must be ≥ 0 and κ, α, β > 0, all finite".into()));
+        }
+        let max = s.config.max_run;
+        for v in [&mut s.prob, &mut s.mean, &mut s.kappa, &mut s.alpha, &mut s.beta] {
+            v.reserve_exact(max - n);
+        }
+        Ok(Changepoints { s, ln_pred: vec![0.0; max] })
+    }
+
+    /// The state to store (a copy).
+    pub fn state(&self) -> ChangepointState {
+        self.s.clone()
+    }
+
+    /// P(rₜ = r | x₁…ₜ) for r = 0, 1, …
+    pub fn run_length_probs(&self) -> &[f64] {
+        &self.s.prob
+    }
+
+    /// The most probable run length (the first on ties).
+    pub fn map_run_length(&self) -> usize {
+        let p = &self.s.prob;
+        (0..p.len()).fold(0, |b, r| if p[r] > p[b] { r } else { b })
+    }
+
+    /// P(rₜ < k): the probability of a changepoint among the last k observations.
+    pub fn prob_run_below(&self, k: usize) -> f64 {
+        self.s.prob.iter().take(k).sum()
+    }
+
+    /// Observations absorbed.
+    pub fn observed(&self) -> u64 {
+        self.s.observed
+    }
+
+    /// ln of the Student-t predictive density at x of a run with statistics (μ, κ, α, β).
+    fn ln_predictive(x: f64, mean: f64, kappa: f64, alpha: f64, beta: f64) -> f64 {
+        let nu = 2.0 * alpha;
+        let scale2 = beta * (kappa + 1.0) / (alpha * kappa);
+        let z2 = (x - mean) * (x - mean) / scale2;
+        // ln Γ((ν + 1)/2) − ln Γ(ν/2) = ln Γ(½) − ln B(α, ½).
+        let ln_ratio = 0.5 * std::f64::consts::PI.ln() - ln_beta_half(alpha);
+        ln_ratio - 0.5 * (nu * std::f64::consts::PI * scale2).ln() - 0.5 * (nu + 1.0) * (z2 / nu).ln_1p()
+    }
+
+    /// Absorbs one observation x (finite). O(run lengths held).
+    pub fn update(&mut self, x: f64) -> Result<()> {
+        if !x.is_finite() {
+            return Err(ContractError::input("x", format!("changepoints: observation {x} is not finite")));
+        }
+        let h = self.s.config.hazard;
+        let max = self.s.config.max_run;
+        let s = &mut self.s;
+        let n = s.prob.len();
+        let lp = &mut self.ln_pred[..n];
+        let mut top = f64::NEG_INFINITY;
+        for (r, l) in lp.iter_mut().enumerate() {
+            *l = s.prob[r].ln() + Self::ln_predictive(x, s.mean[r], s.kappa[r], s.alpha[r], s.beta[r]);
+            top = top.max(*l);
+        }
+        if n < max {
+            // A new longest run (its values are written below).
+            s.prob.push(0.0);
+            s.mean.push(0.0);
+            s.kappa.push(0.0);
+            s.alpha.push(0.0);
+            s.beta.push(0.0);
+        }
+        let mut change = 0.0;
+        let mut total = 0.0;
+        for r in (0..n).rev() {
+            let w = (lp[r] - top).exp();
+            change += w * h;
+            let grown = w * (1.0 - h);
+            total += w;
+            // Run r absorbs x.
+            let (m, k, a, b) = (s.mean[r], s.kappa[r], s.alpha[r], s.beta[r]);
+            let (m2, k2, a2, b2) = ((k * m + x) / (k + 1.0), k + 1.0, a + 0.5, b + k * (x - m) * (x - m) / (2.0 * (k + 1.0)));
+            let to = (r + 1).min(max - 1);
+            if to == r {
+                // The last run length: runs this long or longer share it (and its statistics).
+                s.prob[r] = grown;
+                (s.mean[r], s.kappa[r], s.alpha[r], s.beta[r]) = (m2, k2, a2, b2);
+            } else if to == max - 1 && n == max {
+                // Merges into the last run length, whose statistics are kept.
+                s.prob[to] += grown;
+            } else {
+                s.prob[to] = grown;
+                (s.mean[to], s.kappa[to], s.alpha[to], s.beta[to]) = (m2, k2, a2, b2);
+            }
+        }
+        let c = &s.config;
+        s.prob[0] = change;
+        (s.mean[0], s.kappa[0], s.alpha[0], s.beta[0]) = (c.prior_mean, c.prior_kappa, c.prior_alpha, c.prior_beta);
+        // total = Σᵣ P(rₜ₋₁ = r)·πᵣ / e^top ≥ 1: its largest term is 1.
+        let inv = 1.0 / total;
+        s.prob.iter_mut().for_each(|p| *p *= inv);
+        s.observed += 1;
         Ok(())
     }
 }
@@ -1393,5 +1639,110 @@ mod tests {
             assert_eq!(alloc_count::count() - before, 0, "{form:?}");
             assert_eq!(out.len(), 160);
         }
+    }
+
+    // --- changepoints --------------------------------------------------------------------------
+
+    #[test]
+    fn changepoint_predictive_is_the_student_t_density() {
+        // From the prior μ₀ = 0, κ₀ = α₀ = β₀ = 1: ν = 2, scale² = β(κ + 1)/(ακ) = 2, and the
+        // t₂ density is (1 + t²/2)^(−3/2) / (2√2) per unit of t.
+        for x in [0.0, 0.7, -3.0, 25.0] {
+            let t = x / 2f64.sqrt();
+            let want = (1.0 + t * t / 2.0).powf(-1.5) / (2.0 * 2f64.sqrt()) / 2f64.sqrt();
+            close(Changepoints::ln_predictive(x, 0.0, 1.0, 1.0, 1.0), want.ln(), 1e-13, &format!("ln π({x})"));
+        }
+        // One observation x = 2 updates the Normal–Gamma statistics by hand: μ = 1, κ = 2,
+        // α = 1.5, β = 1 + 1·4/(2·2) = 2 (run length 1), and run 0 is the prior again.
+        let mut c = Changepoints::new(ChangepointConfig::default()).unwrap();
+        c.update(2.0).unwrap();
+        let s = c.state();
+        assert_eq!((s.mean[1], s.kappa[1], s.alpha[1], s.beta[1]), (1.0, 2.0, 1.5, 2.0));
+        assert_eq!((s.mean[0], s.kappa[0], s.alpha[0], s.beta[0]), (0.0, 1.0, 1.0, 1.0));
+        close(s.prob[0], 1e-3, 1e-15, "P(r = 0) = H");
+        close(s.prob[1], 1.0 - 1e-3, 1e-15, "P(r = 1)");
+    }
+
+    #[test]
+    fn changepoints_find_a_shift_in_mean_and_in_variance() {
+        for (shift, scale) in [(3.0, 1.0), (0.0, 4.0)] {
+            let mut c = Changepoints::new(ChangepointConfig { hazard: 1.0 / 500.0, ..Default::default() }).unwrap();
+            let mut rng = Rng(17);
+            for t in 0..800 {
+                let x = if t < 600 { rng.noise() } else { shift + scale * rng.noise() };
+                c.update(x).unwrap();
+                close(c.run_length_probs().iter().sum(), 1.0, 1e-12, "Σ P(r)");
+                if t == 599 {
+                    assert!(c.prob_run_below(50) < 0.05, "before the change: P(r < 50) = {}", c.prob_run_below(50));
+                    assert!(c.map_run_length() > 400, "before the change: MAP run {}", c.map_run_length());
+                }
+            }
+            // 200 observations after the change: the run starts near t = 600.
+            let map = c.map_run_length();
+            assert!((190..=205).contains(&map), "shift {shift}, scale {scale}: MAP run length {map}");
+            assert!(c.prob_run_below(230) > 0.99, "P(r < 230) = {}", c.prob_run_below(230));
+        }
+    }
+
+    #[test]
+    fn changepoint_runs_are_truncated_and_extremes_do_not_underflow() {
+        let mut c = Changepoints::new(ChangepointConfig { max_run: 50, ..Default::default() }).unwrap();
+        let mut rng = Rng(23);
+        for _ in 0..1000 {
+            c.update(rng.noise()).unwrap();
+        }
+        assert_eq!(c.run_length_probs().len(), 50);
+        assert_eq!(c.map_run_length(), 49, "{:?}", c.run_length_probs());
+        // An observation no run explains still leaves a distribution (log-space weights).
+        c.update(1e150).unwrap();
+        let p = c.run_length_probs();
+        assert!(p.iter().all(|v| v.is_finite()) && (p.iter().sum::<f64>() - 1.0).abs() < 1e-12, "{p:?}");
+        assert!(c.update(f64::NAN).is_err());
+        assert!(Changepoints::new(ChangepointConfig { hazard: 0.0, ..Default::default() }).is_err());
+        assert!(Changepoints::new(ChangepointConfig { max_run: 1, ..Default::default() }).is_err());
+        // Serde round trip; a mis-shaped state is refused.
+        let back: Changepoints = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back.state(), c.state());
+        let mut s = c.state();
+        s.beta.pop();
+        assert!(Changepoints::from_state(s).is_err());
+        // No allocation per observation, also after deserialising (capacity reserved).
+        let mut back = back;
+        let mut fresh = Changepoints::new(ChangepointConfig { max_run: 64, ..Default::default() }).unwrap();
+        let before = alloc_count::count();
+        for _ in 0..200 {
+            back.update(rng.noise()).unwrap();
+            fresh.update(rng.noise()).unwrap();
+        }
+        assert_eq!(alloc_count::count() - before, 0);
+    }
+
+    #[test]
+    fn residuals_of_the_regression_feed_the_detector() {
+        // The regression's standardised residuals are ~N(0, 1) while the weights hold; when the
+        // weights jump at t = 2500, the residuals burst until the regression (λ = 0.99) adapts,
+        // and the detector sees the burst begin.
+        let mut m = BayesOnline::new(BayesConfig { discount: 0.99, ..config(Form::Full) }, 1, 2).unwrap();
+        let mut c = Changepoints::new(ChangepointConfig { hazard: 1.0 / 1000.0, ..Default::default() }).unwrap();
+        let mut rng = Rng(31);
+        let (mut z2, mut min_map, mut detected) = (0.0, usize::MAX, None);
+        for t in 0..2600 {
+            let x = [rng.noise() as f32, rng.noise() as f32];
+            let w = if t < 2500 { [1.0, -1.0] } else { [-1.0, 2.0] };
+            let y = w[0] * x[0] as f64 + w[1] * x[1] as f64 + 0.5 * rng.noise();
+            let z = m.update_row(&x, y).unwrap();
+            c.update(z).unwrap();
+            if (1000..2500).contains(&t) {
+                z2 += z * z / 1500.0;
+                min_map = min_map.min(c.map_run_length());
+            }
+            if t >= 2500 && detected.is_none() && c.prob_run_below(50) > 0.9 {
+                detected = Some(t);
+            }
+        }
+        assert!((z2 - 1.0).abs() < 0.1, "E z² = {z2}");
+        assert_eq!(min_map, 999, "no changepoint before the jump: the longest run stays most probable");
+        let t = detected.expect("the jump is detected");
+        assert!(t < 2520, "detected at {t}");
     }
 }
