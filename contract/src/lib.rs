@@ -16,6 +16,7 @@
 //! Layers: docs/architecture.md.
 
 pub mod baselines;
+pub mod bayes;
 pub mod card;
 pub mod error;
 pub mod eval;
