@@ -10,6 +10,8 @@
 //!   preprocessing (so evaluation/serving inputs are the training inputs);
 //! - [`predictor`]: the `Predictor` trait (and `OnlinePredictor`);
 //! - [`baselines`]: majority and OFI-logistic as ordinary predictors in a registry;
+//! - [`bayes`]: Bayesian online regression (`bayes_online`), an `OnlinePredictor` (not yet wired
+//!   into experiments);
 //! - [`metrics`], [`predictions`]: scoring and the predictions file;
 //! - [`card`]: the model card and its validation.
 //!
