@@ -6,6 +6,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+/// A module as its path segments (`["features", "ofi"]`).
+type Module = Vec<String>;
+/// Module → the modules it names.
+type Graph = BTreeMap<Module, BTreeSet<Module>>;
+
 fn rs_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
@@ -18,7 +23,7 @@ fn rs_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 /// Module path of a file relative to `src` (`features/ofi.rs` → ["features", "ofi"]).
-fn module_of(src: &Path, f: &Path) -> Vec<String> {
+fn module_of(src: &Path, f: &Path) -> Module {
     let rel = f.strip_prefix(src).unwrap().with_extension("");
     let mut parts: Vec<String> = rel.iter().map(|s| s.to_string_lossy().into_owned()).collect();
     if parts.last().is_some_and(|l| l == "mod" || l == "lib") {
@@ -28,7 +33,7 @@ fn module_of(src: &Path, f: &Path) -> Vec<String> {
 }
 
 /// Edges module → modules it names, within one crate.
-fn graph(src: &Path) -> (BTreeMap<Vec<String>, BTreeSet<Vec<String>>>, BTreeSet<Vec<String>>) {
+fn graph(src: &Path) -> (Graph, BTreeSet<Module>) {
     let mut files = Vec::new();
     rs_files(src, &mut files);
     let leaves: BTreeSet<Vec<String>> = files
@@ -86,13 +91,8 @@ fn graph(src: &Path) -> (BTreeMap<Vec<String>, BTreeSet<Vec<String>>>, BTreeSet<
 }
 
 /// A cycle in `g`, if any (depth-first search).
-fn find_cycle(g: &BTreeMap<Vec<String>, BTreeSet<Vec<String>>>) -> Option<Vec<String>> {
-    fn visit(
-        n: &Vec<String>,
-        g: &BTreeMap<Vec<String>, BTreeSet<Vec<String>>>,
-        state: &mut BTreeMap<Vec<String>, u8>,
-        stack: &mut Vec<Vec<String>>,
-    ) -> Option<Vec<String>> {
+fn find_cycle(g: &Graph) -> Option<Vec<String>> {
+    fn visit(n: &Module, g: &Graph, state: &mut BTreeMap<Module, u8>, stack: &mut Vec<Module>) -> Option<Vec<String>> {
         state.insert(n.clone(), 1);
         stack.push(n.clone());
         for d in g.get(n).into_iter().flatten() {
