@@ -1,6 +1,7 @@
 //! What both protocols share: the error type, the checks of an input tensor against a model,
 //! and running the predictor on tokio's blocking pool (the async runtime never computes).
 
+pub use crate::error::{ApiError, ErrorKind};
 use crate::repo::Model;
 use flowcast_contract::{Batch, ContractError, Outputs};
 use std::sync::Arc;
@@ -10,49 +11,6 @@ use std::time::Instant;
 pub const INPUT: &str = "x";
 pub const OUTPUT: &str = "probs";
 pub const DATATYPE: &str = "FP32";
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// 400 / INVALID_ARGUMENT.
-    BadRequest,
-    /// 404 / NOT_FOUND.
-    NotFound,
-    /// 503 / UNAVAILABLE: known model, not ready.
-    Unavailable,
-    /// 413 / RESOURCE_EXHAUSTED.
-    TooLarge,
-    /// 500 / INTERNAL.
-    Internal,
-}
-
-/// A request error with a message that names the field at fault.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ApiError {
-    pub kind: ErrorKind,
-    pub message: String,
-}
-
-impl ApiError {
-    /// A bad request: `field: reason`.
-    pub fn bad(field: &str, reason: impl std::fmt::Display) -> ApiError {
-        ApiError { kind: ErrorKind::BadRequest, message: format!("{field}: {reason}") }
-    }
-    pub fn not_found(message: impl Into<String>) -> ApiError {
-        ApiError { kind: ErrorKind::NotFound, message: message.into() }
-    }
-    pub fn unavailable(message: impl Into<String>) -> ApiError {
-        ApiError { kind: ErrorKind::Unavailable, message: message.into() }
-    }
-    pub fn internal(message: impl Into<String>) -> ApiError {
-        ApiError { kind: ErrorKind::Internal, message: message.into() }
-    }
-}
-
-impl std::fmt::Display for ApiError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
 
 /// Checks an input tensor's name, datatype and shape against `model` (`field`: e.g.
 /// `inputs[0]`) and returns `[batch, window, features]`.

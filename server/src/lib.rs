@@ -7,6 +7,7 @@
 //! Models live in a [`repo::Registry`] (a `RwLock`ed map of `Arc`ed predictors, loaded once);
 //! inference runs on tokio's blocking pool ([`infer::run`]), so the async runtime never computes.
 
+pub mod error;
 pub mod grpc;
 pub mod infer;
 pub mod repo;

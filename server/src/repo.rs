@@ -2,7 +2,7 @@
 //! is loaded once (validated by its loader) and then shared behind an `Arc`; requests take a
 //! read lock only long enough to clone that `Arc`, so load/unload never waits on inference.
 
-use crate::infer::ApiError;
+use crate::error::ApiError;
 use flowcast_contract::files::CARD_FILE;
 use flowcast_contract::{Predictor, PredictorInfo};
 use std::collections::BTreeMap;
