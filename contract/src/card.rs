@@ -74,6 +74,9 @@ pub struct ModelCard {
     pub baselines: Vec<Baseline>,
     /// Test metrics of the model and the baselines on the training run's test split.
     pub metrics: serde_json::Value,
+    /// Decision thresholds the server returns and the backtest trades (defaults when absent).
+    #[serde(default)]
+    pub signal: crate::signal::SignalConfig,
 }
 
 pub fn sha256_file(path: &Path) -> Result<String> {
@@ -178,6 +181,9 @@ impl ModelCard {
         }
         if self.family != "deep" {
             return err("family", format!("{:?}: this flowcast serves the family \"deep\"", self.family));
+        }
+        if let Err(r) = self.signal.validate() {
+            return err("signal", r);
         }
         let config = self.spec(dir)?;
         let inp = &self.preprocessing.inputs;

@@ -13,7 +13,8 @@
 //! - [`bayes`]: Bayesian online regression (`bayes_online`), an `OnlinePredictor` (not yet wired
 //!   into experiments);
 //! - [`metrics`], [`predictions`]: scoring and the predictions file;
-//! - [`card`]: the model card and its validation.
+//! - [`card`]: the model card and its validation;
+//! - [`signal`]: the trading decision from one prediction (served and backtested alike).
 //!
 //! Layers: docs/architecture.md.
 
@@ -28,6 +29,7 @@ pub mod predictions;
 pub mod predictor;
 pub mod prepare;
 pub mod preprocessing;
+pub mod signal;
 pub mod spec;
 pub mod target;
 pub mod window;

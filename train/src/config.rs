@@ -33,6 +33,9 @@ pub struct Experiment {
     /// Baselines fitted and reported beside every model (registry names).
     #[serde(default = "default_baselines")]
     pub baselines: Vec<String>,
+    /// Decision thresholds stored in every exported card (`[signal]`; served and backtested).
+    #[serde(default)]
+    pub signal: flowcast_contract::signal::SignalConfig,
     #[serde(default)]
     pub splits: SplitSpec,
     #[serde(default)]
@@ -323,6 +326,7 @@ impl Experiment {
         if self.name.is_empty() || self.name.contains(['/', '\\']) {
             return Err(format!("name {:?} must be non-empty and contain no path separator", self.name));
         }
+        self.signal.validate()?;
         if self.columns.window == 0 {
             return Err("[columns] window must be at least 1".into());
         }

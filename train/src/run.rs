@@ -336,6 +336,7 @@ pub fn run_experiment(exp: &Experiment, exp_text: &str, opts: &RunOptions) -> Re
                 },
                 baselines: fitted.clone(),
                 metrics: json!({"test": m.headline(), "baselines": bhead}),
+                signal: exp.signal.clone(),
             };
             card.save(&dir)?;
             ModelCard::load(&dir)?; // what we wrote must pass our own validation
