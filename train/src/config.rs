@@ -5,6 +5,7 @@
 use crate::error::{Result, TrainError};
 pub use flowcast_contract::preprocessing::{ColumnKind, ColumnsSpec, NormSpec, SplitSpec};
 pub use flowcast_contract::target::{AlphaSpec, LabelKind, OutputKind, TargetSpec};
+pub use flowcast_datasets::source::{DataSpec, ImportSpec, SynthSpec};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -74,57 +75,6 @@ fn default_device() -> String {
 }
 fn default_runs_dir() -> PathBuf {
     PathBuf::from("runs")
-}
-
-/// Where the events come from: exactly one of the three.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DataSpec {
-    /// Generate a synthetic L3 book in memory.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub synthetic: Option<SynthSpec>,
-    /// A stored dataset directory (`flowcast data import` output).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dataset: Option<PathBuf>,
-    /// Raw source files imported on the fly (same options as `flowcast data import`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub import: Option<ImportSpec>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SynthSpec {
-    #[serde(default = "default_levels")]
-    pub levels: usize,
-    pub events: usize,
-    /// Defaults to the experiment seed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seed: Option<u64>,
-}
-
-fn default_levels() -> usize {
-    10
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ImportSpec {
-    /// lobster, binance, cryptofeed-binance, cryptofeed-coinbase, cryptofeed-kraken.
-    pub format: String,
-    /// Input files, relative to the experiment file's directory when relative.
-    pub inputs: Vec<PathBuf>,
-    #[serde(default = "default_levels")]
-    pub levels: usize,
-    #[serde(default)]
-    pub lenient: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tick_size: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub size_scale: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub symbol: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub date: Option<String>,
 }
 
 /// A model of the registry by name; every other key is a hyperparameter for it.
@@ -298,16 +248,7 @@ impl Experiment {
         let s = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
         let mut e = Experiment::from_toml(&s, &path.display().to_string())?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let abs = |p: &Path| {
-            let j = if p.is_relative() { base.join(p) } else { p.to_path_buf() };
-            std::path::absolute(&j).unwrap_or(j)
-        };
-        if let Some(d) = &e.data.dataset {
-            e.data.dataset = Some(abs(d));
-        }
-        if let Some(imp) = &mut e.data.import {
-            imp.inputs = imp.inputs.iter().map(|p| abs(p)).collect();
-        }
+        e.data.resolve_paths(base);
         if e.runs_dir.is_relative() {
             // experiments/x.toml → <checkout>/runs
             let root = base.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -318,11 +259,7 @@ impl Experiment {
     }
 
     fn validate(&self) -> std::result::Result<(), String> {
-        let d = &self.data;
-        let sources = d.synthetic.is_some() as u8 + d.dataset.is_some() as u8 + d.import.is_some() as u8;
-        if sources != 1 {
-            return Err("[data] needs exactly one of `synthetic`, `dataset`, `import`".into());
-        }
+        self.data.validate()?;
         if self.name.is_empty() || self.name.contains(['/', '\\']) {
             return Err(format!("name {:?} must be non-empty and contain no path separator", self.name));
         }

@@ -27,7 +27,7 @@ use flowcast_contract::predictions::write_predictions;
 use flowcast_contract::predictor::{predict_set, Predictor};
 use flowcast_contract::prepare::{prepare, PrepareSpec, PreparedData};
 use flowcast_contract::target::OutputKind;
-use flowcast_datasets::store::{read_dataset, Dataset};
+use flowcast_datasets::store::Dataset;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
@@ -66,31 +66,9 @@ impl Default for RunOptions {
     }
 }
 
-/// Load the experiment's events.
+/// Load the experiment's events (`[data]`, the generator seeded by the experiment's seed).
 pub fn load_data(exp: &Experiment) -> Result<Dataset> {
-    let d = &exp.data;
-    if let Some(s) = &d.synthetic {
-        return Ok(flowcast_datasets::synth::synth_dataset(s.levels, s.events, s.seed.unwrap_or(exp.seed))?);
-    }
-    if let Some(dir) = &d.dataset {
-        return Ok(read_dataset(dir)?);
-    }
-    let imp = d.import.as_ref().expect("validated: one data source");
-    let opts = flowcast_datasets::loaders::ImportOptions {
-        lenient: imp.lenient,
-        levels: imp.levels,
-        tick_size: imp.tick_size.clone(),
-        size_scale: imp.size_scale,
-        symbol: imp.symbol.clone(),
-        date: imp.date.clone(),
-    };
-    let fmt = flowcast_datasets::loaders::Format::parse(&imp.format)?;
-    let mut imported = flowcast_datasets::loaders::import(fmt, &imp.inputs, &opts)?;
-    match imported.datasets.len() {
-        1 => Ok(imported.datasets.remove(0)),
-        0 => Err(TrainError::Invalid(format!("[data.import] built no dataset from {:?}", imp.inputs))),
-        n => Err(TrainError::Invalid(format!("[data.import] built {n} datasets (several instruments): set `symbol`"))),
-    }
+    Ok(exp.data.load(exp.seed)?)
 }
 
 /// `git rev-parse HEAD` of the checkout holding `dir` (the run directory: `runs/` sits in the
