@@ -7,6 +7,7 @@ mod cli;
 
 use clap::{Parser, Subcommand};
 use cli::analyze::AnalyzeCmd;
+use cli::backtest::BacktestArgs;
 use cli::bench::BenchCmd;
 use cli::data::DataCmd;
 use cli::features::FeaturesCmd;
@@ -56,6 +57,9 @@ enum Cmd {
     /// Serve exported models over the Open Inference Protocol (KServe v2): REST and gRPC,
     /// tensor mode (docs/serve.md).
     Serve(ServeArgs),
+    /// Execution-aware backtest of a strategy on model signals: queue position, latency, fees,
+    /// slippage, risk limits; P&L against latency (docs/backtest.md).
+    Backtest(BacktestArgs),
 }
 
 fn main() {
@@ -76,6 +80,7 @@ fn main() {
         Cmd::Predict(a) => cli::train::run_eval(a, flowcast_train::run::Engine::Candle),
         Cmd::Bench(c) => cli::bench::run(c),
         Cmd::Serve(a) => cli::serve::run(a),
+        Cmd::Backtest(a) => cli::backtest::run(a),
     };
     match result {
         Ok(true) => {}

@@ -115,7 +115,15 @@ impl Ledger {
             }
             if self.position == 0 {
                 if let Some((entry_ts, side, max_qty, cash0, fees0, s)) = self.trip_open.take() {
-                    self.trips.push(RoundTrip { entry_ts, exit_ts: f.ts_exchange, side, max_qty, gross: self.cash - cash0, fees: self.fees - fees0, entry_strength: s });
+                    self.trips.push(RoundTrip {
+                        entry_ts,
+                        exit_ts: f.ts_exchange,
+                        side,
+                        max_qty,
+                        gross: self.cash - cash0,
+                        fees: self.fees - fees0,
+                        entry_strength: s,
+                    });
                 }
             }
             left -= q;
@@ -184,7 +192,13 @@ fn day_ends(ds: &Dataset) -> Vec<(i64, i64)> {
 /// Feed latencies `ts_local − ts_exchange` (ns) of a dataset's batch ends: the input of a fitted
 /// latency model.
 pub fn feed_latencies(ds: &Dataset) -> Vec<i64> {
-    ds.events.iter().filter(|e| e.is_batch_end() && e.ts_local != NO_TS).map(|e| e.ts_local - e.ts_exchange).step_by(7).take(200_000).collect()
+    ds.events
+        .iter()
+        .filter(|e| e.is_batch_end() && e.ts_local != NO_TS)
+        .map(|e| e.ts_local - e.ts_exchange)
+        .step_by(7)
+        .take(200_000)
+        .collect()
 }
 
 /// Replays `ds` with `setup`. The feature columns the strategy asks for are computed by the
@@ -193,10 +207,17 @@ pub fn run(ds: &Dataset, mut s: Setup) -> Result<Outcome> {
     let inst: Instrument = ds.meta.instrument.clone();
     let value = inst.ticks_to_f64(1) * inst.lots_to_f64(1);
     let specs = s.strategy.features();
-    let fset = if specs.is_empty() { None } else { Some(FeatureSet::new(specs).map_err(|e| BacktestError::Config(format!("strategy features: {e}")))?) };
+    let fset = if specs.is_empty() {
+        None
+    } else {
+        Some(FeatureSet::new(specs).map_err(|e| BacktestError::Config(format!("strategy features: {e}")))?)
+    };
     if let Some(f) = &fset {
         if !f.unfitted().is_empty() {
-            return Err(BacktestError::Config(format!("strategy features {:?} need fitting on training data; give their parameters", f.unfitted())));
+            return Err(BacktestError::Config(format!(
+                "strategy features {:?} need fitting on training data; give their parameters",
+                f.unfitted()
+            )));
         }
     }
     let mut fe = match &fset {
@@ -209,7 +230,17 @@ pub fn run(ds: &Dataset, mut s: Setup) -> Result<Outcome> {
 
     let mut book = ds.new_book();
     let mut ledger = Ledger { position: 0, cash: 0.0, fees: 0.0, trip_open: None, trips: Vec::new() };
-    let mut view = View { position: 0, entry_price: f64::NAN, entry_ts: 0, open: Vec::with_capacity(64), cash: 0.0, fees: 0.0, day: i64::MIN, day_start: 0.0, halted_day: None };
+    let mut view = View {
+        position: 0,
+        entry_price: f64::NAN,
+        entry_ts: 0,
+        open: Vec::with_capacity(64),
+        cash: 0.0,
+        fees: 0.0,
+        day: i64::MIN,
+        day_start: 0.0,
+        halted_day: None,
+    };
     // (arrival at the exchange, action, order) sorted by arrival; (local delivery time, report).
     let mut requests: Vec<(i64, Action, Order)> = Vec::with_capacity(256);
     let mut responses: Vec<(i64, Report)> = Vec::with_capacity(256);
@@ -324,7 +355,11 @@ pub fn run(ds: &Dataset, mut s: Setup) -> Result<Outcome> {
         if ev.ts_exchange >= next_mark && last_mid.is_finite() {
             let gross = ledger.cash + ledger.position as f64 * last_mid * value;
             out.marks.push(Mark { ts: ev.ts_exchange, mid: last_mid, position: ledger.position, gross, net: gross - ledger.fees });
-            next_mark = if next_mark == i64::MIN { ev.ts_exchange + s.mark_interval_ns } else { next_mark + s.mark_interval_ns * ((ev.ts_exchange - next_mark) / s.mark_interval_ns + 1) };
+            next_mark = if next_mark == i64::MIN {
+                ev.ts_exchange + s.mark_interval_ns
+            } else {
+                next_mark + s.mark_interval_ns * ((ev.ts_exchange - next_mark) / s.mark_interval_ns + 1)
+            };
         }
 
         // Risk checks before the strategy acts (on its own view).
@@ -375,8 +410,17 @@ pub fn run(ds: &Dataset, mut s: Setup) -> Result<Outcome> {
                 Some(fe) => fe.values(),
                 None => &no_features,
             };
-            let m = MarketView { book: &book, inst: &inst, event_index: i, ts_exchange: ev.ts_exchange, ts_local: tl, features, signal: current_signal.as_ref() };
-            let a = AccountView { position: view.position, entry_price: view.entry_price, entry_ts: view.entry_ts, open: &view.open, halted };
+            let m = MarketView {
+                book: &book,
+                inst: &inst,
+                event_index: i,
+                ts_exchange: ev.ts_exchange,
+                ts_local: tl,
+                features,
+                signal: current_signal.as_ref(),
+            };
+            let a =
+                AccountView { position: view.position, entry_price: view.entry_price, entry_ts: view.entry_ts, open: &view.open, halted };
             s.strategy.on_sample(&m, &a, &mut actions);
         }
         // 4. Send: strategy actions through the risk filter; risk-layer actions as they are.

@@ -168,7 +168,11 @@ pub fn compute(o: &Outcome, bar_ns: i64, calendar: Calendar, horizons: &[(String
     let nets: Vec<f64> = o.trips.iter().map(|t| t.gross - t.fees).collect();
     let wins: f64 = nets.iter().filter(|&&x| x > 0.0).sum();
     let losses: f64 = nets.iter().filter(|&&x| x < 0.0).sum();
-    let accepted: Vec<_> = o.orders.iter().filter(|x| !matches!(x.reason, Reason::UnknownOrder | Reason::Invalid | Reason::WouldTake | Reason::Unsynced)).collect();
+    let accepted: Vec<_> = o
+        .orders
+        .iter()
+        .filter(|x| !matches!(x.reason, Reason::UnknownOrder | Reason::Invalid | Reason::WouldTake | Reason::Unsynced))
+        .collect();
     let ratio = |it: &mut dyn Iterator<Item = (i64, i64)>| {
         let (f, q) = it.fold((0i64, 0i64), |a, b| (a.0 + b.0, a.1 + b.1));
         if q > 0 {
@@ -178,7 +182,8 @@ pub fn compute(o: &Outcome, bar_ns: i64, calendar: Calendar, horizons: &[(String
         }
     };
     let fill_rate = ratio(&mut accepted.iter().map(|x| (x.filled, x.qty)));
-    let passive_fill_rate = ratio(&mut accepted.iter().filter(|x| matches!(x.kind, OrderKind::Limit | OrderKind::PostOnly)).map(|x| (x.filled, x.qty)));
+    let passive_fill_rate =
+        ratio(&mut accepted.iter().filter(|x| matches!(x.kind, OrderKind::Limit | OrderKind::PostOnly)).map(|x| (x.filled, x.qty)));
     let (mut sw, mut sq) = (0.0, 0.0);
     for f in o.fills.iter().filter(|f| f.arrival_mid.is_finite() && f.arrival_mid > 0.0) {
         sw += f.side.sign() as f64 * (f.effective_price - f.arrival_mid) / f.arrival_mid * 1e4 * f.qty as f64;

@@ -146,9 +146,21 @@ pub struct Fill {
 /// What a strategy asks for.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Action {
-    Submit { side: Side, kind: OrderKind, price: i64, qty: i64, tag: u16 },
-    Cancel { id: u64 },
+    Submit {
+        side: Side,
+        kind: OrderKind,
+        price: i64,
+        qty: i64,
+        tag: u16,
+    },
+    Cancel {
+        id: u64,
+    },
     /// Change price and/or quantity: a quantity decrease at the same price keeps the queue
     /// position; anything else loses it (cancel-replace), as on most venues.
-    Modify { id: u64, price: i64, qty: i64 },
+    Modify {
+        id: u64,
+        price: i64,
+        qty: i64,
+    },
 }

@@ -40,7 +40,8 @@ pub enum Limit {
 }
 
 impl Limit {
-    pub const ALL: [Limit; 6] = [Limit::MaxPosition, Limit::MaxLoss, Limit::MaxTradesPerMinute, Limit::PositionTimeout, Limit::MaxSpread, Limit::SessionEnd];
+    pub const ALL: [Limit; 6] =
+        [Limit::MaxPosition, Limit::MaxLoss, Limit::MaxTradesPerMinute, Limit::PositionTimeout, Limit::MaxSpread, Limit::SessionEnd];
     pub fn as_str(self) -> &'static str {
         match self {
             Limit::MaxPosition => "max_position",

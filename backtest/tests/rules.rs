@@ -107,7 +107,12 @@ fn no_partial_fill_waits_for_the_queue_then_fills_all() {
     // Buy 2 @ 100 behind 10. Sell trade 6 → front 4; the level shows 4 → front 4; trade 5 → front
     // −1 < 0 → the whole order fills at 100 (NoPartial).
     let mut t = Tape::new();
-    t.trade(1, Side::Ask, 100, 6).level(1, Side::Bid, 100, 4).trade(2, Side::Ask, 100, 4).trade(3, Side::Ask, 100, 1).level(3, Side::Bid, 100, 0);
+    t.trade(1, Side::Ask, 100, 6).level(1, Side::Bid, 100, 4).trade(2, Side::Ask, 100, 4).trade(3, Side::Ask, 100, 1).level(
+        3,
+        Side::Bid,
+        100,
+        0,
+    );
     let o = go(&t, vec![(0, post(Side::Bid, 100, 2))], Opts::default());
     assert_eq!(filled(&o), vec![(100, 2, true)], "exactly at the trade that took the queue past us");
     assert_eq!(o.fills[0].ts_exchange, 3 * MS);
@@ -155,7 +160,12 @@ fn probabilistic_queue_advances_on_cancels() {
     // of 5 joins behind (level 11); cancel of 5 from 11 with front 6, back 5: p = 5/11,
     // front = 6 − (6/11)·5 = 3.2727…; a trade of 4 then fills us (front < 0).
     let mut t = Tape::new();
-    t.level(1, Side::Bid, 100, 6).level(2, Side::Bid, 100, 11).level(3, Side::Bid, 100, 6).trade(4, Side::Ask, 100, 3).trade(5, Side::Ask, 100, 1);
+    t.level(1, Side::Bid, 100, 6).level(2, Side::Bid, 100, 11).level(3, Side::Bid, 100, 6).trade(4, Side::Ask, 100, 3).trade(
+        5,
+        Side::Ask,
+        100,
+        1,
+    );
     let q = QueueSpec::Probabilistic(flowcast_backtest::models::queue::ProbFn::Power(1.0));
     let o = go(&t, vec![(0, post(Side::Bid, 100, 1))], Opts { queue: q, ..Default::default() });
     assert_eq!(filled(&o), vec![(100, 1, true)]);
@@ -269,7 +279,12 @@ fn risk_limits_drop_orders_and_are_recorded() {
     assert_eq!(o.trips.len(), 1);
     // max loss: long 10 at 101, bid falls to 90 → marked loss 10 × (101 − 95.5)... crosses −0.3.
     let mut l = Tape::new();
-    l.level(1, Side::Ask, 101, 20).level(2, Side::Bid, 95, 5).level(2, Side::Bid, 100, 0).level(3, Side::Ask, 96, 5).level(4, Side::Ask, 97, 5).level(5, Side::Ask, 98, 1);
+    l.level(1, Side::Ask, 101, 20)
+        .level(2, Side::Bid, 95, 5)
+        .level(2, Side::Bid, 100, 0)
+        .level(3, Side::Ask, 96, 5)
+        .level(4, Side::Ask, 97, 5)
+        .level(5, Side::Ask, 98, 1);
     let risk = RiskSpec { max_loss: Some(0.3), ..Default::default() };
     let o = go(&l, vec![(1, buy(10)), (6, buy(1))], Opts { risk, ..Default::default() });
     assert!(o.risk_hits.iter().any(|h| h.limit == Limit::MaxLoss));

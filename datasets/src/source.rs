@@ -58,7 +58,6 @@ pub struct ImportSpec {
     pub date: Option<String>,
 }
 
-
 impl DataSpec {
     /// Exactly one source.
     pub fn validate(&self) -> std::result::Result<(), String> {
@@ -92,7 +91,10 @@ impl DataSpec {
         if let Some(dir) = &self.dataset {
             return read_dataset(dir);
         }
-        let imp = self.import.as_ref().ok_or_else(|| DataError::Invalid("[data] needs exactly one of `synthetic`, `dataset`, `import`".into()))?;
+        let imp = self
+            .import
+            .as_ref()
+            .ok_or_else(|| DataError::Invalid("[data] needs exactly one of `synthetic`, `dataset`, `import`".into()))?;
         let opts = ImportOptions {
             lenient: imp.lenient,
             levels: imp.levels,

@@ -1,6 +1,7 @@
 //! The `flowcast` command groups, one module each, and the small helpers several of them share.
 
 pub mod analyze;
+pub mod backtest;
 pub mod bench;
 pub mod data;
 pub mod features;

@@ -105,10 +105,7 @@ fn git_revision_in(dir: Option<&Path>) -> String {
 
 /// `YYYYmmddTHHMMSSZ` of now.
 pub fn timestamp() -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-    let (y, m, d) = flowcast_datasets::time::civil_from_days(now.div_euclid(86_400));
-    let s = now.rem_euclid(86_400);
-    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", s / 3600, s / 60 % 60, s % 60)
+    flowcast_datasets::time::now_stamp()
 }
 
 fn write_json(path: &Path, v: &impl serde::Serialize) -> Result<()> {

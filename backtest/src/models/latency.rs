@@ -218,15 +218,20 @@ impl LatencySpec {
     /// Builds the model; `feed_latencies` are the dataset's observed feed latencies (ns).
     pub fn build(&self, feed_latencies: &[i64], seed: u64) -> Result<Box<dyn LatencyModel>> {
         Ok(match self {
-            LatencySpec::Constant { entry, response } => {
-                Box::new(ConstantLatency { entry_ns: duration_ns(entry, "latency.entry")?, response_ns: duration_ns(response, "latency.response")? })
-            }
+            LatencySpec::Constant { entry, response } => Box::new(ConstantLatency {
+                entry_ns: duration_ns(entry, "latency.entry")?,
+                response_ns: duration_ns(response, "latency.response")?,
+            }),
             LatencySpec::Interpolated { file } => Box::new(InterpolatedLatency::from_csv(file)?),
             LatencySpec::Lognormal { mu: Some(mu), sigma: Some(sigma), response_ratio } => {
                 Box::new(LogNormalLatency::new(*mu, *sigma, *response_ratio, seed)?)
             }
-            LatencySpec::Lognormal { mu: None, sigma: None, response_ratio } => Box::new(LogNormalLatency::fit(feed_latencies, *response_ratio, seed)?),
-            LatencySpec::Lognormal { .. } => return Err(BacktestError::Config("latency: give both `mu` and `sigma`, or neither (fit)".into())),
+            LatencySpec::Lognormal { mu: None, sigma: None, response_ratio } => {
+                Box::new(LogNormalLatency::fit(feed_latencies, *response_ratio, seed)?)
+            }
+            LatencySpec::Lognormal { .. } => {
+                return Err(BacktestError::Config("latency: give both `mu` and `sigma`, or neither (fit)".into()))
+            }
         })
     }
 }

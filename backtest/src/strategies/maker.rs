@@ -52,7 +52,9 @@ impl Strategy for MicroMaker {
         for (side, target) in [(Side::Bid, bid), (Side::Ask, ask)] {
             let mut mine = a.open.iter().filter(|o| o.side == side);
             match (mine.next(), mine.next()) {
-                (None, _) if !a.halted => out.push(Action::Submit { side, kind: OrderKind::PostOnly, price: target, qty: self.qty, tag: tags::QUOTE }),
+                (None, _) if !a.halted => {
+                    out.push(Action::Submit { side, kind: OrderKind::PostOnly, price: target, qty: self.qty, tag: tags::QUOTE })
+                }
                 (Some(o), None) if o.price != target && o.status == crate::order::Status::Resting => out.push(Action::Cancel { id: o.id }),
                 _ => {}
             }

@@ -26,7 +26,10 @@ pub enum StrategySpec {
 }
 
 pub const STRATEGIES: [(&str, &str); 4] = [
-    ("ofi_rule", "OFI chapter: long if the model says buy (P(up) > 0.55) and OFI > threshold, short symmetric; hold, stop-loss, flat at the end"),
+    (
+        "ofi_rule",
+        "OFI chapter: long if the model says buy (P(up) > 0.55) and OFI > threshold, short symmetric; hold, stop-loss, flat at the end",
+    ),
     ("imbalance_scalper", "composite imbalance: weak → passive at the touch, strong → aggressive IOC; close when profitable"),
     ("micro_maker", "passive two-sided quote around the micro-price with inventory skew (market-making baseline)"),
     ("market_schedule", "market orders on a fixed clock schedule, alternating sides (cross-check reference)"),

@@ -51,7 +51,12 @@ pub struct OfiRule {
 
 impl OfiRule {
     pub fn new(s: &OfiRuleSpec, inst: &Instrument) -> Result<OfiRule> {
-        Ok(OfiRule { qty: super::lots(inst, &s.qty, "qty")?, spec: s.clone(), hold_ns: duration_ns(&s.hold, "strategy.hold")?, entered_at: None })
+        Ok(OfiRule {
+            qty: super::lots(inst, &s.qty, "qty")?,
+            spec: s.clone(),
+            hold_ns: duration_ns(&s.hold, "strategy.hold")?,
+            entered_at: None,
+        })
     }
 }
 

@@ -52,7 +52,11 @@ impl ImbalanceScalper {
         if !(0.0 < s.weak && s.weak <= s.strong && s.strong <= 1.0) {
             return Err(BacktestError::Config(format!("strategy: need 0 < weak ({}) ≤ strong ({}) ≤ 1", s.weak, s.strong)));
         }
-        Ok(ImbalanceScalper { s: s.clone(), qty: super::lots(inst, &s.qty, "qty")?, ttl_ns: duration_ns(&s.order_ttl, "strategy.order_ttl")? })
+        Ok(ImbalanceScalper {
+            s: s.clone(),
+            qty: super::lots(inst, &s.qty, "qty")?,
+            ttl_ns: duration_ns(&s.order_ttl, "strategy.order_ttl")?,
+        })
     }
 }
 
@@ -64,7 +68,12 @@ impl Strategy for ImbalanceScalper {
         self.s
             .levels
             .iter()
-            .map(|&l| FeatureSpec { name: "imbalance".into(), levels: Some(l), column: Some(format!("scalper_imbalance_l{l}")), ..Default::default() })
+            .map(|&l| FeatureSpec {
+                name: "imbalance".into(),
+                levels: Some(l),
+                column: Some(format!("scalper_imbalance_l{l}")),
+                ..Default::default()
+            })
             .collect()
     }
     fn on_sample(&mut self, m: &MarketView<'_>, a: &AccountView<'_>, out: &mut Vec<Action>) {

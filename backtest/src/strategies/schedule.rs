@@ -31,7 +31,12 @@ pub struct MarketSchedule {
 
 impl MarketSchedule {
     pub fn new(s: &ScheduleSpec, inst: &Instrument) -> Result<MarketSchedule> {
-        Ok(MarketSchedule { qty: super::lots(inst, &s.qty, "qty")?, every_ns: duration_ns(&s.every, "strategy.every")?.max(1), next: None, buy: true })
+        Ok(MarketSchedule {
+            qty: super::lots(inst, &s.qty, "qty")?,
+            every_ns: duration_ns(&s.every, "strategy.every")?.max(1),
+            next: None,
+            buy: true,
+        })
     }
 }
 
