@@ -84,6 +84,8 @@ pub struct Outcome {
     pub lot_units: f64,
     /// Actions the risk layer dropped (the hits say which limit).
     pub dropped: u64,
+    /// Local-clock correction applied ([`clock_offset`]).
+    pub clock_offset_ns: i64,
 }
 
 /// The exchange-side books of record.
@@ -189,13 +191,24 @@ fn day_ends(ds: &Dataset) -> Vec<(i64, i64)> {
     out
 }
 
-/// Feed latencies `ts_local − ts_exchange` (ns) of a dataset's batch ends: the input of a fitted
-/// latency model.
+/// Clock alignment of a recording: receive clocks drift from the exchange's (the Binance USD-M
+/// 2024-08-08 recording's local clock is ≈1.27 s behind), so a negative `ts_local − ts_exchange`
+/// is an offset, not a latency. The offset is the smallest observed difference when that is
+/// negative (the fastest message is taken to have arrived instantly) and 0 otherwise; local times
+/// are shifted by it.
+pub fn clock_offset(ds: &Dataset) -> i64 {
+    let min = ds.events.iter().filter(|e| e.ts_local != NO_TS).map(|e| e.ts_local - e.ts_exchange).min();
+    min.filter(|&m| m < 0).unwrap_or(0)
+}
+
+/// Feed latencies `ts_local − offset − ts_exchange` (ns, after [`clock_offset`]) of a dataset's
+/// batch ends: the input of a fitted latency model.
 pub fn feed_latencies(ds: &Dataset) -> Vec<i64> {
+    let off = clock_offset(ds);
     ds.events
         .iter()
         .filter(|e| e.is_batch_end() && e.ts_local != NO_TS)
-        .map(|e| e.ts_local - e.ts_exchange)
+        .map(|e| e.ts_local - off - e.ts_exchange)
         .step_by(7)
         .take(200_000)
         .collect()
@@ -262,6 +275,7 @@ pub fn run(ds: &Dataset, mut s: Setup) -> Result<Outcome> {
         tick_value: inst.ticks_to_f64(1),
         lot_units: inst.lots_to_f64(1),
         dropped: 0,
+        clock_offset_ns: 0,
     };
     let mut rate = RateWindow::new(s.limits.max_trades_per_minute.unwrap_or(1) as usize);
     let mut next_id = 1u64;
@@ -272,6 +286,8 @@ pub fn run(ds: &Dataset, mut s: Setup) -> Result<Outcome> {
     let mut last_strength = f32::NAN;
     let mut prev_batch_end = true;
     let mut last_mid = f64::NAN;
+    let offset = clock_offset(ds);
+    out.clock_offset_ns = offset;
 
     for (i, ev) in ds.events.iter().enumerate() {
         // 1. Requests that reached the matching engine by now (only between source messages,
@@ -309,7 +325,7 @@ pub fn run(ds: &Dataset, mut s: Setup) -> Result<Outcome> {
             continue;
         }
         // 3. A sample point: the strategy's turn, at its local time.
-        let tl = if ev.ts_local != NO_TS { ev.ts_local } else { ev.ts_exchange + s.feed_latency_ns };
+        let tl = if ev.ts_local != NO_TS { ev.ts_local - offset } else { ev.ts_exchange + s.feed_latency_ns };
         let n = responses.partition_point(|x| x.0 <= tl);
         for (_, r) in responses.drain(..n) {
             match r {

@@ -233,7 +233,7 @@ pub fn compute(o: &Outcome, bar_ns: i64, calendar: Calendar, horizons: &[(String
         max_drawdown: max_dd,
         var_95,
         win_rate: if nets.is_empty() { f64::NAN } else { nets.iter().filter(|&&x| x > 0.0).count() as f64 / nets.len() as f64 },
-        profit_factor: if losses < 0.0 { wins / -losses } else { f64::NAN },
+        profit_factor: if losses < 0.0 { wins / losses.abs() } else { f64::NAN },
         avg_holding_s: mean(&o.trips.iter().map(|t| (t.exit_ts - t.entry_ts) as f64 / 1e9).collect::<Vec<_>>()),
         fill_rate,
         passive_fill_rate,

@@ -131,6 +131,7 @@ pub fn run_backtest(cfg: &BacktestConfig, ds: &Dataset, toml_text: Option<&str>)
             "compute_ns_per_window": signals.compute_ns_per_window,
             "rule": signals.rule,
         },
+        "clock_offset_ns": outcome.clock_offset_ns,
         "replay_seconds": replay_s,
         "events_per_second": ds.events.len() as f64 / replay_s.max(1e-9),
         "metrics": m,

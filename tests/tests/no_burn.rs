@@ -26,7 +26,7 @@ fn burn_crates(package: &str) -> Vec<String> {
 
 #[test]
 fn contract_and_serve_do_not_depend_on_burn() {
-    for p in ["flowcast-contract", "flowcast-serve", "flowcast-server"] {
+    for p in ["flowcast-contract", "flowcast-serve", "flowcast-server", "flowcast-backtest"] {
         assert!(!deps(p).is_empty(), "{p}: cargo tree printed nothing");
         assert_eq!(burn_crates(p), Vec::<String>::new(), "{p} depends on burn");
     }
