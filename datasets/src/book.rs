@@ -168,6 +168,7 @@ impl BookLayout for BTreeBook {
 
 /// Slots of a [`DenseBook`] window per side (ticks). 4096 × 8 bytes = 32 KiB: stays in cache.
 const DENSE_CAP: usize = 4096;
+const DENSE_WORDS: usize = DENSE_CAP / 64;
 
 /// One side of a [`DenseBook`], in "distance keys": `k = -price` for bids, `price` for asks, so a
 /// smaller key is always a better price. Invariant: every level in `far` has a key ≥ `lo + CAP`
@@ -177,6 +178,10 @@ struct DenseSide {
     bid: bool,
     lo: i64,
     sizes: Box<[i64]>,
+    /// Occupancy bitmap of `sizes` (bit i set ⇔ slot i non-empty): finding the next level scans
+    /// 64 slots per word, so sparse books (spot BTCUSDT: tick 0.01, levels dollars apart) cost
+    /// what dense ones do.
+    occ: [u64; DENSE_WORDS],
     /// Best key in the window, valid when `n_in > 0`.
     best: i64,
     n_in: usize,
@@ -185,7 +190,43 @@ struct DenseSide {
 
 impl DenseSide {
     fn new(bid: bool) -> DenseSide {
-        DenseSide { bid, lo: 0, sizes: vec![0; DENSE_CAP].into_boxed_slice(), best: 0, n_in: 0, far: BTreeMap::new() }
+        DenseSide { bid, lo: 0, sizes: vec![0; DENSE_CAP].into_boxed_slice(), occ: [0; DENSE_WORDS], best: 0, n_in: 0, far: BTreeMap::new() }
+    }
+    #[inline]
+    fn mark(&mut self, i: usize, on: bool) {
+        if on {
+            self.occ[i >> 6] |= 1 << (i & 63);
+        } else {
+            self.occ[i >> 6] &= !(1 << (i & 63));
+        }
+    }
+    /// First occupied slot at or after `i` (None past the window).
+    #[inline]
+    fn next_occupied(&self, i: usize) -> Option<usize> {
+        let mut w = i >> 6;
+        if w >= DENSE_WORDS {
+            return None;
+        }
+        let mut bits = self.occ[w] & (u64::MAX << (i & 63));
+        loop {
+            if bits != 0 {
+                return Some((w << 6) + bits.trailing_zeros() as usize);
+            }
+            w += 1;
+            if w >= DENSE_WORDS {
+                return None;
+            }
+            bits = self.occ[w];
+        }
+    }
+    /// Rebuilds the bitmap from `sizes` (after a window shift; shifts are rare).
+    fn rebuild_occ(&mut self) {
+        self.occ = [0; DENSE_WORDS];
+        for i in 0..DENSE_CAP {
+            if self.sizes[i] != 0 {
+                self.occ[i >> 6] |= 1 << (i & 63);
+            }
+        }
     }
     #[inline]
     fn key(&self, price: i64) -> i64 {
@@ -205,6 +246,7 @@ impl DenseSide {
     }
     fn clear(&mut self) {
         self.sizes.fill(0);
+        self.occ = [0; DENSE_WORDS];
         self.n_in = 0;
         self.far.clear();
     }
@@ -243,6 +285,7 @@ impl DenseSide {
                 self.sizes.copy_within(..DENSE_CAP - sh, sh);
                 self.sizes[..sh].fill(0);
             }
+            self.rebuild_occ();
         }
         self.lo = new_lo;
         // Pull every far level that now falls inside the window (all keys are ≥ new_lo).
@@ -253,6 +296,7 @@ impl DenseSide {
             self.far.pop_first();
             debug_assert!(k >= new_lo);
             self.sizes[(k - new_lo) as usize] = s;
+            self.mark((k - new_lo) as usize, true);
             if self.n_in == 0 || k < self.best {
                 self.best = k;
             }
@@ -287,6 +331,9 @@ impl DenseSide {
         let i = (k - self.lo) as usize;
         let old = self.sizes[i];
         self.sizes[i] = size;
+        if (old != 0) != (size != 0) {
+            self.mark(i, size != 0);
+        }
         match (old != 0, size != 0) {
             (false, true) => {
                 if self.n_in == 0 || k < self.best {
@@ -301,10 +348,7 @@ impl DenseSide {
                         self.recentre(fk - cap / 4);
                     }
                 } else if k == self.best {
-                    let mut j = i + 1;
-                    while self.sizes[j] == 0 {
-                        j += 1;
-                    }
+                    let j = self.next_occupied(i + 1).expect("n_in > 0: an occupied slot follows the old best");
                     self.best = self.lo + j as i64;
                     // The touch drifted toward the window's far edge: move the window along so
                     // updates near the touch stay array stores (one shift per cap/2 ticks moved).
@@ -326,15 +370,15 @@ impl DenseSide {
         if self.n_in > 0 {
             let mut i = (self.best - self.lo) as usize;
             let mut seen = 0;
-            while w < n && seen < self.n_in {
-                let s = self.sizes[i];
-                if s != 0 {
-                    px[w] = self.price(self.lo + i as i64);
-                    sz[w] = s;
-                    w += 1;
-                    seen += 1;
+            while w < n {
+                px[w] = self.price(self.lo + i as i64);
+                sz[w] = self.sizes[i];
+                w += 1;
+                seen += 1;
+                if seen == self.n_in {
+                    break; // the window's last level: no scan to its end
                 }
-                i += 1;
+                i = self.next_occupied(i + 1).expect("n_in counts the occupied slots");
             }
         }
         for (&k, &s) in self.far.iter() {
