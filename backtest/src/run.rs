@@ -43,7 +43,8 @@ pub struct BacktestResult {
 pub fn replay(cfg: &BacktestConfig, ds: &Dataset, signals: &Signals, latency: &LatencySpec) -> Result<Outcome> {
     let inst = ds.meta.instrument.clone();
     let exchange = Exchange::new(cfg.exchange.fill, cfg.exchange.queue.build(), cfg.impact.build(), cfg.fees.build(), inst.clone());
-    let feed = engine::feed_latencies(ds);
+    // The dataset's feed latencies only matter to a log-normal fitted on them.
+    let feed = if matches!(latency, LatencySpec::Lognormal { mu: None, .. }) { engine::feed_latencies(ds) } else { Vec::new() };
     let model_latency_ns = match cfg.signal.as_ref().map(|s| s.model_latency.as_str()) {
         Some("measured") => signals.compute_ns_per_window.map(|x| x.round() as i64).unwrap_or(0),
         Some(s) => duration_ns(s, "signal.model_latency")?,

@@ -66,7 +66,8 @@ fn check(o: &Outcome, name: &str) {
 fn run_all(ds: &Dataset, qty: &str, queue: &str, label: &str) {
     for s in STRATEGIES {
         let cfg = config(s, qty, queue);
-        let sig = Signals { points: vec![], source: "none".into(), compute_ns_per_window: None, dropped_in_sample: 0, rule: Default::default() };
+        let sig =
+            Signals { points: vec![], source: "none".into(), compute_ns_per_window: None, dropped_in_sample: 0, rule: Default::default() };
         let o = replay(&cfg, ds, &sig, &cfg.latency).unwrap_or_else(|e| panic!("{label} {}: {e}", cfg.strategy.name()));
         let name = format!("{label}/{}", cfg.strategy.name());
         check(&o, &name);
@@ -91,7 +92,10 @@ fn lobster_amzn_every_strategy_exact_fifo() {
         dataset: None,
         import: Some(flowcast_datasets::source::ImportSpec {
             format: "lobster".into(),
-            inputs: vec![l.join("AMZN_2012-06-21_34200000_57600000_message_1.csv"), l.join("AMZN_2012-06-21_34200000_57600000_orderbook_1.csv")],
+            inputs: vec![
+                l.join("AMZN_2012-06-21_34200000_57600000_message_1.csv"),
+                l.join("AMZN_2012-06-21_34200000_57600000_orderbook_1.csv"),
+            ],
             levels: 1,
             lenient: false,
             tick_size: None,
@@ -141,7 +145,16 @@ fn report_renders_in_headless_chromium() {
     let r = run_backtest(&cfg, &ds, None).unwrap();
     let html = r.run_dir.join("report.html");
     let out = std::process::Command::new(chromium)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
         .arg(format!("--user-data-dir={}", tmp.path().join("chrome").display()))
         .arg("--dump-dom")
         .arg(format!("file://{}", html.display()))
@@ -154,7 +167,10 @@ fn report_renders_in_headless_chromium() {
         let fig = &dom[start..start + dom[start..].find("</figure>").unwrap()];
         assert!(fig.contains("<svg"), "plot-{id}: no svg");
         assert!(fig.matches("<text").count() >= 4, "plot-{id}: axis labels missing");
-        assert!(fig.contains("<polyline") || fig.contains("<rect") || fig.contains("<circle") || fig.contains("<path"), "plot-{id}: nothing drawn");
+        assert!(
+            fig.contains("<polyline") || fig.contains("<rect") || fig.contains("<circle") || fig.contains("<path"),
+            "plot-{id}: nothing drawn"
+        );
     }
     // The metrics table made it too, with the stable keys.
     for k in ["gross_pnl", "net_pnl", "sharpe", "max_drawdown", "fill_rate", "win_rate", "trades"] {

@@ -3,7 +3,7 @@
 use super::{emit, parse_overrides};
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use flowcast_datasets::store;
+use flowcast_datasets::{store, Report};
 use std::path::PathBuf;
 
 #[derive(Subcommand)]
@@ -51,9 +51,75 @@ pub enum BenchCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Backtest replay rate (book + strategy + order and queue simulation) against the bare book
+    /// replay on the same events; a model's cost (signals) timed separately.
+    Backtest {
+        /// The backtest file (its strategy, exchange models and signal source).
+        config: PathBuf,
+        /// Dataset directory instead of the file's `[data]`.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Timed passes (the best is reported).
+        #[arg(long, default_value_t = 5)]
+        passes: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn bench_backtest(config: &std::path::Path, data: Option<&std::path::Path>, passes: usize, json: bool) -> Result<bool> {
+    use flowcast_backtest::run::replay;
+    let mut cfg = flowcast_backtest::config::BacktestConfig::load(config)?;
+    if let Some(d) = data {
+        cfg.data = flowcast_datasets::source::DataSpec { synthetic: None, dataset: Some(d.to_path_buf()), import: None };
+    }
+    let ds = cfg.data.load(cfg.seed)?;
+    let t = std::time::Instant::now();
+    let signals = match &cfg.signal {
+        Some(s) => flowcast_backtest::signals::load(s, &ds)?,
+        None => flowcast_backtest::signals::Signals {
+            points: vec![],
+            source: "none".into(),
+            compute_ns_per_window: None,
+            dropped_in_sample: 0,
+            rule: Default::default(),
+        },
+    };
+    let signal_s = t.elapsed().as_secs_f64();
+    let (mut book_best, mut bt_best, mut fills) = (f64::INFINITY, f64::INFINITY, 0);
+    for _ in 0..passes.max(1) {
+        let t = std::time::Instant::now();
+        let mut n = 0u64;
+        ds.replay(|_, b| n += b.best_bid().is_some() as u64);
+        std::hint::black_box(n);
+        book_best = book_best.min(t.elapsed().as_secs_f64());
+        let t = std::time::Instant::now();
+        let o = replay(&cfg, &ds, &signals, &cfg.latency)?;
+        bt_best = bt_best.min(t.elapsed().as_secs_f64());
+        fills = o.fills.len();
+    }
+    let ev = ds.events.len() as f64;
+    let mut r = Report::new(true);
+    r.set("config", config.display().to_string())
+        .set("strategy", cfg.strategy.name())
+        .set("events", ds.events.len())
+        .set("passes", passes)
+        .set("book_replay_events_per_s", ev / book_best)
+        .set("backtest_events_per_s", ev / bt_best)
+        .set("backtest_vs_book_replay", book_best / bt_best)
+        .set("fills", fills)
+        .set("signal_source", signals.source.clone())
+        .set("signal_points", signals.points.len())
+        .set("signal_seconds", signal_s)
+        .set("model_ns_per_window", signals.compute_ns_per_window);
+    emit(&r, json);
+    Ok(true)
 }
 
 pub fn run(c: BenchCmd) -> Result<bool> {
+    if let BenchCmd::Backtest { config, data, passes, json } = &c {
+        return bench_backtest(config, data.as_deref(), *passes, *json);
+    }
     let (model, batch, window, levels, steps, set, baseline, baseline_set, device, json) = match c {
         BenchCmd::Train { model, batch, window, levels, steps, set, baseline, baseline_set, device, json } => {
             (model, batch, window, levels, steps, set, baseline, baseline_set, device, json)
@@ -75,6 +141,7 @@ pub fn run(c: BenchCmd) -> Result<bool> {
             emit(&report, json);
             return Ok(report.ok);
         }
+        BenchCmd::Backtest { .. } => unreachable!("handled above"),
     };
     let baseline = match baseline.as_str() {
         "none" => None,
