@@ -31,14 +31,24 @@ pub struct Signals {
     pub rule: SignalConfig,
 }
 
-/// `(event_index, probabilities per class, regression)` columns of a predictions file.
-pub fn read_predictions(path: &Path) -> Result<(Vec<u64>, Vec<String>, Vec<Vec<f32>>, Option<Vec<f32>>)> {
+/// The columns of a predictions file the backtest reads.
+#[derive(Clone, Debug, Default)]
+pub struct PredictionColumns {
+    pub event_index: Vec<u64>,
+    /// Class names from the `p_<class>` columns, in file order.
+    pub classes: Vec<String>,
+    /// One vector per class.
+    pub probs: Vec<Vec<f32>>,
+    pub regression: Option<Vec<f32>>,
+}
+
+/// Reads `event_index`, `p_<class>` and (optional) `regression` of a predictions file.
+pub fn read_predictions(path: &Path) -> Result<PredictionColumns> {
     let f = std::fs::File::open(path).map_err(|e| BacktestError::io(path, e))?;
     let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
         .and_then(|b| b.build())
         .map_err(|e| BacktestError::file(path, e))?;
-    let (mut idx, mut classes, mut probs, mut reg): (Vec<u64>, Vec<String>, Vec<Vec<f32>>, Option<Vec<f32>>) =
-        (vec![], vec![], vec![], None);
+    let mut out = PredictionColumns::default();
     for batch in reader {
         let batch = batch.map_err(|e| BacktestError::file(path, e))?;
         let schema = batch.schema();
@@ -46,25 +56,26 @@ pub fn read_predictions(path: &Path) -> Result<(Vec<u64>, Vec<String>, Vec<Vec<f
         let ei = col("event_index")
             .and_then(|c| c.as_any().downcast_ref::<UInt64Array>())
             .ok_or_else(|| BacktestError::file(path, "column event_index (uint64) missing"))?;
-        idx.extend(ei.values().iter().copied());
-        if classes.is_empty() {
-            classes = schema.fields().iter().filter_map(|f| f.name().strip_prefix("p_").map(String::from)).collect();
-            probs = vec![Vec::new(); classes.len()];
+        out.event_index.extend(ei.values().iter().copied());
+        if out.classes.is_empty() {
+            out.classes = schema.fields().iter().filter_map(|f| f.name().strip_prefix("p_").map(String::from)).collect();
+            out.probs = vec![Vec::new(); out.classes.len()];
         }
-        for (k, c) in classes.iter().enumerate() {
+        for (k, c) in out.classes.iter().enumerate() {
             let a = col(&format!("p_{c}"))
                 .and_then(|c| c.as_any().downcast_ref::<Float32Array>())
                 .ok_or_else(|| BacktestError::file(path, format!("column p_{c} (float) missing")))?;
-            probs[k].extend(a.values().iter().copied());
+            out.probs[k].extend(a.values().iter().copied());
         }
         if let Some(r) = col("regression").and_then(|c| c.as_any().downcast_ref::<Float32Array>()) {
-            reg.get_or_insert_with(Vec::new).extend(r.values().iter().copied());
+            out.regression.get_or_insert_with(Vec::new).extend(r.values().iter().copied());
         }
     }
+    let idx = &out.event_index;
     if let Some(k) = (1..idx.len()).find(|&k| idx[k] <= idx[k - 1]) {
         return Err(BacktestError::file(path, format!("row {k}: event_index {} does not increase", idx[k])));
     }
-    Ok((idx, classes, probs, reg))
+    Ok(out)
 }
 
 fn points(
@@ -104,7 +115,7 @@ fn test_start(model_dir: &Path) -> Result<u64> {
             model_dir.display()
         )));
     }
-    Ok(read_predictions(&p)?.0.first().copied().unwrap_or(u64::MAX))
+    Ok(read_predictions(&p)?.event_index.first().copied().unwrap_or(u64::MAX))
 }
 
 /// Resolves one `*` in a path component to the last match in name order (run directories end in
@@ -163,7 +174,7 @@ pub fn load(spec: &SignalSpec, ds: &Dataset) -> Result<Signals> {
         });
     }
     let path = &resolve_latest(spec.predictions.as_ref().expect("validated: model or predictions"))?;
-    let (idx, classes, probs, reg) = read_predictions(path)?;
+    let PredictionColumns { event_index: idx, classes, probs, regression: reg } = read_predictions(path)?;
     // The card beside the predictions (a run's model directory) gives the rule and α.
     let card = path.parent().and_then(|d| ModelCard::load(d).ok());
     let mut rule = match &card {

@@ -190,7 +190,15 @@ struct DenseSide {
 
 impl DenseSide {
     fn new(bid: bool) -> DenseSide {
-        DenseSide { bid, lo: 0, sizes: vec![0; DENSE_CAP].into_boxed_slice(), occ: [0; DENSE_WORDS], best: 0, n_in: 0, far: BTreeMap::new() }
+        DenseSide {
+            bid,
+            lo: 0,
+            sizes: vec![0; DENSE_CAP].into_boxed_slice(),
+            occ: [0; DENSE_WORDS],
+            best: 0,
+            n_in: 0,
+            far: BTreeMap::new(),
+        }
     }
     #[inline]
     fn mark(&mut self, i: usize, on: bool) {

@@ -138,6 +138,14 @@ pub fn format_duration(ns: i64) -> String {
     format!("{ns}ns")
 }
 
+/// `YYYYmmddTHHMMSSZ` of now (UTC): the suffix of run directories.
+pub fn now_stamp() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let (y, m, d) = civil_from_days(now.div_euclid(86_400));
+    let s = now.rem_euclid(86_400);
+    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", s / 3600, s / 60 % 60, s % 60)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,12 +219,4 @@ mod tests {
         assert_eq!(format_duration(parse_duration("2d").unwrap()), "48h");
         assert_eq!(format_duration(parse_duration("4µs").unwrap()), "4us");
     }
-}
-
-/// `YYYYmmddTHHMMSSZ` of now (UTC): the suffix of run directories.
-pub fn now_stamp() -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-    let (y, m, d) = civil_from_days(now.div_euclid(86_400));
-    let s = now.rem_euclid(86_400);
-    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", s / 3600, s / 60 % 60, s % 60)
 }

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "name", rename_all = "snake_case", deny_unknown_fields)]
 pub enum StrategySpec {
-    OfiRule(ofi_rule::OfiRuleSpec),
+    OfiRule(Box<ofi_rule::OfiRuleSpec>),
     ImbalanceScalper(scalper::ScalperSpec),
     MicroMaker(maker::MakerSpec),
     MarketSchedule(schedule::ScheduleSpec),
