@@ -292,7 +292,7 @@ pub fn run(ds: &Dataset, mut s: Setup) -> Result<Outcome> {
     for (i, ev) in ds.events.iter().enumerate() {
         // 1. Requests that reached the matching engine by now (only between source messages,
         //    where the book is consistent).
-        if prev_batch_end {
+        if prev_batch_end && !requests.is_empty() {
             let n = requests.partition_point(|r| r.0 <= ev.ts_exchange);
             for (arr, action, order) in requests.drain(..n) {
                 s.exchange.arrive(action, order, &book, arr, i as u64);
@@ -300,7 +300,8 @@ pub fn run(ds: &Dataset, mut s: Setup) -> Result<Outcome> {
         }
         prev_batch_end = ev.is_batch_end();
         // 2. The market event, then its effect on our resting orders.
-        let prev = (ev.kind.is_level_update() && s.exchange.rests_at(ev.side, ev.price)).then(|| book.layout.size_at(ev.side, ev.price));
+        let prev = (!s.exchange.resting.is_empty() && ev.kind.is_level_update() && s.exchange.rests_at(ev.side, ev.price))
+            .then(|| book.layout.size_at(ev.side, ev.price));
         book.apply(ev);
         s.exchange.on_event(ev, prev, &book, i as u64);
         s.exchange.retire_l3(ev);
@@ -326,7 +327,7 @@ pub fn run(ds: &Dataset, mut s: Setup) -> Result<Outcome> {
         }
         // 3. A sample point: the strategy's turn, at its local time.
         let tl = if ev.ts_local != NO_TS { ev.ts_local - offset } else { ev.ts_exchange + s.feed_latency_ns };
-        let n = responses.partition_point(|x| x.0 <= tl);
+        let n = if responses.is_empty() { 0 } else { responses.partition_point(|x| x.0 <= tl) };
         for (_, r) in responses.drain(..n) {
             match r {
                 Report::Accepted(o) => {

@@ -55,6 +55,8 @@ pub struct Exchange {
     walk_sz: Vec<i64>,
     /// Reports produced since the engine last drained them.
     pub reports: Vec<Report>,
+    /// `queue.uses_l3()`, cached (asked once per event).
+    l3_mode: bool,
 }
 
 impl Exchange {
@@ -70,7 +72,14 @@ impl Exchange {
             walk_px: vec![0; MAX_WALK],
             walk_sz: vec![0; MAX_WALK],
             reports: Vec::with_capacity(256),
+            l3_mode: false,
         }
+        .with_mode()
+    }
+
+    fn with_mode(mut self) -> Exchange {
+        self.l3_mode = self.queue.uses_l3();
+        self
     }
 
     pub fn queue_model(&self) -> &'static str {
@@ -297,14 +306,14 @@ impl Exchange {
 
     #[inline]
     pub fn tracks_l3(&self) -> bool {
-        self.queue.uses_l3()
+        self.l3_mode
     }
 
     /// One replayed event, after the book applied it. `prev` is the size at the event's level
     /// before it (only when [`Exchange::rests_at`] said so). Allocation-free unless an L3 order
     /// is added (its id map grows amortised).
     pub fn on_event<L: BookLayout>(&mut self, ev: &Event, prev: Option<i64>, book: &OrderBook<L>, at: u64) {
-        let l3 = self.queue.uses_l3();
+        let l3 = self.l3_mode;
         if l3 {
             self.track_l3(ev, at);
         }
@@ -423,7 +432,7 @@ impl Exchange {
 
     /// Drops finished L3 orders from the id map (called by the engine after `on_event`).
     pub fn retire_l3(&mut self, ev: &Event) {
-        if !self.queue.uses_l3() {
+        if !self.l3_mode {
             return;
         }
         let gone = match ev.kind {
