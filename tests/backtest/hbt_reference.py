@@ -109,20 +109,44 @@ def snapshot_local_ts(path):
 
 
 def spot_adapter(path, out_path):
-    """Spot recordings -> the futures form the converter expects: adds `T` to depth diffs (= `E`,
-    the only time a spot diff has) and to the snapshot (= its receive time in ms, since a spot
-    snapshot carries no time). Prices and quantities are copied as the original strings."""
+    """Spot recordings -> the futures form the converter expects, changing no price or quantity
+    (levels are copied as the original strings):
+    - depth diffs get `T` = `E` (the only time a spot diff carries);
+    - trades get `X` = "MARKET" (the spot trade stream has no `X`; all its prints are market trades);
+    - bookTicker lines are dropped (spot ones have no `e`; the converter ignores bookTicker anyway);
+    - the snapshot gets `T` = (`E` of the diff that bridges it, `U` <= lastUpdateId+1 <= `u`) - 1 ms.
+      A spot snapshot carries no time; its receive time is on the local clock, which in these
+      recordings is ~1.27 s behind the exchange's, and would sort it before diffs it already contains.
+    Returns the snapshot `T` it used (ms) or None."""
+    last_id = None
+    bridge_e = None
+    with gzip.open(path, "rt") as f:
+        for line in f:
+            body = line.partition(" ")[2]
+            if last_id is None and body.startswith('{"lastUpdateId"'):
+                last_id = json.loads(body)["lastUpdateId"]
+            elif last_id is not None and '"depthUpdate"' in body:
+                d = json.loads(body)["data"]
+                if d["U"] <= last_id + 1 <= d["u"]:
+                    bridge_e = d["E"]
+                    break
     with gzip.open(path, "rt") as f, gzip.open(out_path, "wt") as g:
-        for n, line in enumerate(f, 1):
+        for line in f:
             ts, _, body = line.rstrip("\n").partition(" ")
             msg = json.loads(body)
             data = msg.get("data")
             if data is not None:
-                if data.get("e") == "depthUpdate" and "T" not in data:
+                e = data.get("e")
+                if e is None:
+                    continue
+                if e == "depthUpdate" and "T" not in data:
                     data["T"] = data["E"]
+                elif e == "trade" and "X" not in data:
+                    data["X"] = "MARKET"
             elif "lastUpdateId" in msg and "T" not in msg:
-                msg["T"] = int(ts) // 1_000_000
+                msg["T"] = (bridge_e - 1) if bridge_e is not None else int(ts) // 1_000_000
             g.write(f"{ts} {json.dumps(msg, separators=(',', ':'))}\n")
+    return None if bridge_e is None else bridge_e - 1
 
 
 def convert(path, market):
