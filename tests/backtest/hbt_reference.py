@@ -76,6 +76,7 @@ INSTRUMENTS = {
 }
 
 FILL_CAP = 1_000_000
+ORDER_CAP = 1_000_000
 UNTIL_END = 1 << 60
 
 
@@ -178,7 +179,15 @@ def convert(path, market):
 
 
 @njit
-def _collect(hbt, f_ts, f_local, f_side, f_px, f_qty, f_maker, f_oid, nf, counts):
+def _log(olog, oid, now, side, price_tick):
+    if oid < olog.shape[0]:
+        olog[oid, 0] = now
+        olog[oid, 1] = side
+        olog[oid, 2] = price_tick
+
+
+@njit
+def _collect(hbt, f_ts, f_local, f_side, f_px, f_qty, f_maker, f_oid, f_sent, olog, nf, counts):
     """Records every order that reached a final state since the last call (fills with their
     exchange time), then drops them from the local order table. counts: [expired, cancelled]."""
     orders = hbt.orders(0)
@@ -186,6 +195,10 @@ def _collect(hbt, f_ts, f_local, f_side, f_px, f_qty, f_maker, f_oid, nf, counts
     while vals.has_next():
         o = vals.get()
         st = o.status
+        k = o.order_id
+        if k < olog.shape[0] and st != NEW and st != NONE:
+            olog[k, 3] = st
+            olog[k, 4] = o.exch_timestamp
         if st == FILLED:
             if nf < f_ts.shape[0]:
                 f_ts[nf] = o.exch_timestamp
@@ -195,6 +208,7 @@ def _collect(hbt, f_ts, f_local, f_side, f_px, f_qty, f_maker, f_oid, nf, counts
                 f_qty[nf] = o.exec_qty
                 f_maker[nf] = o.arr[0].maker
                 f_oid[nf] = o.order_id
+                f_sent[nf] = o.local_timestamp
             nf += 1
         elif st == 2:  # EXPIRED (post-only that would take)
             counts[0] += 1
@@ -205,7 +219,7 @@ def _collect(hbt, f_ts, f_local, f_side, f_px, f_qty, f_maker, f_oid, nf, counts
 
 
 @njit
-def run_schedule(hbt, ready_hbt, first_hbt, every, qty, f_ts, f_local, f_side, f_px, f_qty, f_maker, f_oid, counts, marks):
+def run_schedule(hbt, ready_hbt, first_hbt, every, qty, f_ts, f_local, f_side, f_px, f_qty, f_maker, f_oid, f_sent, olog, counts, marks):
     """marks: [last mid ticks, orders submitted]."""
     nf = 0
     next_t = first_hbt
@@ -214,7 +228,7 @@ def run_schedule(hbt, ready_hbt, first_hbt, every, qty, f_ts, f_local, f_side, f
     last_mid = np.nan
     while True:
         r = hbt.wait_next_feed(False, UNTIL_END)
-        nf = _collect(hbt, f_ts, f_local, f_side, f_px, f_qty, f_maker, f_oid, nf, counts)
+        nf = _collect(hbt, f_ts, f_local, f_side, f_px, f_qty, f_maker, f_oid, f_sent, olog, nf, counts)
         if r != 2:
             break
         now = hbt.current_timestamp
@@ -228,8 +242,10 @@ def run_schedule(hbt, ready_hbt, first_hbt, every, qty, f_ts, f_local, f_side, f
         next_t = next_t + every * ((now - next_t) // every + 1)
         oid += 1
         if buy:
+            _log(olog, oid, now, 1, ba)
             hbt.submit_buy_order(0, oid, d.best_ask, qty, GTC, MARKET, False)
         else:
+            _log(olog, oid, now, -1, bb)
             hbt.submit_sell_order(0, oid, d.best_bid, qty, GTC, MARKET, False)
         buy = not buy
     marks[0] = last_mid
@@ -238,7 +254,7 @@ def run_schedule(hbt, ready_hbt, first_hbt, every, qty, f_ts, f_local, f_side, f
 
 
 @njit
-def run_quote(hbt, ready_hbt, qty, lot, micro, half_spread, skew, f_ts, f_local, f_side, f_px, f_qty, f_maker, f_oid, counts, marks):
+def run_quote(hbt, ready_hbt, qty, lot, micro, half_spread, skew, f_ts, f_local, f_side, f_px, f_qty, f_maker, f_oid, f_sent, olog, counts, marks):
     """One GTX order per side at the touch (or MicroMaker's rule when `micro`); requote = cancel,
     then a new order at a later feed once the cancel is confirmed. marks: [last mid, submitted,
     cancels sent]."""
@@ -248,7 +264,7 @@ def run_quote(hbt, ready_hbt, qty, lot, micro, half_spread, skew, f_ts, f_local,
     last_mid = np.nan
     while True:
         r = hbt.wait_next_feed(False, UNTIL_END)
-        nf = _collect(hbt, f_ts, f_local, f_side, f_px, f_qty, f_maker, f_oid, nf, counts)
+        nf = _collect(hbt, f_ts, f_local, f_side, f_px, f_qty, f_maker, f_oid, f_sent, olog, nf, counts)
         if r != 2:
             break
         now = hbt.current_timestamp
@@ -287,9 +303,11 @@ def run_quote(hbt, ready_hbt, qty, lot, micro, half_spread, skew, f_ts, f_local,
                 cancels += 1
         if not has_b:
             oid += 1
+            _log(olog, oid, now, 1, tb)
             hbt.submit_buy_order(0, oid, tb * d.tick_size, qty, GTX, LIMIT, False)
         if not has_a:
             oid += 1
+            _log(olog, oid, now, -1, ta)
             hbt.submit_sell_order(0, oid, ta * d.tick_size, qty, GTX, LIMIT, False)
     marks[0] = last_mid
     marks[1] = oid
@@ -302,7 +320,7 @@ def build(data, args, tick, lot):
         BacktestAsset()
         .data([data])
         .linear_asset(1.0)
-        .constant_order_latency(args.latency_ns, args.latency_ns)
+        .constant_order_latency(args.latency_ns, args.response_latency_ns)
         .risk_adverse_queue_model()
         .no_partial_fill_exchange()
         .trading_value_fee_model(args.maker_fee, args.taker_fee)
@@ -322,14 +340,17 @@ def run_one(name, data, args, tick, lot, ready_hbt, anchor_hbt, offset):
     f_qty = np.zeros(FILL_CAP, np.float64)
     f_maker = np.zeros(FILL_CAP, np.bool_)
     f_oid = np.zeros(FILL_CAP, np.uint64)
+    f_sent = np.zeros(FILL_CAP, np.int64)
+    # Per order id: [sent (local), side, price ticks, final status, exchange time of the final state].
+    olog = np.zeros((ORDER_CAP, 5), np.int64)
     counts = np.zeros(2, np.int64)
     marks = np.zeros(3, np.float64)
     if name == "schedule":
-        nf = run_schedule(hbt, ready_hbt, anchor_hbt + args.every_ns, args.every_ns, args.qty, f_ts, f_local, f_side, f_px, f_qty, f_maker, f_oid, counts, marks)
+        nf = run_schedule(hbt, ready_hbt, anchor_hbt + args.every_ns, args.every_ns, args.qty, f_ts, f_local, f_side, f_px, f_qty, f_maker, f_oid, f_sent, olog, counts, marks)
     else:
         nf = run_quote(
             hbt, ready_hbt, args.qty, lot, args.quote == "micro", args.half_spread_ticks, args.skew_ticks,
-            f_ts, f_local, f_side, f_px, f_qty, f_maker, f_oid, counts, marks,
+            f_ts, f_local, f_side, f_px, f_qty, f_maker, f_oid, f_sent, olog, counts, marks,
         )
     if nf > FILL_CAP:
         raise SystemExit(f"hbt_reference: {nf} fills exceed the buffer ({FILL_CAP})")
@@ -356,6 +377,7 @@ def run_one(name, data, args, tick, lot, ready_hbt, anchor_hbt, offset):
             "order_id": int(f_oid[k]),
             "ts_exchange": int(f_ts[k]),
             "ts_local": int(f_local[k]) - offset,
+            "ts_sent_local": int(f_sent[k]) - offset,
             "side": side,
             "price": px,
             "price_ticks": int(f_px[k]),
@@ -389,6 +411,13 @@ def run_one(name, data, args, tick, lot, ready_hbt, anchor_hbt, offset):
     }
     if name == "quote":
         out["cancels_sent"] = int(marks[2])
+    if args.orders:
+        names = {1: "new", 2: "expired", 3: "filled", 4: "cancelled", 5: "partially_filled", 6: "rejected"}
+        out["order_log"] = [
+            {"order_id": k, "ts_sent_local": int(olog[k, 0]) - offset, "side": "buy" if olog[k, 1] == 1 else "sell",
+             "price_ticks": int(olog[k, 2]), "status": names.get(int(olog[k, 3]), "open"), "ts_done_exchange": int(olog[k, 4])}
+            for k in range(1, min(int(marks[1]) + 1, ORDER_CAP))
+        ]
     return out
 
 
@@ -401,6 +430,7 @@ def main():
                    help="schedule clock start, file clock (ns); default: the snapshot line's receive time")
     p.add_argument("--qty", type=float, default=None, help="order size in base units (default: one lot)")
     p.add_argument("--latency-ns", type=int, default=0, help="order entry = response latency (ns)")
+    p.add_argument("--response-latency-ns", type=int, default=None, help="response latency if different from --latency-ns")
     p.add_argument("--maker-fee", type=float, default=0.0, help="fraction of notional, e.g. 0.0002 (negative = rebate)")
     p.add_argument("--taker-fee", type=float, default=0.0, help="fraction of notional, e.g. 0.0005")
     p.add_argument("--quote", choices=["touch", "micro"], default="touch", help="quote prices: best bid/ask, or MicroMaker's rule")
@@ -409,6 +439,7 @@ def main():
     p.add_argument("--tick-size", type=float, default=None)
     p.add_argument("--lot-size", type=float, default=None)
     p.add_argument("--no-fills", action="store_true", help="omit the fill lists (summaries only)")
+    p.add_argument("--orders", action="store_true", help="add every order's life (order_log)")
     p.add_argument("--out", default=None, help="write the JSON here instead of stdout")
     args = p.parse_args()
 
@@ -422,8 +453,10 @@ def main():
         raise SystemExit(f"hbt_reference: {market} {sym}: unknown instrument; pass --tick-size and --lot-size")
     if args.qty is None:
         args.qty = lot
-    if args.latency_ns < 0:
-        raise SystemExit("hbt_reference: --latency-ns must be >= 0")
+    if args.response_latency_ns is None:
+        args.response_latency_ns = args.latency_ns
+    if args.latency_ns < 0 or args.response_latency_ns < 0:
+        raise SystemExit("hbt_reference: latencies must be >= 0")
     args.every_ns = duration_ns(args.every)
     if args.every_ns <= 0:
         raise SystemExit("hbt_reference: --every must be positive")
@@ -452,7 +485,7 @@ def main():
             "anchor_local_ns": anchor,
             "first_order_at_local_ns": anchor + args.every_ns,
             "entry_latency_ns": args.latency_ns,
-            "response_latency_ns": args.latency_ns,
+            "response_latency_ns": args.response_latency_ns,
             "maker_fee": args.maker_fee,
             "taker_fee": args.taker_fee,
             "quote": args.quote,
