@@ -3,18 +3,19 @@
 //! recording: a fixed schedule of market orders and a passive quote under the risk-averse queue
 //! model, without and with fees. What must agree and why the rest differs: docs/backtest-crosscheck.md.
 //!
-//! Both sides are put on the same clock: hftbacktest's converter shifts every local timestamp so
-//! that the smallest feed latency in the file is 0 (the recording's receive clock is ~1.27 s behind
-//! the exchange's); flowcast's events get the same shift (`local_ts_offset_ns` from the script).
+//! Both sides are on the same clock: hftbacktest's converter shifts every local timestamp so that
+//! the smallest feed latency in the file is 0 (the recording's receive clock is ~1.27 s behind the
+//! exchange's), and flowcast's engine applies the same alignment (`engine::clock_offset`); the test
+//! checks that the two offsets are equal.
 //! Skips, saying why, without ../shared/data, python3 or the hftbacktest package.
 
-use flowcast_backtest::engine::{run, Outcome, Setup};
+use flowcast_backtest::engine::{clock_offset, run, Outcome, Setup};
 use flowcast_backtest::exchange::{Exchange, FillRule};
 use flowcast_backtest::models::{FeeSpec, ImpactSpec, LatencySpec, QueueSpec};
 use flowcast_backtest::risk::RiskSpec;
 use flowcast_backtest::strategies::StrategySpec;
 use flowcast_datasets::loaders::{binance, ImportOptions};
-use flowcast_datasets::{Dataset, Side, NO_TS};
+use flowcast_datasets::{Dataset, Side};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -146,7 +147,7 @@ fn hftbacktest_cross_check_usdm_btcusdt() {
         return;
     }
     let file = data.join(RECORDING);
-    let mut ds = binance::import(std::slice::from_ref(&file), &ImportOptions::default()).unwrap().datasets.remove(0);
+    let ds = binance::import(std::slice::from_ref(&file), &ImportOptions::default()).unwrap().datasets.remove(0);
     let anchor = first_sample_local(&ds);
 
     let cfgs = match std::env::var("FLOWCAST_HBT_CFG") {
@@ -176,11 +177,11 @@ fn hftbacktest_cross_check_usdm_btcusdt() {
             ])
             .collect();
         let r = reference(&file, &args);
-        let offset = r["local_ts_offset_ns"].as_i64().unwrap();
-        // The same clock as hftbacktest's (applied once; undone below for the next config).
-        for e in ds.events.iter_mut().filter(|e| e.ts_local != NO_TS) {
-            e.ts_local += offset;
-        }
+        // Both sides align the receive clock the same way: the smallest `ts_local − ts_exchange`,
+        // when negative, is a clock offset (hftbacktest's `correct_local_timestamp`, flowcast's
+        // `engine::clock_offset`); the offsets must agree for the runs to be on one clock.
+        let hbt_offset = r["local_ts_offset_ns"].as_i64().unwrap();
+        assert_eq!(clock_offset(&ds), -hbt_offset, "clock offsets differ (flowcast vs hftbacktest)");
         let label = format!("latency {}/{} ns, fees {}/{} bps", c.latency_ns, c.response_ns, c.maker_bps, c.taker_bps);
 
         // (a) Market schedule: the same orders at the same instants against the same touch.
@@ -233,9 +234,5 @@ fn hftbacktest_cross_check_usdm_btcusdt() {
         let notional = theirs.iter().map(|f| f.2 as f64 * 0.1 * f.3 as f64 * 0.001).sum::<f64>().max(1.0);
         assert!((gross - hg).abs() / notional <= 0.1e-4, "{label}: quote gross P&L differs by more than 0.1 bps of traded notional");
         assert!((fees - hf).abs() / notional <= 0.05e-4, "{label}: quote fees differ by more than 0.05 bps of traded notional");
-
-        for e in ds.events.iter_mut().filter(|e| e.ts_local != NO_TS) {
-            e.ts_local -= offset;
-        }
     }
 }
