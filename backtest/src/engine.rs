@@ -445,8 +445,14 @@ pub fn run(ds: &Dataset, mut s: Setup) -> Result<Outcome> {
             let from_strategy = j >= risk_actions;
             let mut order = match action {
                 Action::Submit { side, kind, price, qty, tag } => Order::new(next_id, side, kind, price, qty, tag),
-                Action::Cancel { id } | Action::Modify { id, .. } => match view.open.iter().find(|o| o.id == id) {
-                    Some(o) => *o,
+                Action::Cancel { id } | Action::Modify { id, .. } => match view.open.iter_mut().find(|o| o.id == id) {
+                    // One cancel in flight per order: a strategy that asks again at every sample
+                    // until the answer arrives sends nothing more.
+                    Some(o) if o.cancel_pending => continue,
+                    Some(o) => {
+                        o.cancel_pending = matches!(action, Action::Cancel { .. });
+                        *o
+                    }
                     None => continue,
                 },
             };

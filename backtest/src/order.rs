@@ -97,6 +97,8 @@ pub struct Order {
     pub ts_done: i64,
     /// Mid (ticks) the strategy saw when it sent the order: the slippage reference.
     pub arrival_mid: f64,
+    /// The strategy has sent a cancel that is not answered yet (its own view).
+    pub cancel_pending: bool,
 }
 
 impl Order {
@@ -117,6 +119,7 @@ impl Order {
             ts_arrived: 0,
             ts_done: 0,
             arrival_mid: f64::NAN,
+            cancel_pending: false,
         }
     }
 }
