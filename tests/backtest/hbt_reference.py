@@ -441,6 +441,8 @@ def main():
     p.add_argument("--no-fills", action="store_true", help="omit the fill lists (summaries only)")
     p.add_argument("--orders", action="store_true", help="add every order's life (order_log)")
     p.add_argument("--out", default=None, help="write the JSON here instead of stdout")
+    p.add_argument("--time-runs", type=int, default=0,
+                   help="after the (JIT-warming) run, time this many more runs of each strategy; reports the best as rows/s")
     args = p.parse_args()
 
     if not os.path.isfile(args.file):
@@ -505,6 +507,14 @@ def main():
     names = ["schedule", "quote"] if args.strategy == "both" else [args.strategy]
     for name in names:
         r = run_one(name, data, args, tick, lot, ready_hbt, anchor + offset, offset)
+        if args.time_runs > 0:
+            import time
+            best = float("inf")
+            for _ in range(args.time_runs):
+                t0 = time.perf_counter()
+                run_one(name, data, args, tick, lot, ready_hbt, anchor + offset, offset)
+                best = min(best, time.perf_counter() - t0)
+            r["timing"] = {"runs": args.time_runs, "best_seconds": best, "rows_per_s": len(data) / best}
         if args.no_fills:
             r.pop("fills")
         result["strategies"][name] = r
