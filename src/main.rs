@@ -12,6 +12,7 @@ use cli::data::DataCmd;
 use cli::features::FeaturesCmd;
 use cli::models::ModelsCmd;
 use cli::serve::ServeArgs;
+use cli::sweep::SweepArgs;
 use cli::train::{EvalArgs, ReproduceArgs, TrainArgs};
 
 #[derive(Parser)]
@@ -56,6 +57,10 @@ enum Cmd {
     /// Serve exported models over the Open Inference Protocol (KServe v2): REST and gRPC,
     /// tensor mode (docs/serve.md).
     Serve(ServeArgs),
+    /// Hyperparameter sweeps: grid, random or TPE over any experiment key, ASHA early stopping,
+    /// trials on local worker processes or a Slurm job array, coordinated by one journal file
+    /// (docs/sweeps.md).
+    Sweep(SweepArgs),
 }
 
 fn main() {
@@ -76,6 +81,7 @@ fn main() {
         Cmd::Predict(a) => cli::train::run_eval(a, flowcast_train::run::Engine::Candle),
         Cmd::Bench(c) => cli::bench::run(c),
         Cmd::Serve(a) => cli::serve::run(a),
+        Cmd::Sweep(a) => cli::sweep::run(a),
     };
     match result {
         Ok(true) => {}
