@@ -103,7 +103,12 @@ pub fn run(a: SweepArgs) -> Result<bool> {
                 v["files"]["best_experiment"].as_str().unwrap_or("-")
             ),
         }
-        println!("results: {} · {} · plots in {}", v["files"]["csv"].as_str().unwrap_or("-"), v["files"]["markdown"].as_str().unwrap_or("-"), spec.dir.join("plots").display());
+        println!(
+            "results: {} · {} · plots in {}",
+            v["files"]["csv"].as_str().unwrap_or("-"),
+            v["files"]["markdown"].as_str().unwrap_or("-"),
+            spec.dir.join("plots").display()
+        );
     }
     let c = &v["counts"];
     let done = c["complete"].as_u64().unwrap_or(0) + c["pruned"].as_u64().unwrap_or(0) + c["failed"].as_u64().unwrap_or(0);

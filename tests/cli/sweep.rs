@@ -139,7 +139,9 @@ values = ["adam", "adamw"]
     for t in &ts {
         let lr = t["params"]["training.lr"].as_f64().unwrap();
         assert!((0.0005..=0.05).contains(&lr), "{t}");
-        let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(Path::new(t["run_dir"].as_str().unwrap()).join("metrics.json")).unwrap()).unwrap();
+        let m: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(Path::new(t["run_dir"].as_str().unwrap()).join("metrics.json")).unwrap())
+                .unwrap();
         let hist = m["models"]["lstm"]["history"].as_array().unwrap();
         // Pruned trials stopped before the last epoch, complete ones ran all of them.
         match t["status"].as_str().unwrap() {
@@ -148,7 +150,8 @@ values = ["adam", "adamw"]
         }
         assert_eq!(t["epochs"].as_u64().unwrap() as usize, hist.len());
         // The trial's run used its parameters.
-        let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(Path::new(t["run_dir"].as_str().unwrap()).join("config.json")).unwrap()).unwrap();
+        let cfg: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(Path::new(t["run_dir"].as_str().unwrap()).join("config.json")).unwrap()).unwrap();
         assert_eq!(cfg["model"][0]["hidden"], t["params"]["models.0.hidden"]);
         assert_eq!(cfg["training"]["optimizer"], t["params"]["training.optimizer"]);
     }
@@ -165,7 +168,8 @@ values = ["adam", "adamw"]
 
     // The best trial is an ordinary run directory: `flowcast reproduce` gives the same numbers.
     let best_dir = v["best"]["run_dir"].as_str().unwrap();
-    let (code, out, err) = flowcast(&["reproduce", "--run", best_dir, "--quiet", "--json", "--runs-dir", tmp.path().join("again").to_str().unwrap()]);
+    let (code, out, err) =
+        flowcast(&["reproduce", "--run", best_dir, "--quiet", "--json", "--runs-dir", tmp.path().join("again").to_str().unwrap()]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert_eq!(json(&out)["reproduction"]["identical"], true, "{out}");
 
@@ -266,8 +270,15 @@ values = [0.002, 0.004]
     let logs: String = std::fs::read_dir(dir.join("logs")).unwrap().map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap()).collect();
     assert!(logs.contains("resuming after epoch"), "{logs}");
     // …and the resumed trial equals an uninterrupted run.
-    let (code, out, err) =
-        flowcast(&["reproduce", "--run", t["run_dir"].as_str().unwrap(), "--quiet", "--json", "--runs-dir", tmp.path().join("again").to_str().unwrap()]);
+    let (code, out, err) = flowcast(&[
+        "reproduce",
+        "--run",
+        t["run_dir"].as_str().unwrap(),
+        "--quiet",
+        "--json",
+        "--runs-dir",
+        tmp.path().join("again").to_str().unwrap(),
+    ]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert_eq!(json(&out)["reproduction"]["identical"], true, "{out}");
 }
@@ -359,7 +370,11 @@ impl Cluster {
             }
             if t0.elapsed() > Duration::from_secs(30) {
                 let log = |f: &str| std::fs::read_to_string(c._dir.path().join("log").join(f)).unwrap_or_default();
-                panic!("the test cluster is not idle after 30 s (sinfo: {s:?})\nslurmctld: {}\nslurmd: {}", log("slurmctld.log"), log("slurmd.log"));
+                panic!(
+                    "the test cluster is not idle after 30 s (sinfo: {s:?})\nslurmctld: {}\nslurmd: {}",
+                    log("slurmctld.log"),
+                    log("slurmd.log")
+                );
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -408,7 +423,11 @@ values = [8, 16]
     let v = json(&stdout);
     let dir = PathBuf::from(v["dir"].as_str().unwrap_or_default());
     let task_logs: String = std::fs::read_dir(dir.join("slurm"))
-        .map(|r| r.filter_map(|e| e.ok()).map(|e| format!("== {}\n{}", e.path().display(), std::fs::read_to_string(e.path()).unwrap_or_default())).collect())
+        .map(|r| {
+            r.filter_map(|e| e.ok())
+                .map(|e| format!("== {}\n{}", e.path().display(), std::fs::read_to_string(e.path()).unwrap_or_default()))
+                .collect()
+        })
         .unwrap_or_default();
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}\n{task_logs}");
     check_results(&v, 4, &["training.lr", "columns.window"]);

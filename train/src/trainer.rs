@@ -512,7 +512,10 @@ pub fn train(job: &TrainJob<'_>, train: &WindowSet, validation: &WindowSet, k: u
                     progress.note(&format!("pruned after epoch {}", state.completed_epochs));
                 }
                 EpochControl::Abort => {
-                    return Err(TrainError::Invalid(format!("{}: abandoned after epoch {} (the observer gave the run up)", job.id, state.completed_epochs)));
+                    return Err(TrainError::Invalid(format!(
+                        "{}: abandoned after epoch {} (the observer gave the run up)",
+                        job.id, state.completed_epochs
+                    )));
                 }
             }
         }

@@ -1,8 +1,10 @@
 //! Early stopping of bad trials: asynchronous successive halving (ASHA, Li et al. 2020, "A
 //! System for Massively Parallel Hyperparameter Tuning", MLSys), in its stopping form. Rungs sit
 //! at epochs r_k = min_epochs · η^k; a trial reaching a rung continues only while its validation
-//! metric ranks in the top max(1, ⌊n/η⌋) of the n values recorded at that rung so far (itself
-//! included). Asynchronous: it compares with whoever reached the rung before, never waits.
+//! metric ranks in the top ⌊n/η⌋ of the n values recorded at that rung so far (itself included);
+//! while a rung holds fewer than η values every trial continues (as Ray Tune's ASHA scheduler
+//! does: no cut-off from fewer values than one halving needs). Asynchronous: it compares with
+//! whoever reached the rung before, never waits.
 
 use serde::{Deserialize, Serialize};
 
@@ -51,7 +53,7 @@ impl AshaConfig {
         let better = |o: &f64| if maximize { *o > value } else { *o < value };
         let rank = 1 + others.iter().filter(|o| o.is_finite() && better(o)).count();
         let n = others.len() + 1;
-        rank <= (n / self.reduction).max(1)
+        n < self.reduction || rank <= n / self.reduction
     }
 }
 
@@ -71,18 +73,22 @@ mod tests {
     #[test]
     fn promotion_keeps_the_top_share() {
         let a = AshaConfig { min_epochs: 1, reduction: 3 };
-        // Alone at a rung: continue.
+        // Fewer than η = 3 values at the rung: everyone continues.
         assert!(a.promote(0.1, &[], true));
-        // 2 values: top max(1, 0) = 1, so only the better one continues.
-        assert!(a.promote(0.5, &[0.4], true));
-        assert!(!a.promote(0.3, &[0.4], true));
+        assert!(a.promote(0.3, &[0.4], true));
+        // 3 values: the top ⌊3/3⌋ = 1 continues.
+        assert!(a.promote(0.5, &[0.4, 0.45], true));
+        assert!(!a.promote(0.42, &[0.4, 0.45], true));
         // 6 values: the top 2 continue.
         let others = [0.9, 0.8, 0.7, 0.6, 0.5];
         assert!(a.promote(0.85, &others, true)); // rank 2
         assert!(!a.promote(0.75, &others, true)); // rank 3
-        // Minimising (a loss): smaller is better.
+                                                  // Minimising (a loss): smaller is better.
         assert!(a.promote(0.1, &[0.2, 0.3], false));
         assert!(!a.promote(0.25, &[0.2, 0.3], false));
+        // η = 2: a pair is halved.
+        let h = AshaConfig { min_epochs: 1, reduction: 2 };
+        assert!(h.promote(0.5, &[0.4], true) && !h.promote(0.3, &[0.4], true));
         // Ties do not push a trial out; NaN never continues.
         assert!(a.promote(0.5, &[0.5, 0.5], true));
         assert!(!a.promote(f64::NAN, &[], true));

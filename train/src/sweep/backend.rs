@@ -164,8 +164,10 @@ pub fn slurm_script(spec: &SweepSpec, exe: &Path, workers: usize) -> (String, St
     s += "set -euo pipefail\n";
     s += &format!("export RAYON_NUM_THREADS={}\n", spec.threads);
     let argv = worker_command(exe, &spec.journal_path(), "WORKER");
-    let cmd: Vec<String> =
-        argv.iter().map(|a| if a == "WORKER" { "\"slurm-${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}\"".to_string() } else { quote(a) }).collect();
+    let cmd: Vec<String> = argv
+        .iter()
+        .map(|a| if a == "WORKER" { "\"slurm-${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}\"".to_string() } else { quote(a) })
+        .collect();
     s += &format!("exec {}\n", cmd.join(" "));
     (s, array)
 }
@@ -237,7 +239,11 @@ fn task_states(job_id: &str) -> Vec<SlurmTask> {
         .lines()
         .map(|l| {
             let field = |k: &str| l.split_whitespace().find_map(|w| w.strip_prefix(k)).unwrap_or("?").to_string();
-            SlurmTask { task: format!("{}_{}", field("ArrayJobId="), field("ArrayTaskId=")), state: field("JobState="), exit_code: field("ExitCode=") }
+            SlurmTask {
+                task: format!("{}_{}", field("ArrayJobId="), field("ArrayTaskId=")),
+                state: field("JobState="),
+                exit_code: field("ExitCode="),
+            }
         })
         .collect();
     tasks.sort_by(|a, b| a.task.cmp(&b.task));

@@ -314,6 +314,64 @@ mod tests {
         }
     }
 
+    /// Body of the child processes of `processes_lose_nothing` (a no-op when run on its own).
+    #[test]
+    fn journal_child_writer() {
+        let (Ok(path), Ok(name)) = (std::env::var("FLOWCAST_JOURNAL_CHILD"), std::env::var("FLOWCAST_JOURNAL_WORKER")) else { return };
+        let j = Journal::new(path);
+        for i in 0..300 {
+            if i % 2 == 0 {
+                j.append(vec![hb(i, &name)]).unwrap();
+            } else {
+                j.transaction(|st| {
+                    let op = Op::CreateTrial {
+                        trial: st.trials.len(),
+                        params: Params::new(),
+                        run_dir: String::new(),
+                        worker: name.clone(),
+                        time: now(),
+                    };
+                    Ok((vec![op], ()))
+                })
+                .unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn processes_lose_nothing() {
+        // Four processes (this test binary again, running `journal_child_writer`) append at once.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let exe = std::env::current_exe().unwrap();
+        let children: Vec<_> = (0..4)
+            .map(|w| {
+                std::process::Command::new(&exe)
+                    .args(["--exact", "sweep::journal::tests::journal_child_writer", "--test-threads", "1"])
+                    .env("FLOWCAST_JOURNAL_CHILD", &path)
+                    .env("FLOWCAST_JOURNAL_WORKER", format!("p{w}"))
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for mut c in children {
+            assert!(c.wait().unwrap().success());
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let ops: Vec<Op> = text.lines().map(|l| serde_json::from_str(l).expect("every line is whole JSON")).collect();
+        assert_eq!(ops.len(), 4 * 300);
+        for w in 0..4 {
+            let n = ops.iter().filter(|o| matches!(o, Op::Heartbeat { worker, .. } if worker == &format!("p{w}"))).count();
+            assert_eq!(n, 150, "process {w}");
+        }
+        // Read–decide–append was atomic across processes: trial numbers 0..600, none twice.
+        let mut nums: Vec<usize> =
+            ops.iter().filter_map(|o| if let Op::CreateTrial { trial, .. } = o { Some(*trial) } else { None }).collect();
+        nums.sort_unstable();
+        assert_eq!(nums, (0..600).collect::<Vec<_>>());
+    }
+
     #[test]
     fn trials_are_claimed_once_under_contention() {
         // Many threads race to create "the next trial": numbers must come out 0..n without a
@@ -327,7 +385,13 @@ mod tests {
                     for _ in 0..30 {
                         j.transaction(|st| {
                             let n = st.trials.len();
-                            let op = Op::CreateTrial { trial: n, params: Params::new(), run_dir: String::new(), worker: format!("w{w}"), time: now() };
+                            let op = Op::CreateTrial {
+                                trial: n,
+                                params: Params::new(),
+                                run_dir: String::new(),
+                                worker: format!("w{w}"),
+                                time: now(),
+                            };
                             Ok((vec![op], ()))
                         })
                         .unwrap();
@@ -337,8 +401,13 @@ mod tests {
             .collect();
         threads.into_iter().for_each(|t| t.join().unwrap());
         let text = std::fs::read_to_string(&j.path).unwrap();
-        let mut nums: Vec<usize> =
-            text.lines().map(|l| match serde_json::from_str::<Op>(l).unwrap() { Op::CreateTrial { trial, .. } => trial, _ => unreachable!() }).collect();
+        let mut nums: Vec<usize> = text
+            .lines()
+            .map(|l| match serde_json::from_str::<Op>(l).unwrap() {
+                Op::CreateTrial { trial, .. } => trial,
+                _ => unreachable!(),
+            })
+            .collect();
         assert_eq!(nums.len(), 180);
         nums.sort_unstable();
         assert_eq!(nums, (0..180).collect::<Vec<_>>());
@@ -365,9 +434,29 @@ mod tests {
         st.apply(&Op::Requeue { trial: 0, reason: "lease".into(), time: t(9.0) });
         // The dead worker's late finish does not count once another worker holds the trial.
         st.apply(&Op::Claim { trial: 0, worker: "b".into(), time: t(10.0) });
-        st.apply(&Op::Finish { trial: 0, worker: "a".into(), state: TrialState::Complete, value: Some(0.1), epochs: 1, seconds: 1.0, test: Value::Null, error: None, time: t(11.0) });
+        st.apply(&Op::Finish {
+            trial: 0,
+            worker: "a".into(),
+            state: TrialState::Complete,
+            value: Some(0.1),
+            epochs: 1,
+            seconds: 1.0,
+            test: Value::Null,
+            error: None,
+            time: t(11.0),
+        });
         assert_eq!(st.trials[&0].state, TrialState::Running);
-        st.apply(&Op::Finish { trial: 0, worker: "b".into(), state: TrialState::Complete, value: Some(0.5), epochs: 2, seconds: 3.0, test: Value::Null, error: None, time: t(12.0) });
+        st.apply(&Op::Finish {
+            trial: 0,
+            worker: "b".into(),
+            state: TrialState::Complete,
+            value: Some(0.5),
+            epochs: 2,
+            seconds: 3.0,
+            test: Value::Null,
+            error: None,
+            time: t(12.0),
+        });
         let tr = &st.trials[&0];
         assert_eq!((tr.state, tr.value, tr.attempts, tr.reports[&1]), (TrialState::Complete, Some(0.5), 2, 0.4));
     }

@@ -238,7 +238,10 @@ impl SweepSpec {
             return Err(cfg_err(path, "workers, threads and max_attempts must be at least 1"));
         }
         if !(f.heartbeat_seconds > 0.0 && f.lease_seconds > f.heartbeat_seconds) {
-            return Err(cfg_err(path, format!("need 0 < heartbeat_seconds < lease_seconds, got {} and {}", f.heartbeat_seconds, f.lease_seconds)));
+            return Err(cfg_err(
+                path,
+                format!("need 0 < heartbeat_seconds < lease_seconds, got {} and {}", f.heartbeat_seconds, f.lease_seconds),
+            ));
         }
         let grid = match f.strategy {
             Strategy::Grid => Some(GridSampler::new(&f.params).map_err(|r| cfg_err(path, r))?),
@@ -296,7 +299,8 @@ impl SweepSpec {
             }
         };
         for p in &probes {
-            let (exp, _) = spec.experiment(0, p).map_err(|e| cfg_err(path, format!("the search space does not fit the base experiment: {e}")))?;
+            let (exp, _) =
+                spec.experiment(0, p).map_err(|e| cfg_err(path, format!("the search space does not fit the base experiment: {e}")))?;
             let ids: Vec<String> = exp
                 .targets
                 .iter()
@@ -305,7 +309,10 @@ impl SweepSpec {
                 .map(|(m, t)| crate::run::run_model_id(&exp, &m, &t))
                 .collect();
             if !ids.contains(&spec.model) {
-                return Err(cfg_err(path, format!("model = {:?} is not a model of the experiment (its run ids: {})", spec.model, ids.join(", "))));
+                return Err(cfg_err(
+                    path,
+                    format!("model = {:?} is not a model of the experiment (its run ids: {})", spec.model, ids.join(", ")),
+                ));
             }
         }
         Ok(spec)

@@ -57,7 +57,13 @@ fn rows(spec: &SweepSpec, st: &State) -> (Vec<String>, Vec<Vec<String>>) {
                     vals.reduce(f64::min)
                 }
             });
-            r.extend([fmt_value(v), t.state.name().into(), t.epochs.max(t.reports.len()).to_string(), format!("{:.1}", t.seconds), t.run_dir.clone()]);
+            r.extend([
+                fmt_value(v),
+                t.state.name().into(),
+                t.epochs.max(t.reports.len()).to_string(),
+                format!("{:.1}", t.seconds),
+                t.run_dir.clone(),
+            ]);
             r.extend([cell(&t.test["accuracy"]), cell(&t.test["macro_f1"])]);
             r
         })
@@ -115,7 +121,13 @@ pub fn plot(dir: &Path, spec: &SweepSpec, st: &State) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn draw(file: &Path, name: &str, spec: &SweepSpec, d: &super::space::Distribution, pts: &[(f64, f64, bool, bool)]) -> std::result::Result<(), String> {
+fn draw(
+    file: &Path,
+    name: &str,
+    spec: &SweepSpec,
+    d: &super::space::Distribution,
+    pts: &[(f64, f64, bool, bool)],
+) -> std::result::Result<(), String> {
     let e = |x: &dyn std::fmt::Display| x.to_string();
     let root = SVGBackend::new(file, (720, 440)).into_drawing_area();
     root.fill(&WHITE).map_err(|x| e(&x))?;
@@ -127,7 +139,13 @@ fn draw(file: &Path, name: &str, spec: &SweepSpec, d: &super::space::Distributio
     let mut builder = ChartBuilder::on(&root);
     builder.caption(caption, ("sans-serif", 18)).margin(14).x_label_area_size(40).y_label_area_size(60);
     let style = |p: &(f64, f64, bool, bool)| {
-        let c = if p.3 { RED } else if p.2 { RGBColor(140, 140, 140) } else { BLUE };
+        let c = if p.3 {
+            RED
+        } else if p.2 {
+            RGBColor(140, 140, 140)
+        } else {
+            BLUE
+        };
         Circle::new((p.0, p.1), 5, if p.2 { c.stroke_width(2) } else { c.filled() })
     };
     match d {
@@ -155,7 +173,13 @@ fn draw(file: &Path, name: &str, spec: &SweepSpec, d: &super::space::Distributio
         _ if d.is_log() => {
             let (a, b) = d.internal_bounds();
             let mut chart = builder.build_cartesian_2d((a.exp()..b.exp()).log_scale(), y).map_err(|x| e(&x))?;
-            chart.configure_mesh().x_desc(format!("{name} (log scale)")).y_desc(spec.metric.name()).draw().map_err(|x| e(&x))?;
+            chart
+                .configure_mesh()
+                .x_desc(format!("{name} (log scale)"))
+                .y_desc(spec.metric.name())
+                .x_label_formatter(&|x| short(*x))
+                .draw()
+                .map_err(|x| e(&x))?;
             chart.draw_series(pts.iter().map(style)).map_err(|x| e(&x))?;
         }
         _ => {
@@ -167,6 +191,11 @@ fn draw(file: &Path, name: &str, spec: &SweepSpec, d: &super::space::Distributio
     }
     root.present().map_err(|x| e(&x))?;
     Ok(())
+}
+
+/// A tick label with at most 4 significant digits (0.009, not 0.009000000000000001).
+fn short(x: f64) -> String {
+    format!("{x:.3e}").parse::<f64>().map(|v| v.to_string()).unwrap_or_else(|_| x.to_string())
 }
 
 /// Writes every result file and returns the `--json` object.

@@ -52,10 +52,14 @@ impl GridSampler {
         let mut points = vec![Params::new()];
         for (k, d) in space {
             let vals = d.grid(k)?;
-            points = points.into_iter().flat_map(|p| vals.iter().map(move |v| (p.clone(), v))).map(|(mut p, v)| {
-                p.insert(k.clone(), v.clone());
-                p
-            }).collect();
+            points = points
+                .into_iter()
+                .flat_map(|p| vals.iter().map(move |v| (p.clone(), v)))
+                .map(|(mut p, v)| {
+                    p.insert(k.clone(), v.clone());
+                    p
+                })
+                .collect();
         }
         Ok(GridSampler { points })
     }
@@ -152,7 +156,9 @@ impl Sampler for TpeSampler {
         self.space
             .iter()
             .map(|(name, d)| {
-                let xs = |set: &[&Observation]| -> Vec<f64> { set.iter().filter_map(|o| o.params.get(name).and_then(|v| d.to_internal(v))).collect() };
+                let xs = |set: &[&Observation]| -> Vec<f64> {
+                    set.iter().filter_map(|o| o.params.get(name).and_then(|v| d.to_internal(v))).collect()
+                };
                 let (xg, xb) = (xs(good), xs(bad));
                 let v = match d {
                     Distribution::Categorical { values } => {
@@ -160,7 +166,9 @@ impl Sampler for TpeSampler {
                         let g = categorical_weights(&xb, values.len(), self.config.prior_weight);
                         let best = (0..self.config.candidates)
                             .map(|_| pick(&l, &mut rng))
-                            .max_by(|&i, &j| (l[i].ln() - g[i].ln()).partial_cmp(&(l[j].ln() - g[j].ln())).unwrap_or(std::cmp::Ordering::Equal))
+                            .max_by(|&i, &j| {
+                                (l[i].ln() - g[i].ln()).partial_cmp(&(l[j].ln() - g[j].ln())).unwrap_or(std::cmp::Ordering::Equal)
+                            })
                             .unwrap_or(0);
                         values[best].clone()
                     }
@@ -286,7 +294,8 @@ pub fn normal_cdf(x: f64) -> f64 {
 /// erf by Abramowitz & Stegun 7.1.26 (|error| ≤ 1.5·10⁻⁷), enough for mixture weights.
 fn erf(x: f64) -> f64 {
     let t = 1.0 / (1.0 + 0.327_591_1 * x.abs());
-    let y = 1.0 - (((((1.061_405_429 * t - 1.453_152_027) * t) + 1.421_413_741) * t - 0.284_496_736) * t + 0.254_829_592) * t * (-x * x).exp();
+    let y =
+        1.0 - (((((1.061_405_429 * t - 1.453_152_027) * t) + 1.421_413_741) * t - 0.284_496_736) * t + 0.254_829_592) * t * (-x * x).exp();
     if x >= 0.0 {
         y
     } else {
@@ -370,7 +379,8 @@ mod tests {
         let mean = |xs: &[Observation]| xs.iter().map(|o| o.loss).sum::<f64>() / xs.len() as f64;
         // Random search with the same budget, as the yardstick.
         let r = RandomSampler { space: s, seed: 3 };
-        let rand_hist: Vec<Observation> = (0..40).map(|t| r.sample(t, &[])).map(|p| Observation { loss: loss(&p), params: p, pruned: false }).collect();
+        let rand_hist: Vec<Observation> =
+            (0..40).map(|t| r.sample(t, &[])).map(|p| Observation { loss: loss(&p), params: p, pruned: false }).collect();
         let (tpe_late, rand_late) = (mean(&h1[20..]), mean(&rand_hist[20..]));
         assert!(tpe_late < rand_late, "TPE's later trials should beat random ones: {tpe_late} vs {rand_late}");
     }
