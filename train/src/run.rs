@@ -288,8 +288,8 @@ pub fn run_prepared(
     for (ti, pt) in data.targets.iter().enumerate() {
         let tid = pt.def.id.clone();
         let k = pt.def.n_classes();
-        let TargetBaselines { fitted, headline: bhead, full: bfull } = fit_baselines(exp, &data, ti)?;
-        targets_json.insert(tid.clone(), target_json(&data, ti, &bhead));
+        let TargetBaselines { fitted, headline: bhead, full: bfull } = fit_baselines(exp, data, ti)?;
+        targets_json.insert(tid.clone(), target_json(data, ti, &bhead));
         targets_full.insert(tid.clone(), json!({"target": pt.def, "baselines": bfull, "fitted": fitted}));
         let data_key = format!("{}:{}:{:?}:{}", data.info.events_sha256, data.inputs.window, data.inputs.names, tid);
         for spec in exp.models.iter().filter(|m| m.targets.as_ref().is_none_or(|ts| ts.contains(&tid))) {
@@ -387,7 +387,7 @@ pub fn run_prepared(
         "targets": targets_full,
     });
     write_json(&run_dir.join("metrics.json"), &metrics)?;
-    let mut s = summary(&run_dir, None, &models, &targets_json, &data);
+    let mut s = summary(&run_dir, None, &models, &targets_json, data);
     if opts.verify_export {
         s.json["agreement"] = Value::Object(agreement);
     }

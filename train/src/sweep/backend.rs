@@ -6,7 +6,7 @@
 //! is always read from the journal.
 
 use super::journal::{now, Journal, Op};
-use super::SweepSpec;
+use super::spec::SweepSpec;
 use crate::error::{Result, TrainError};
 use serde::Serialize;
 use std::path::{Path, PathBuf};

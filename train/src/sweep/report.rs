@@ -2,7 +2,7 @@
 //! experiment file, one plot per parameter (plotters, SVG), and the `--json` object.
 
 use super::journal::{State, Trial, TrialState};
-use super::SweepSpec;
+use super::spec::SweepSpec;
 use crate::error::{Result, TrainError};
 use plotters::prelude::*;
 use serde_json::{json, Value};

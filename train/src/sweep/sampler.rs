@@ -124,7 +124,7 @@ impl TpeConfig {
         if !(self.gamma > 0.0 && self.gamma < 1.0) {
             return Err(format!("[tpe] gamma must be in (0, 1), got {}", self.gamma));
         }
-        if self.candidates == 0 || !(self.prior_weight > 0.0) {
+        if self.candidates == 0 || self.prior_weight.is_nan() || self.prior_weight <= 0.0 {
             return Err("[tpe] candidates and prior_weight must be positive".into());
         }
         Ok(())

@@ -7,7 +7,7 @@
 use super::journal::{now, Journal, Op, State, Trial, TrialState};
 use super::sampler::Observation;
 use super::space::Params;
-use super::SweepSpec;
+use super::spec::SweepSpec;
 use crate::config::Experiment;
 use crate::error::{Result, TrainError};
 use crate::progress::Mode;
@@ -104,7 +104,7 @@ pub fn run_worker(journal: &Journal, opts: &WorkerOptions) -> Result<Vec<usize>>
             let n = st.trials.len();
             if n < spec.trials {
                 let params = sampler.sample(n, &observations(&spec, st));
-                let run_dir = spec.dir.join("runs").join(format!("{}-{}", super::trial_name(&spec.name, n), crate::run::timestamp()));
+                let run_dir = spec.dir.join("runs").join(format!("{}-{}", super::spec::trial_name(&spec.name, n), crate::run::timestamp()));
                 ops.push(Op::CreateTrial {
                     trial: n,
                     params: params.clone(),
