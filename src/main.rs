@@ -13,6 +13,7 @@ use cli::data::DataCmd;
 use cli::features::FeaturesCmd;
 use cli::models::ModelsCmd;
 use cli::serve::ServeArgs;
+use cli::sweep::SweepArgs;
 use cli::train::{EvalArgs, ReproduceArgs, TrainArgs};
 
 #[derive(Parser)]
@@ -60,6 +61,10 @@ enum Cmd {
     /// Execution-aware backtest of a strategy on model signals: queue position, latency, fees,
     /// slippage, risk limits; P&L against latency (docs/backtest.md).
     Backtest(BacktestArgs),
+    /// Hyperparameter sweeps: grid, random or TPE over any experiment key, ASHA early stopping,
+    /// trials on local worker processes or a Slurm job array, coordinated by one journal file
+    /// (docs/sweeps.md).
+    Sweep(SweepArgs),
 }
 
 fn main() {
@@ -81,6 +86,7 @@ fn main() {
         Cmd::Bench(c) => cli::bench::run(c),
         Cmd::Serve(a) => cli::serve::run(a),
         Cmd::Backtest(a) => cli::backtest::run(a),
+        Cmd::Sweep(a) => cli::sweep::run(a),
     };
     match result {
         Ok(true) => {}

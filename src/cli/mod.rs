@@ -7,6 +7,7 @@ pub mod data;
 pub mod features;
 pub mod models;
 pub mod serve;
+pub mod sweep;
 pub mod train;
 
 use anyhow::{bail, Result};

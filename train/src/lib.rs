@@ -9,6 +9,7 @@ pub mod error;
 pub mod progress;
 pub mod reproduce;
 pub mod run;
+pub mod sweep;
 pub mod tensorboard;
 pub mod trainer;
 

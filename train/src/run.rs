@@ -16,7 +16,7 @@ use crate::config::Experiment;
 use crate::error::{Result, TrainError};
 use crate::progress::Mode;
 use crate::tensorboard::EventWriter;
-use crate::trainer::{train, TrainJob};
+use crate::trainer::{train, EpochObserver, TrainJob};
 use burn::prelude::Device;
 use flowcast_contract::baselines::{self, Baseline};
 use flowcast_contract::card::{safetensors_header, sha256_file, ModelCard, TrainingEntry, WeightsEntry};
@@ -163,13 +163,30 @@ fn fit_baselines(exp: &Experiment, data: &PreparedData, t: usize) -> Result<Targ
 /// Train every model of the experiment for each of its targets, evaluate on the test split,
 /// export. Returns the summary.
 pub fn run_experiment(exp: &Experiment, exp_text: &str, opts: &RunOptions) -> Result<Summary> {
+    let t0 = std::time::Instant::now();
+    let data = prepare_experiment(exp, &load_data(exp)?)?;
+    run_prepared(exp, exp_text, opts, &data, t0.elapsed().as_secs_f64(), None)
+}
+
+/// The experiment's windows from its loaded events (what [`run_prepared`] trains on).
+pub fn prepare_experiment(exp: &Experiment, ds: &Dataset) -> Result<PreparedData> {
+    let spec = PrepareSpec { columns: &exp.columns, targets: &exp.targets, splits: &exp.splits, normalization: &exp.normalization };
+    Ok(prepare(ds, spec)?)
+}
+
+/// [`run_experiment`] on data prepared already (a sweep shares one preparation between the
+/// trials with the same preprocessing); `prep_s` is recorded as the preparation time, and
+/// `observer` sees every epoch of every model.
+pub fn run_prepared(
+    exp: &Experiment,
+    exp_text: &str,
+    opts: &RunOptions,
+    data: &PreparedData,
+    prep_s: f64,
+    observer: Option<&dyn EpochObserver>,
+) -> Result<Summary> {
     let device_name = opts.device.clone().unwrap_or_else(|| exp.device.clone());
     let device = device_of(&device_name)?;
-    let t0 = std::time::Instant::now();
-    let ds = load_data(exp)?;
-    let spec = PrepareSpec { columns: &exp.columns, targets: &exp.targets, splits: &exp.splits, normalization: &exp.normalization };
-    let data = prepare(&ds, spec)?;
-    drop(ds);
     if let Some(want) = &opts.expect_events_sha256 {
         if &data.info.events_sha256 != want {
             return Err(TrainError::Invalid(format!(
@@ -179,7 +196,6 @@ pub fn run_experiment(exp: &Experiment, exp_text: &str, opts: &RunOptions) -> Re
             )));
         }
     }
-    let prep_s = t0.elapsed().as_secs_f64();
     for pt in &data.targets {
         for (name, set) in [("training", &pt.train), ("test", &pt.test)] {
             if set.is_empty() {
@@ -247,8 +263,8 @@ pub fn run_experiment(exp: &Experiment, exp_text: &str, opts: &RunOptions) -> Re
     for (ti, pt) in data.targets.iter().enumerate() {
         let tid = pt.def.id.clone();
         let k = pt.def.n_classes();
-        let TargetBaselines { fitted, headline: bhead, full: bfull } = fit_baselines(exp, &data, ti)?;
-        targets_json.insert(tid.clone(), target_json(&data, ti, &bhead));
+        let TargetBaselines { fitted, headline: bhead, full: bfull } = fit_baselines(exp, data, ti)?;
+        targets_json.insert(tid.clone(), target_json(data, ti, &bhead));
         targets_full.insert(tid.clone(), json!({"target": pt.def, "baselines": bfull, "fitted": fitted}));
         let data_key = format!("{}:{}:{:?}:{}", data.info.events_sha256, data.inputs.window, data.inputs.names, tid);
         for spec in exp.models.iter().filter(|m| m.targets.as_ref().is_none_or(|ts| ts.contains(&tid))) {
@@ -272,6 +288,7 @@ pub fn run_experiment(exp: &Experiment, exp_text: &str, opts: &RunOptions) -> Re
                 stop_after: opts.stop_after,
                 progress: opts.progress,
                 data_key: data_key.clone(),
+                observer,
             };
             let trained = {
                 let mut tb = EventWriter::create(&dir.join("tensorboard")).map_err(|e| TrainError::io(&dir.join("tensorboard"), e))?;
@@ -320,6 +337,7 @@ pub fn run_experiment(exp: &Experiment, exp_text: &str, opts: &RunOptions) -> Re
             h["params"] = json!(trained.params);
             h["best_epoch"] = json!(trained.state.best_epoch);
             h["epochs_run"] = json!(trained.state.completed_epochs);
+            h["pruned"] = json!(trained.state.pruned);
             h["train_samples_per_s"] = json!(trained.state.history.last().map(|r| r.samples_per_s));
             if opts.verify_export {
                 let cp = candle_predictor(&dir, &card)?;
@@ -344,7 +362,7 @@ pub fn run_experiment(exp: &Experiment, exp_text: &str, opts: &RunOptions) -> Re
         "targets": targets_full,
     });
     write_json(&run_dir.join("metrics.json"), &metrics)?;
-    let mut s = summary(&run_dir, None, &models, &targets_json, &data);
+    let mut s = summary(&run_dir, None, &models, &targets_json, data);
     if opts.verify_export {
         s.json["agreement"] = Value::Object(agreement);
     }

@@ -68,6 +68,9 @@ pub struct TrainerState {
     pub bad_epochs: usize,
     pub stopped_early: bool,
     pub history: Vec<EpochRecord>,
+    /// An [`EpochObserver`] stopped the training after `completed_epochs` (sweep pruning).
+    #[serde(default)]
+    pub pruned: bool,
 }
 
 /// Settings of one training run.
@@ -88,6 +91,24 @@ pub struct TrainJob<'a> {
     pub progress: Mode,
     /// Identifies the data (events hash, windows) in the fingerprint.
     pub data_key: String,
+    /// Told every finished epoch; may stop the training (a sweep's ASHA pruner).
+    pub observer: Option<&'a dyn EpochObserver>,
+}
+
+/// What an [`EpochObserver`] wants after an epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EpochControl {
+    Continue,
+    /// Stop training this model now (the run still tests and exports it, marked `pruned`).
+    Stop,
+    /// Give the run up: training returns an error (a sweep worker that lost its trial).
+    Abort,
+}
+
+/// Sees each epoch's record after its checkpoint is written (so a stopped model can resume
+/// from there); sweeps report the per-epoch validation metric and prune through it.
+pub trait EpochObserver: Send + Sync {
+    fn epoch_end(&self, model_id: &str, record: &EpochRecord) -> EpochControl;
 }
 
 /// A trained model: the best weights (by validation macro-F1, or the last without validation).
@@ -333,6 +354,7 @@ pub fn train(job: &TrainJob<'_>, train: &WindowSet, validation: &WindowSet, k: u
             bad_epochs: 0,
             stopped_early: false,
             history: vec![],
+            pruned: false,
         };
         (model, optimizer(t), st, None)
     };
@@ -349,7 +371,7 @@ pub fn train(job: &TrainJob<'_>, train: &WindowSet, validation: &WindowSet, k: u
     }
     let mut ran = 0;
     let mut order: Vec<usize> = (0..train.len()).collect();
-    while state.completed_epochs < t.epochs && !state.stopped_early {
+    while state.completed_epochs < t.epochs && !state.stopped_early && !state.pruned {
         if job.stop_after > 0 && ran >= job.stop_after {
             break;
         }
@@ -481,6 +503,22 @@ pub fn train(job: &TrainJob<'_>, train: &WindowSet, validation: &WindowSet, k: u
             progress.note(&format!("early stop: no validation macro-F1 gain for {} epochs", state.bad_epochs));
         }
         ran += 1;
+        if let Some(o) = job.observer {
+            match o.epoch_end(job.id, state.history.last().expect("pushed above")) {
+                EpochControl::Continue => {}
+                EpochControl::Stop => {
+                    state.pruned = true;
+                    write_checkpoint(&last, &model, Some(&optim), &state)?;
+                    progress.note(&format!("pruned after epoch {}", state.completed_epochs));
+                }
+                EpochControl::Abort => {
+                    return Err(TrainError::Invalid(format!(
+                        "{}: abandoned after epoch {} (the observer gave the run up)",
+                        job.id, state.completed_epochs
+                    )));
+                }
+            }
+        }
     }
     progress.finish();
     // Hand back the best weights.
