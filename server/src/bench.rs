@@ -273,3 +273,44 @@ pub async fn highest_rate(base: LoadSpec, rates: &[f64], p99_limit_us: f64) -> R
     }
     Ok((reports, best))
 }
+
+/// The loopback results of one protocol.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProtocolLoad {
+    pub protocol: Protocol,
+    pub runs: Vec<LoadReport>,
+    /// Highest tested rate with p99 under the limit and no errors.
+    pub highest_rate: Option<f64>,
+}
+
+/// Serves the models under `models` (loaded with [`bare_loader`]) in this process on loopback
+/// ports, with `ops` (e.g. batching), and runs [`highest_rate`] over REST and gRPC against
+/// `model`. The server and the load generator run on separate tokio runtimes.
+#[allow(clippy::too_many_arguments)]
+pub fn loopback(
+    models: &Path,
+    model: &str,
+    window: usize,
+    features: usize,
+    rates: &[f64],
+    duration: Duration,
+    connections: usize,
+    p99_limit_us: f64,
+    ops: crate::config::Ops,
+) -> Result<Vec<ProtocolLoad>> {
+    let server_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().thread_name("serve").build()?;
+    let lo = SocketAddr::from(([127, 0, 0, 1], 0));
+    let cfg = crate::Config { models: models.to_path_buf(), http: Some(lo), grpc: Some(lo), ops, ..Default::default() };
+    let running = server_rt.block_on(crate::start(cfg, bare_loader(window)))?;
+    let (http, grpc) = (running.http.expect("http"), running.grpc.expect("grpc"));
+    let client_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().thread_name("load").build()?;
+    let mut out = Vec::new();
+    for (protocol, addr) in [(Protocol::Http, http), (Protocol::Grpc, grpc)] {
+        let base = LoadSpec { protocol, addr, model: model.into(), window, features, rate: 0.0, duration, connections };
+        let (runs, highest_rate) = client_rt.block_on(highest_rate(base, rates, p99_limit_us))?;
+        out.push(ProtocolLoad { protocol, runs, highest_rate });
+    }
+    running.shutdown();
+    server_rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), running.wait()).await }).ok();
+    Ok(out)
+}

@@ -9,6 +9,7 @@ pub mod error;
 pub mod progress;
 pub mod reproduce;
 pub mod run;
+pub mod serve_bench;
 pub mod tensorboard;
 pub mod trainer;
 
