@@ -124,8 +124,7 @@ pub fn parse_addr(flag: &str, v: &str) -> Result<Option<SocketAddr>, String> {
 /// Bearer tokens from a file: one per line, blank lines and `#` comments ignored.
 pub fn read_tokens(path: &Path) -> Result<Vec<String>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("auth_tokens_file {}: {e}", path.display()))?;
-    let tokens: Vec<String> =
-        text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string).collect();
+    let tokens: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string).collect();
     if let Some((i, _)) = tokens.iter().enumerate().find(|(_, t)| t.chars().any(|c| c.is_whitespace() || c.is_control())) {
         return Err(format!("auth_tokens_file {}: token {} contains whitespace", path.display(), i + 1));
     }

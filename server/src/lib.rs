@@ -71,7 +71,13 @@ impl Default for Config {
     /// No models, both listeners on loopback port 0, the default body limit and ops.
     fn default() -> Self {
         let lo = SocketAddr::from(([127, 0, 0, 1], 0));
-        Config { models: PathBuf::new(), http: Some(lo), grpc: Some(lo), max_body_bytes: DEFAULT_MAX_BODY_BYTES, ops: config::Ops::default() }
+        Config {
+            models: PathBuf::new(),
+            http: Some(lo),
+            grpc: Some(lo),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            ops: config::Ops::default(),
+        }
     }
 }
 

@@ -174,11 +174,8 @@ pub async fn rest_layer(State(app): State<Arc<App>>, req: Request, next: Next) -
 fn refusal_response(r: Refusal) -> Response {
     match r {
         Refusal::Unauthenticated(why) => {
-            let challenge = if why.starts_with("invalid") {
-                "Bearer realm=\"flowcast\", error=\"invalid_token\""
-            } else {
-                "Bearer realm=\"flowcast\""
-            };
+            let challenge =
+                if why.starts_with("invalid") { "Bearer realm=\"flowcast\", error=\"invalid_token\"" } else { "Bearer realm=\"flowcast\"" };
             (
                 StatusCode::UNAUTHORIZED,
                 [(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge))],

@@ -67,11 +67,8 @@ impl Metrics {
             ),
             batch_windows: hist("flowcast_batch_size_windows", "Windows per model call", &["model"], BATCH_BUCKETS),
             batch_requests: hist("flowcast_batch_size_requests", "Requests per model call", &["model"], BATCH_BUCKETS),
-            queue_depth: IntGaugeVec::new(
-                Opts::new("flowcast_queue_depth", "Inference requests admitted and not finished"),
-                &["model"],
-            )
-            .expect("valid gauge"),
+            queue_depth: IntGaugeVec::new(Opts::new("flowcast_queue_depth", "Inference requests admitted and not finished"), &["model"])
+                .expect("valid gauge"),
             queue_capacity: IntGauge::new("flowcast_queue_capacity", "Inference requests admitted at once (all models)")
                 .expect("valid gauge"),
             queue_rejected: IntCounter::new("flowcast_queue_rejected_total", "Inference requests refused because the queue was full")

@@ -282,7 +282,8 @@ fn bearer_auth_on_rest_and_grpc_with_health_and_metrics_open() {
         assert!(c.server_live(ServerLiveRequest {}).await.unwrap().into_inner().live, "health is open");
     });
     let m = metrics(&s);
-    let unauth = sample(&m, "flowcast_requests_total", &[("protocol", "http"), ("endpoint", "infer"), ("model", "fast"), ("status", "401")]);
+    let unauth =
+        sample(&m, "flowcast_requests_total", &[("protocol", "http"), ("endpoint", "infer"), ("model", "fast"), ("status", "401")]);
     assert_eq!(unauth, Some(2.0));
     let g = sample(&m, "flowcast_requests_total", &[("protocol", "grpc"), ("endpoint", "ModelInfer"), ("status", "Unauthenticated")]);
     assert_eq!(g, Some(2.0));
@@ -411,7 +412,10 @@ fn metrics_count_requests_latency_states_and_load_failures() {
     assert_eq!(sample(&m, "flowcast_requests_total", &g), Some(1.0));
     let lat = [("protocol", "http"), ("endpoint", "infer"), ("model", "fast")];
     assert_eq!(sample(&m, "flowcast_request_duration_seconds_count", &lat), Some(4.0));
-    assert_eq!(sample(&m, "flowcast_request_duration_seconds_bucket", &[("endpoint", "infer"), ("model", "fast"), ("le", "+Inf")]), Some(4.0));
+    assert_eq!(
+        sample(&m, "flowcast_request_duration_seconds_bucket", &[("endpoint", "infer"), ("model", "fast"), ("le", "+Inf")]),
+        Some(4.0)
+    );
     assert_eq!(sample(&m, "flowcast_inference_compute_duration_seconds_count", &[("model", "fast")]), Some(4.0));
     assert_eq!(sample(&m, "flowcast_inference_queue_duration_seconds_count", &[("model", "fast")]), Some(4.0));
     assert_eq!(sample(&m, "flowcast_models", &[("state", "READY")]), Some(2.0));
@@ -545,7 +549,8 @@ fn random_body(rng: &mut impl Rng) -> (Vec<u8>, Vec<(&'static str, String)>) {
             // Binary extension with wrong sizes.
             let n: usize = rng.random_range(0..40);
             let size: i64 = rng.random_range(-2..60);
-            let head = json!({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, T, F], "parameters": {"binary_data_size": size}}]}).to_string();
+            let head = json!({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, T, F], "parameters": {"binary_data_size": size}}]})
+                .to_string();
             let cut = rng.random_range(0..head.len() + n + 5);
             headers.push(("Inference-Header-Content-Length", cut.to_string()));
             let mut b = head.into_bytes();
@@ -599,7 +604,10 @@ fn fuzz_random_bodies_never_5xx_and_others_keep_being_served() {
                     req.inputs[0].contents = None;
                     req.raw_input_contents = vec![(0..rng.random_range(0..80)).map(|_| rng.random()).collect()];
                 }
-                1 => req.inputs[0].contents.as_mut().unwrap().fp32_contents = (0..rng.random_range(0..30)).map(|_| f32::from_bits(rng.random())).collect(),
+                1 => {
+                    req.inputs[0].contents.as_mut().unwrap().fp32_contents =
+                        (0..rng.random_range(0..30)).map(|_| f32::from_bits(rng.random())).collect()
+                }
                 2 => req.raw_input_contents = vec![vec![0; 48], vec![1]],
                 _ => req.inputs.push(req.inputs[0].clone()),
             }

@@ -139,7 +139,10 @@ fn serve_bench(
         loads = flowcast_server::bench::loopback(&repo, "lstm64", window, features, &rates, d, connections, p99_us, ops)?;
         if !json {
             println!("\nloopback open-loop load, LSTM-64, one window per request, latency from the scheduled send (µs):");
-            println!("{:<6} {:>8} {:>10} {:>7} {:>9} {:>9} {:>9} {:>9}", "proto", "rate", "achieved", "errors", "p50", "p99", "p99.9", "max");
+            println!(
+                "{:<6} {:>8} {:>10} {:>7} {:>9} {:>9} {:>9} {:>9}",
+                "proto", "rate", "achieved", "errors", "p50", "p99", "p99.9", "max"
+            );
             for p in &loads {
                 for r in &p.runs {
                     println!(
