@@ -135,7 +135,17 @@ fn model_label(app: &App, name: Option<&str>) -> String {
     }
 }
 
-fn record(app: &App, protocol: &str, endpoint: &str, model: &str, status: &str, t0: Instant, peer: Option<SocketAddr>, path: &str) {
+/// Where a request came in: for its metrics and log line.
+struct Seen<'a> {
+    protocol: &'a str,
+    endpoint: &'a str,
+    path: &'a str,
+    peer: Option<SocketAddr>,
+    t0: Instant,
+}
+
+fn record(app: &App, seen: Seen<'_>, model: &str, status: &str) {
+    let Seen { protocol, endpoint, path, peer, t0 } = seen;
     let secs = t0.elapsed().as_secs_f64();
     app.metrics.requests.with_label_values(&[protocol, endpoint, model, status]).inc();
     app.metrics.request_seconds.with_label_values(&[protocol, endpoint, model]).observe(secs);
@@ -167,7 +177,7 @@ pub async fn rest_layer(State(app): State<Arc<App>>, req: Request, next: Next) -
             Err(r) => refusal_response(r),
         }
     };
-    record(&app, "http", endpoint, &model, resp.status().as_str(), t0, peer, &path);
+    record(&app, Seen { protocol: "http", endpoint, path: &path, peer, t0 }, &model, resp.status().as_str());
     resp
 }
 
@@ -287,7 +297,7 @@ where
                 .map(tonic::Code::from_i32)
                 .unwrap_or(tonic::Code::Ok);
             let model = model_label(&app, slot.0.get().map(String::as_str));
-            record(&app, "grpc", endpoint, &model, &format!("{code:?}"), t0, peer, &path);
+            record(&app, Seen { protocol: "grpc", endpoint, path: &path, peer, t0 }, &model, &format!("{code:?}"));
             Ok(resp)
         })
     }
