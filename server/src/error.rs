@@ -13,6 +13,8 @@ pub enum ErrorKind {
     TooLarge,
     /// 500 / INTERNAL.
     Internal,
+    /// 504 / DEADLINE_EXCEEDED: the request timeout passed (queue + compute).
+    Timeout,
 }
 
 /// A request error with a message that names the field at fault.
@@ -32,6 +34,9 @@ impl ApiError {
     }
     pub fn unavailable(message: impl Into<String>) -> ApiError {
         ApiError { kind: ErrorKind::Unavailable, message: message.into() }
+    }
+    pub fn timeout(message: impl Into<String>) -> ApiError {
+        ApiError { kind: ErrorKind::Timeout, message: message.into() }
     }
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError { kind: ErrorKind::Internal, message: message.into() }

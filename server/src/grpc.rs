@@ -20,6 +20,7 @@ impl From<ApiError> for Status {
             ErrorKind::Unavailable => Status::unavailable(e.message),
             ErrorKind::TooLarge => Status::resource_exhausted(e.message),
             ErrorKind::Internal => Status::internal(e.message),
+            ErrorKind::Timeout => Status::deadline_exceeded(e.message),
         }
     }
 }
@@ -78,6 +79,7 @@ impl GrpcInferenceService for Service {
     }
 
     async fn model_infer(&self, r: Request<ModelInferRequest>) -> Result<Response<ModelInferResponse>, Status> {
+        crate::limits::note_model(r.extensions(), &r.get_ref().model_name);
         let mut req = r.into_inner();
         let model = self.app.registry.get(&req.model_name, version(&req.model_version))?;
         if req.inputs.len() != 1 {
@@ -104,7 +106,7 @@ impl GrpcInferenceService for Service {
             c.fp32_contents
         };
         infer::check_outputs(req.outputs.iter().map(|o| o.name.as_str()))?;
-        let r = infer::run(model.clone(), x, shape, "inputs[0]".into()).await?;
+        let r = self.app.scheduler.run(model.clone(), x, shape, "inputs[0]".into()).await?;
         let mut out = InferOutputTensor {
             name: OUTPUT.into(),
             datatype: DATATYPE.into(),
@@ -123,7 +125,11 @@ impl GrpcInferenceService for Service {
             model_name: model.name.clone(),
             model_version: model.version.clone(),
             id: req.id,
-            parameters: HashMap::from([("compute_time_us".to_string(), int_param(r.compute_us as i64))]),
+            parameters: HashMap::from([
+                ("compute_time_us".to_string(), int_param(r.compute_us as i64)),
+                ("queue_time_us".to_string(), int_param(r.queue_us as i64)),
+                ("batch_windows".to_string(), int_param(r.batch_windows as i64)),
+            ]),
             outputs: vec![out],
             raw_output_contents,
         }))

@@ -75,6 +75,10 @@ pub struct Inference {
     pub batch: usize,
     pub classes: usize,
     pub compute_us: u64,
+    /// Time waiting in the inference queue (µs; 0 outside the queue).
+    pub queue_us: u64,
+    /// Windows of the model call this request was part of (> `batch` when batched with others).
+    pub batch_windows: usize,
 }
 
 /// Runs `model` on `x` (`shape` from [`check_input`]) on the blocking pool. Non-finite values
@@ -103,7 +107,7 @@ pub async fn run(model: Arc<Model>, x: Vec<f32>, shape: [usize; 3], field: Strin
                 out.probs.len()
             )));
         }
-        Ok(Inference { probs: out.probs, batch: b, classes: k, compute_us: t0.elapsed().as_micros() as u64 })
+        Ok(Inference { probs: out.probs, batch: b, classes: k, compute_us: t0.elapsed().as_micros() as u64, queue_us: 0, batch_windows: b })
     });
     task.await.map_err(|e| ApiError::internal(format!("inference task failed: {e}")))?
 }

@@ -7,9 +7,14 @@
 //! Models live in a [`repo::Registry`] (a `RwLock`ed map of `Arc`ed predictors, loaded once);
 //! inference runs on tokio's blocking pool ([`infer::run`]), so the async runtime never computes.
 
+pub mod batcher;
+pub mod bench;
+pub mod config;
 pub mod error;
 pub mod grpc;
 pub mod infer;
+pub mod limits;
+pub mod metrics;
 pub mod repo;
 pub mod rest;
 
@@ -43,6 +48,11 @@ pub fn server_metadata() -> serde_json::Value {
 pub struct App {
     pub registry: Arc<Registry>,
     pub max_body_bytes: usize,
+    pub metrics: Arc<metrics::Metrics>,
+    /// Auth and rate limits (limits.rs).
+    pub guard: limits::Guard,
+    /// The inference queue and dynamic batcher (batcher.rs).
+    pub scheduler: batcher::Scheduler,
 }
 
 pub struct Config {
@@ -53,6 +63,22 @@ pub struct Config {
     /// gRPC address; `None`: no gRPC listener.
     pub grpc: Option<SocketAddr>,
     pub max_body_bytes: usize,
+    /// Auth, rate limits, timeouts, queue, batching (`serve.toml`, config.rs).
+    pub ops: config::Ops,
+}
+
+impl Default for Config {
+    /// No models, both listeners on loopback port 0, the default body limit and ops.
+    fn default() -> Self {
+        let lo = SocketAddr::from(([127, 0, 0, 1], 0));
+        Config {
+            models: PathBuf::new(),
+            http: Some(lo),
+            grpc: Some(lo),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            ops: config::Ops::default(),
+        }
+    }
 }
 
 /// A started server: its bound addresses (port 0 resolved) and its listener tasks.
@@ -61,9 +87,24 @@ pub struct Running {
     pub grpc: Option<SocketAddr>,
     pub app: Arc<App>,
     tasks: tokio::task::JoinSet<anyhow::Result<()>>,
+    stop: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Running {
+    /// Graceful shutdown: the listeners stop accepting, requests in flight finish, then
+    /// [`Running::wait`] returns.
+    pub fn shutdown(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// A handle that triggers [`Running::shutdown`] from elsewhere (a signal task, a test).
+    pub fn stopper(&self) -> impl Fn() + Send + Sync + 'static {
+        let s = self.stop.clone();
+        move || {
+            s.send_replace(true);
+        }
+    }
+
     /// Runs until a listener fails.
     pub async fn wait(mut self) -> anyhow::Result<()> {
         while let Some(r) = self.tasks.join_next().await {
@@ -77,15 +118,33 @@ impl Running {
 /// binds the listeners. Call on a tokio runtime.
 pub async fn start(cfg: Config, loader: Loader) -> anyhow::Result<Running> {
     let root = cfg.models.clone();
+    let metrics = Arc::new(metrics::Metrics::new());
+    let loader = metrics::counting_loader(loader, metrics.clone());
     let registry = tokio::task::spawn_blocking(move || Registry::open(&root, loader)).await?.map_err(anyhow::Error::msg)?;
-    let app = Arc::new(App { registry: Arc::new(registry), max_body_bytes: cfg.max_body_bytes });
+    let app = Arc::new(App {
+        registry: Arc::new(registry),
+        max_body_bytes: cfg.max_body_bytes,
+        guard: limits::Guard::new(&cfg.ops),
+        scheduler: batcher::Scheduler::new(cfg.ops.clone(), metrics.clone()),
+        metrics,
+    });
+    let (stop, _) = tokio::sync::watch::channel(false);
+    let stop = Arc::new(stop);
+    let stopped = |stop: &tokio::sync::watch::Sender<bool>| {
+        let mut rx = stop.subscribe();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
     let mut tasks = tokio::task::JoinSet::new();
     let mut http = None;
     if let Some(addr) = cfg.http {
         let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("--http {addr}"))?;
         http = Some(l.local_addr()?);
         let router = rest::router(app.clone());
-        tasks.spawn(async move { axum::serve(l, router).await.context("http server") });
+        let make = router.into_make_service_with_connect_info::<SocketAddr>();
+        let stopped = stopped(&stop);
+        tasks.spawn(async move { axum::serve(l, make).with_graceful_shutdown(stopped).await.context("http server") });
     }
     let mut grpc = None;
     if let Some(addr) = cfg.grpc {
@@ -95,11 +154,18 @@ pub async fn start(cfg: Config, loader: Loader) -> anyhow::Result<Running> {
             .max_decoding_message_size(cfg.max_body_bytes)
             .max_encoding_message_size(cfg.max_body_bytes);
         let incoming = tonic::transport::server::TcpIncoming::from(l);
+        let layer = limits::GrpcLayer { app: app.clone() };
+        let stopped = stopped(&stop);
         tasks.spawn(async move {
-            tonic::transport::Server::builder().add_service(svc).serve_with_incoming(incoming).await.context("grpc server")
+            tonic::transport::Server::builder()
+                .layer(layer)
+                .add_service(svc)
+                .serve_with_incoming_shutdown(incoming, stopped)
+                .await
+                .context("grpc server")
         });
     }
-    Ok(Running { http, grpc, app, tasks })
+    Ok(Running { http, grpc, app, tasks, stop })
 }
 
 /// `flowcast serve`: starts the server on a multi-threaded runtime, prints one JSON line with
@@ -119,6 +185,37 @@ pub fn serve_blocking(cfg: Config) -> anyhow::Result<()> {
             writeln!(out, "{line}")?;
             out.flush()?;
         }
-        running.wait().await
+        let stop = running.stopper();
+        tokio::spawn(async move {
+            let why = shutdown_signal().await;
+            tracing::info!("{why}: shutting down (requests in flight finish)");
+            stop();
+        });
+        running.wait().await?;
+        tracing::info!("server stopped");
+        Ok(())
     })
+}
+
+/// Waits for SIGTERM or ctrl-c (SIGINT) and says which.
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "ctrl-c"
+    }
 }

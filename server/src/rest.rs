@@ -26,6 +26,7 @@ impl IntoResponse for ApiError {
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
         };
         (status, axum::Json(json!({ "error": self.message }))).into_response()
     }
@@ -48,8 +49,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v2/repository/index", post(repository_index))
         .route("/v2/repository/models/{name}/load", post(repository_load))
         .route("/v2/repository/models/{name}/unload", post(repository_unload))
+        .route("/metrics", get(crate::metrics::rest_metrics))
         .fallback(|| async { ApiError::not_found("no such endpoint (see docs/serve.md)") })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), crate::limits::rest_layer))
         .with_state(app)
 }
 
@@ -233,7 +236,7 @@ async fn run_infer(app: Arc<App>, name: String, version: Option<String>, headers
         None => default_binary,
     };
 
-    let r = infer::run(model.clone(), x, shape, "inputs[0]".into()).await?;
+    let r = app.scheduler.run(model.clone(), x, shape, "inputs[0]".into()).await?;
     let raw = binary_out.then(|| infer::f32_to_le(&r.probs));
     let resp = InferResponse {
         model_name: &model.name,
@@ -246,7 +249,7 @@ async fn run_infer(app: Arc<App>, name: String, version: Option<String>, headers
             parameters: raw.as_ref().map(|b| json!({ "binary_data_size": b.len() })),
             data: if binary_out { None } else { Some(&r.probs) },
         }],
-        parameters: json!({ "compute_time_us": r.compute_us }),
+        parameters: json!({ "compute_time_us": r.compute_us, "queue_time_us": r.queue_us, "batch_windows": r.batch_windows }),
     };
     let head = serde_json::to_vec(&resp).map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(match raw {

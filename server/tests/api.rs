@@ -93,7 +93,7 @@ fn server() -> &'static Server {
         std::fs::create_dir_all(root.join("not_a_model")).unwrap();
         let rt = tokio::runtime::Runtime::new().unwrap();
         let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let cfg = Config { models: root.to_path_buf(), http: Some(lo), grpc: Some(lo), max_body_bytes: LIMIT };
+        let cfg = Config { models: root.to_path_buf(), http: Some(lo), grpc: Some(lo), max_body_bytes: LIMIT, ..Default::default() };
         let running = rt.block_on(flowcast_server::start(cfg, fake_loader())).unwrap();
         let (http, grpc) = (running.http.unwrap(), running.grpc.unwrap());
         rt.spawn(running.wait());

@@ -1,4 +1,5 @@
-//! `flowcast bench`: training-stack benchmarks (model training/inference rate, feature engine).
+//! `flowcast bench`: training-stack benchmarks (model training/inference rate, feature engine)
+//! and serving latency (`bench serve`: in-process single-window latency, loopback load).
 
 use super::{emit, parse_overrides};
 use anyhow::{Context, Result};
@@ -65,6 +66,41 @@ pub enum BenchCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Serving latency: single-window p50/p99 per model kind (candle beside burn), then an
+    /// open-loop loopback load over REST and gRPC on LSTM-64 (docs/serve.md "Speed").
+    Serve {
+        /// Rows per window.
+        #[arg(long, default_value_t = 100)]
+        window: usize,
+        /// Book levels (4 columns each).
+        #[arg(long, default_value_t = 10)]
+        levels: usize,
+        /// Timed single-window calls per model and stack.
+        #[arg(long, default_value_t = 200)]
+        iters: usize,
+        /// Request rates (req/s) of the loopback load, ascending; stops at the first whose p99
+        /// misses --p99-us.
+        #[arg(long, value_delimiter = ',', default_value = "250,500,1000,2000,3000,5000,7500,10000")]
+        rates: Vec<f64>,
+        /// Seconds per rate.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// HTTP/1.1 connections of the load generator (gRPC: channels, at most 8).
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        #[arg(long, default_value_t = 1000.0)]
+        p99_us: f64,
+        /// Dynamic batching of the loopback server: most windows per model call (1 = off).
+        #[arg(long, default_value_t = 1)]
+        max_batch: usize,
+        #[arg(long, default_value_t = 0)]
+        max_queue_delay_us: u64,
+        /// Only the in-process latencies.
+        #[arg(long)]
+        no_loopback: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn bench_backtest(config: &std::path::Path, data: Option<&std::path::Path>, passes: usize, json: bool) -> Result<bool> {
@@ -116,6 +152,87 @@ fn bench_backtest(config: &std::path::Path, data: Option<&std::path::Path>, pass
     Ok(true)
 }
 
+/// `flowcast bench serve`.
+#[allow(clippy::too_many_arguments)]
+fn serve_bench(
+    window: usize,
+    levels: usize,
+    iters: usize,
+    rates: Vec<f64>,
+    seconds: f64,
+    connections: usize,
+    p99_us: f64,
+    batching: flowcast_server::config::Batching,
+    no_loopback: bool,
+    json: bool,
+) -> Result<bool> {
+    let features = 4 * levels;
+    let tmp = tempfile::tempdir().context("temporary directory")?;
+    let kinds: [(&str, &str, &[&str]); 4] = [
+        ("LSTM-64", "lstm", &["hidden=64"]),
+        ("DeepLOB (quickstart)", "deeplob", &["conv_channels=16", "inception_channels=16", "lstm_hidden=32"]),
+        ("DeepLOB (full)", "deeplob", &[]),
+        ("TransLOB", "transformer", &[]),
+    ];
+    let mut lat = Vec::new();
+    for (i, (kind, model, set)) in kinds.iter().enumerate() {
+        let set: Vec<String> = set.iter().map(|s| s.to_string()).collect();
+        let dir = tmp.path().join(format!("m{i}"));
+        lat.push(flowcast_train::serve_bench::single_window(kind, model, &parse_overrides(&set)?, window, features, iters, &dir)?);
+    }
+    if !json {
+        println!("single window [1, {window}, {features}], {iters} calls each, p50 / p99 µs:");
+        println!("{:<22} {:>9} {:>12} {:>12} {:>12} {:>12}", "model", "params", "candle p50", "candle p99", "burn p50", "burn p99");
+        for l in &lat {
+            println!(
+                "{:<22} {:>9} {:>12.1} {:>12.1} {:>12.1} {:>12.1}",
+                l.kind, l.params, l.candle_p50_us, l.candle_p99_us, l.burn_p50_us, l.burn_p99_us
+            );
+        }
+    }
+    let mut loads = Vec::new();
+    if !no_loopback {
+        // The LSTM-64 export (m0), served by an in-process server; model.json marks it for discovery.
+        let repo = tmp.path().join("repo");
+        std::fs::create_dir_all(&repo)?;
+        std::fs::rename(tmp.path().join("m0"), repo.join("lstm64"))?;
+        std::fs::write(repo.join("lstm64/model.json"), "{}\n")?;
+        let ops = flowcast_server::config::Ops { batching, ..Default::default() };
+        let d = std::time::Duration::from_secs_f64(seconds);
+        loads = flowcast_server::bench::loopback(&repo, "lstm64", window, features, &rates, d, connections, p99_us, ops)?;
+        if !json {
+            println!("\nloopback open-loop load, LSTM-64, one window per request, latency from the scheduled send (µs):");
+            println!(
+                "{:<6} {:>8} {:>10} {:>7} {:>9} {:>9} {:>9} {:>9}",
+                "proto", "rate", "achieved", "errors", "p50", "p99", "p99.9", "max"
+            );
+            for p in &loads {
+                for r in &p.runs {
+                    println!(
+                        "{:<6} {:>8.0} {:>10.0} {:>7} {:>9.0} {:>9.0} {:>9.0} {:>9.0}",
+                        format!("{:?}", r.protocol).to_lowercase(),
+                        r.rate,
+                        r.achieved_rate,
+                        r.errors,
+                        r.p50_us,
+                        r.p99_us,
+                        r.p999_us,
+                        r.max_us
+                    );
+                }
+                match p.highest_rate {
+                    Some(r) => println!("{:?}: highest tested rate with p99 < {p99_us} µs: {r} req/s", p.protocol),
+                    None => println!("{:?}: no tested rate kept p99 < {p99_us} µs", p.protocol),
+                }
+            }
+        }
+    }
+    if json {
+        println!("{}", serde_json::json!({ "single_window": lat, "loopback": loads }));
+    }
+    Ok(true)
+}
+
 pub fn run(c: BenchCmd) -> Result<bool> {
     if let BenchCmd::Backtest { config, data, passes, json } = &c {
         return bench_backtest(config, data.as_deref(), *passes, *json);
@@ -123,6 +240,22 @@ pub fn run(c: BenchCmd) -> Result<bool> {
     let (model, batch, window, levels, steps, set, baseline, baseline_set, device, json) = match c {
         BenchCmd::Train { model, batch, window, levels, steps, set, baseline, baseline_set, device, json } => {
             (model, batch, window, levels, steps, set, baseline, baseline_set, device, json)
+        }
+        BenchCmd::Serve {
+            window,
+            levels,
+            iters,
+            rates,
+            seconds,
+            connections,
+            p99_us,
+            max_batch,
+            max_queue_delay_us,
+            no_loopback,
+            json,
+        } => {
+            let batching = flowcast_server::config::Batching { max_batch, max_queue_delay_us, instances: 1 };
+            return serve_bench(window, levels, iters, rates, seconds, connections, p99_us, batching, no_loopback, json);
         }
         BenchCmd::Features { data, set, per_feature, json } => {
             use flowcast_datasets::features::{bench, bench_per_feature, FeatureSet};

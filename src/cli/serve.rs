@@ -1,40 +1,47 @@
 //! `flowcast serve`: the Open Inference Protocol (KServe v2) server of flowcast-server over a
-//! run directory or a `<name>/<version>/` model repository (docs/serve.md).
+//! run directory or a `<name>/<version>/` model repository (docs/serve.md). Settings come from
+//! `--config serve.toml` (flowcast_server::config); the flags below override the file.
 
 use anyhow::{Context, Result};
 use clap::Args;
-use std::net::SocketAddr;
+use flowcast_server::config::{parse_addr, ServeFile};
 use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct ServeArgs {
     /// A run directory (each model sub-directory is a model, version 1), one model directory, or
-    /// a Triton-style repository `<dir>/<name>/<version>/model.json`.
+    /// a Triton-style repository `<dir>/<name>/<version>/model.json` (else `models` of the config).
     #[arg(long)]
-    models: PathBuf,
-    /// REST (HTTP/1.1) listen address, or `off`.
-    #[arg(long, default_value = "127.0.0.1:8000")]
-    http: String,
-    /// gRPC listen address, or `off`.
-    #[arg(long, default_value = "127.0.0.1:8001")]
-    grpc: String,
-    /// Largest request body (REST) / message (gRPC) in bytes.
-    #[arg(long, default_value_t = flowcast_server::DEFAULT_MAX_BODY_BYTES)]
-    max_body_bytes: usize,
+    models: Option<PathBuf>,
+    /// REST (HTTP/1.1) listen address, or `off` [default: 127.0.0.1:8000].
+    #[arg(long)]
+    http: Option<String>,
+    /// gRPC listen address, or `off` [default: 127.0.0.1:8001].
+    #[arg(long)]
+    grpc: Option<String>,
+    /// Largest request body (REST) / message (gRPC) in bytes [default: 67108864].
+    #[arg(long)]
+    max_body_bytes: Option<usize>,
+    /// serve.toml: auth tokens, rate limits, timeouts, queue, dynamic batching (docs/serve.md).
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
-fn addr(flag: &str, v: &str) -> Result<Option<SocketAddr>> {
-    if v == "off" {
-        return Ok(None);
-    }
-    v.parse().map(Some).with_context(|| format!("--{flag} {v:?}: expected HOST:PORT (e.g. 127.0.0.1:8000) or off"))
-}
-
-/// Serves until killed; prints one JSON line (bound addresses, repository index) once ready.
+/// Serves until SIGTERM or ctrl-c (requests in flight finish); prints one JSON line (bound
+/// addresses, repository index) once ready.
 pub fn run(a: ServeArgs) -> Result<bool> {
-    let http = addr("http", &a.http)?;
-    let grpc = addr("grpc", &a.grpc)?;
+    let file = match &a.config {
+        Some(p) => ServeFile::read(p).map_err(anyhow::Error::msg)?,
+        None => ServeFile::default(),
+    };
+    let models = a.models.or(file.models.clone()).context("--models DIR is required (or `models` in --config)")?;
+    let http = a.http.or(file.http.clone()).unwrap_or_else(|| "127.0.0.1:8000".into());
+    let grpc = a.grpc.or(file.grpc.clone()).unwrap_or_else(|| "127.0.0.1:8001".into());
+    let http = parse_addr("--http", &http).map_err(anyhow::Error::msg)?;
+    let grpc = parse_addr("--grpc", &grpc).map_err(anyhow::Error::msg)?;
     anyhow::ensure!(http.is_some() || grpc.is_some(), "--http off and --grpc off: nothing to serve");
-    flowcast_server::serve_blocking(flowcast_server::Config { models: a.models, http, grpc, max_body_bytes: a.max_body_bytes })?;
+    let ops = file.ops().map_err(|e| anyhow::anyhow!("{}: {e}", a.config.as_deref().unwrap_or("serve.toml".as_ref()).display()))?;
+    let max_body_bytes = a.max_body_bytes.or(file.max_body_bytes).unwrap_or(flowcast_server::DEFAULT_MAX_BODY_BYTES);
+    flowcast_server::serve_blocking(flowcast_server::Config { models, http, grpc, max_body_bytes, ops })?;
     Ok(true)
 }

@@ -9,6 +9,7 @@ use std::process::Command;
 mod labels;
 mod serve;
 mod sweep;
+mod serve_ops;
 mod train;
 
 fn flowcast(args: &[&str]) -> (i32, String, String) {

@@ -10,6 +10,7 @@ pub mod progress;
 pub mod reproduce;
 pub mod run;
 pub mod sweep;
+pub mod serve_bench;
 pub mod tensorboard;
 pub mod trainer;
 
