@@ -133,7 +133,7 @@ pub fn timestamp() -> String {
     format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", s / 3600, s / 60 % 60, s % 60)
 }
 
-fn write_json(path: &Path, v: &impl serde::Serialize) -> Result<()> {
+pub(crate) fn write_json(path: &Path, v: &impl serde::Serialize) -> Result<()> {
     std::fs::write(path, serde_json::to_string_pretty(v).expect("json") + "\n").map_err(|e| TrainError::io(path, e))
 }
 
@@ -190,6 +190,9 @@ fn fit_baselines(exp: &Experiment, data: &PreparedData, t: usize) -> Result<Targ
 pub fn run_experiment(exp: &Experiment, exp_text: &str, opts: &RunOptions) -> Result<Summary> {
     let device_name = opts.device.clone().unwrap_or_else(|| exp.device.clone());
     let device = device_of(&device_name)?;
+    if !cfg!(feature = "lightgbm") && exp.models.iter().any(|m| m.name == crate::config::LIGHTGBM) {
+        return Err(crate::lightgbm::not_built());
+    }
     let t0 = std::time::Instant::now();
     let ds = load_data(exp)?;
     let spec = PrepareSpec { columns: &exp.columns, targets: &exp.targets, splits: &exp.splits, normalization: &exp.normalization };
@@ -277,6 +280,29 @@ pub fn run_experiment(exp: &Experiment, exp_text: &str, opts: &RunOptions) -> Re
         targets_full.insert(tid.clone(), json!({"target": pt.def, "baselines": bfull, "fitted": fitted}));
         let data_key = format!("{}:{}:{:?}:{}", data.info.events_sha256, data.inputs.window, data.inputs.names, tid);
         for spec in exp.models.iter().filter(|m| m.targets.as_ref().is_none_or(|ts| ts.contains(&tid))) {
+            if spec.name == crate::config::LIGHTGBM {
+                let id = run_model_id(exp, spec, &tid);
+                let dir = run_dir.join(&id);
+                std::fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
+                let job = crate::lightgbm::Job {
+                    exp,
+                    spec,
+                    id: &id,
+                    dir: &dir,
+                    target: ti,
+                    baselines: &fitted,
+                    baseline_headline: &bhead,
+                    device: "cpu",
+                };
+                let t = crate::lightgbm::train_and_export(&job, &data)?;
+                if opts.verify_export {
+                    agreement.insert(id.clone(), json!({"engine": "flowcast_contract::gbdt (pure Rust) vs LightGBM C++",
+                        "max_abs_diff": t.full["evaluator"]["max_abs_diff_vs_lightgbm"], "windows": pt.test.len()}));
+                }
+                models.insert(id.clone(), t.headline);
+                full.insert(id, t.full);
+                continue;
+            }
             if pt.def.output != OutputKind::Direction {
                 return Err(TrainError::Invalid(format!(
                     "[[model]] {}: target {tid} is a regression target; the deep models predict direction classes (name targets = [...] on the model)",
@@ -316,7 +342,7 @@ pub fn run_experiment(exp: &Experiment, exp_text: &str, opts: &RunOptions) -> Re
                 flowcast_version: env!("CARGO_PKG_VERSION").into(),
                 experiment: exp.name.clone(),
                 model_id: id.clone(),
-                family: "deep".into(),
+                family: flowcast_contract::card::Family::Deep,
                 model: flowcast_models::export::config_document(&trained.config),
                 params: trained.params,
                 weights: WeightsEntry { file: WEIGHTS_FILE.into(), sha256: sha256_file(&weights)?, tensors: safetensors_header(&weights)? },
