@@ -87,5 +87,11 @@ fn main() {
     }
     black_box(acc);
     let us = t.elapsed().as_secs_f64() * 1e6 / rows as f64;
-    println!("gbdt: {} trees ({} iterations × {} outputs), {} leaves, {f} features: {us:.2} µs per row", model.trees(), model.iterations(), k, model.leaves());
+    println!(
+        "gbdt: {} trees ({} iterations × {} outputs), {} leaves, {f} features: {us:.2} µs per row",
+        model.trees(),
+        model.iterations(),
+        k,
+        model.leaves()
+    );
 }

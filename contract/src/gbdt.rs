@@ -223,7 +223,15 @@ impl GbdtModel {
         if trees.is_empty() || trees.len() % per_iter != 0 {
             return Err(bad(file, i + 1, format!("{} trees is not a whole number of iterations of {per_iter}", trees.len())));
         }
-        Ok(GbdtModel { objective, objective_line: objective_line.into(), trees_per_iteration: per_iter, features, feature_names, average_output, trees })
+        Ok(GbdtModel {
+            objective,
+            objective_line: objective_line.into(),
+            trees_per_iteration: per_iter,
+            features,
+            feature_names,
+            average_output,
+            trees,
+        })
     }
 
     fn parse_tree(file: &Path, start: usize, kv: &std::collections::HashMap<&str, (usize, &str)>, features: usize) -> Result<Tree> {
@@ -558,7 +566,8 @@ end of trees
     fn malformed_models_name_the_line() {
         let e = GbdtModel::parse(&MODEL.replace("threshold=0.5 -1", "threshold=0.5"), Path::new("m.txt")).unwrap_err().to_string();
         assert!(e.contains("m.txt") && e.contains("line 17") && e.contains("threshold: 1 values, expected 2"), "{e}");
-        let e = GbdtModel::parse(&MODEL.replace("objective=regression", "objective=lambdarank"), Path::new("m.txt")).unwrap_err().to_string();
+        let e =
+            GbdtModel::parse(&MODEL.replace("objective=regression", "objective=lambdarank"), Path::new("m.txt")).unwrap_err().to_string();
         assert!(e.contains("line 7") && e.contains("lambdarank"), "{e}");
         let e = GbdtModel::parse(&MODEL.replace("end of trees\n", ""), Path::new("m.txt")).unwrap_err().to_string();
         assert!(e.contains("end of trees"), "{e}");

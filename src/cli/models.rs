@@ -39,8 +39,10 @@ pub fn run(cmd: ModelsCmd) -> Result<bool> {
                     .iter()
                     .map(|(a, p)| serde_json::json!({"name": a.name(), "family": "deep", "summary": a.summary(), "reference": a.reference(), "params": p}))
                     .collect();
-                rows.push(serde_json::json!({"name": LIGHTGBM, "family": "lightgbm", "summary": LIGHTGBM_SUMMARY, "reference": LIGHTGBM_REFERENCE,
-                                             "params": null, "trainable": cfg!(feature = "lightgbm")}));
+                rows.push(
+                    serde_json::json!({"name": LIGHTGBM, "family": "lightgbm", "summary": LIGHTGBM_SUMMARY, "reference": LIGHTGBM_REFERENCE,
+                                             "params": null, "trainable": cfg!(feature = "lightgbm")}),
+                );
                 println!("{}", serde_json::json!({ "models": rows }));
             } else {
                 println!("{:<12} {:>10}  summary (params at 40 features, 3 classes)", "model", "params");
@@ -54,8 +56,11 @@ pub fn run(cmd: ModelsCmd) -> Result<bool> {
             let spec = flowcast_train::config::ModelSpec { name: name.clone(), id: None, targets: None, params: parse_overrides(&set)? };
             let p = LightgbmParams::from_spec(&spec).map_err(anyhow::Error::msg)?;
             if json {
-                println!("{}", serde_json::json!({"name": LIGHTGBM, "family": "lightgbm", "summary": LIGHTGBM_SUMMARY,
-                                                  "reference": LIGHTGBM_REFERENCE, "params": p, "trainable": cfg!(feature = "lightgbm")}));
+                println!(
+                    "{}",
+                    serde_json::json!({"name": LIGHTGBM, "family": "lightgbm", "summary": LIGHTGBM_SUMMARY,
+                                                  "reference": LIGHTGBM_REFERENCE, "params": p, "trainable": cfg!(feature = "lightgbm")})
+                );
             } else {
                 println!("model      {LIGHTGBM}\nsummary    {LIGHTGBM_SUMMARY}\nreference  {LIGHTGBM_REFERENCE}");
                 println!("input      [batch, seq, F] -> the last row's F features -> class probabilities (or bps)");

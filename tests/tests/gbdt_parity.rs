@@ -113,12 +113,24 @@ fn synthetic_rows_with_missing_values_and_categories_match_lightgbm() {
         let b = if uniform(&mut s) < 0.15 { f64::NAN } else { uniform(&mut s) * 2.0 - 1.0 };
         let c = if uniform(&mut s) < 0.3 { 0.0 } else { uniform(&mut s) - 0.5 };
         let u = uniform(&mut s);
-        let d = if u < 0.05 { f64::NAN } else if u < 0.08 { -1.0 } else { (uniform(&mut s) * 40.0).floor() };
+        let d = if u < 0.05 {
+            f64::NAN
+        } else if u < 0.08 {
+            -1.0
+        } else {
+            (uniform(&mut s) * 40.0).floor()
+        };
         let e = uniform(&mut s);
         let g = uniform(&mut s) * 100.0;
         let cat_effect = if d.is_finite() && (d as i64) % 3 == 0 { 0.8 } else { -0.3 };
         let v = a + if b.is_nan() { 0.7 } else { b } + 2.0 * c + cat_effect + 0.5 * (uniform(&mut s) - 0.5);
-        let class = if v > 0.6 { 2.0 } else if v < -0.6 { 0.0 } else { 1.0 };
+        let class = if v > 0.6 {
+            2.0
+        } else if v < -0.6 {
+            0.0
+        } else {
+            1.0
+        };
         x.extend([a, b, c, d, e, g].map(|v| v as f32));
         y.push((class, v * 10.0));
     }
@@ -137,8 +149,11 @@ fn synthetic_rows_with_missing_values_and_categories_match_lightgbm() {
     let txt = std::fs::read_to_string(dir.path().join("multiclass.txt")).unwrap();
     assert!(txt.lines().any(|l| l.starts_with("num_cat=") && l != "num_cat=0"), "no categorical split was learnt");
     let txt = std::fs::read_to_string(dir.path().join("multiclass_zero_as_missing.txt")).unwrap();
-    let dts: Vec<i64> =
-        txt.lines().filter_map(|l| l.strip_prefix("decision_type=")).flat_map(|l| l.split_whitespace().map(|v| v.parse().unwrap())).collect();
+    let dts: Vec<i64> = txt
+        .lines()
+        .filter_map(|l| l.strip_prefix("decision_type="))
+        .flat_map(|l| l.split_whitespace().map(|v| v.parse().unwrap()))
+        .collect();
     assert!(dts.iter().any(|d| (d >> 2) & 3 == 1), "no missing-type Zero split in the zero_as_missing model");
 }
 
@@ -152,7 +167,8 @@ fn real_lobster_feature_rows_match_lightgbm() {
     use flowcast_contract::preprocessing::{ColumnKind, ColumnsSpec, NormSpec, SplitSpec};
     use flowcast_contract::target::{OutputKind, TargetSpec};
     let d = data.join("lobster");
-    let inputs = vec![d.join("AMZN_2012-06-21_34200000_57600000_message_1.csv"), d.join("AMZN_2012-06-21_34200000_57600000_orderbook_1.csv")];
+    let inputs =
+        vec![d.join("AMZN_2012-06-21_34200000_57600000_message_1.csv"), d.join("AMZN_2012-06-21_34200000_57600000_orderbook_1.csv")];
     let opts = flowcast_datasets::loaders::ImportOptions { levels: 10, ..Default::default() };
     let ds = flowcast_datasets::loaders::import(flowcast_datasets::loaders::Format::Lobster, &inputs, &opts).unwrap().datasets.remove(0);
     let columns = ColumnsSpec { kind: ColumnKind::Features, window: 1, ..Default::default() };

@@ -15,9 +15,9 @@ use crate::config::{Experiment, LightgbmParams, ModelSpec};
 use crate::error::{Result, TrainError};
 use flowcast_contract::baselines::Baseline;
 use flowcast_contract::prepare::PreparedData;
-use serde_json::Value;
 #[cfg(feature = "lightgbm")]
 use serde_json::json;
+use serde_json::Value;
 use std::path::Path;
 
 /// What the run loop needs back: the headline for the summary and the full metrics entry.
@@ -69,7 +69,9 @@ mod imp {
     use super::*;
     use crate::run::write_json;
     use flowcast_contract::card::{sha256_file, Family, ModelCard, TrainingEntry, WeightsEntry};
-    use flowcast_contract::files::{CARD_FORMAT, CARD_VERSION, LIGHTGBM_DOC_FORMAT, LIGHTGBM_DOC_VERSION, LIGHTGBM_MODEL_FILE, PREDICTIONS_FILE};
+    use flowcast_contract::files::{
+        CARD_FORMAT, CARD_VERSION, LIGHTGBM_DOC_FORMAT, LIGHTGBM_DOC_VERSION, LIGHTGBM_MODEL_FILE, PREDICTIONS_FILE,
+    };
     use flowcast_contract::gbdt::{GbdtModel, GbdtPredictor};
     use flowcast_contract::metrics::Metrics;
     use flowcast_contract::predictions::write_predictions;
@@ -106,6 +108,51 @@ mod imp {
             v["early_stopping_rounds"] = json!(p.early_stopping_rounds);
         }
         v
+    }
+
+    /// TreeSHAP contributions (`C_API_PREDICT_CONTRIB`) of row-major `x` from the saved model:
+    /// `rows × outputs × (features + 1)`, the buffer LightGBM's C API documents.
+    fn contributions(model: &Path, x: &[f32], f: usize, outputs: usize) -> Result<Vec<f64>> {
+        use lightgbm3_sys as sys;
+        let rows = x.len() / f;
+        let last_error = || unsafe { std::ffi::CStr::from_ptr(sys::LGBM_GetLastError()).to_string_lossy().into_owned() };
+        let file = std::ffi::CString::new(model.display().to_string()).map_err(|e| TrainError::Invalid(e.to_string()))?;
+        let (mut handle, mut iters): (sys::BoosterHandle, i32) = (std::ptr::null_mut(), 0);
+        // SAFETY: `file` is a NUL-terminated path; `handle` receives a booster we free below.
+        if unsafe { sys::LGBM_BoosterCreateFromModelfile(file.as_ptr(), &mut iters, &mut handle) } != 0 {
+            return Err(TrainError::Invalid(format!("LightGBM: {}: {}", model.display(), last_error())));
+        }
+        let mut out = vec![0.0f64; rows * outputs * (f + 1)];
+        let mut len = 0i64;
+        let params = std::ffi::CString::new("num_threads=1").expect("no NUL");
+        // SAFETY: `x` holds rows × f f32 values (row-major), `out` the documented
+        // num_class × rows × (f + 1) doubles; LightGBM writes `len` ≤ that many.
+        let rc = unsafe {
+            sys::LGBM_BoosterPredictForMat(
+                handle,
+                x.as_ptr() as *const std::ffi::c_void,
+                sys::C_API_DTYPE_FLOAT32 as i32,
+                rows as i32,
+                f as i32,
+                1,
+                sys::C_API_PREDICT_CONTRIB as i32,
+                0,
+                -1,
+                params.as_ptr(),
+                &mut len,
+                out.as_mut_ptr(),
+            )
+        };
+        let err = (rc != 0).then(last_error);
+        // SAFETY: `handle` came from LGBM_BoosterCreateFromModelfile and is freed once.
+        unsafe { sys::LGBM_BoosterFree(handle) };
+        if let Some(e) = err {
+            return Err(TrainError::Invalid(format!("LightGBM pred_contrib: {e}")));
+        }
+        if len as usize != out.len() {
+            return Err(TrainError::Invalid(format!("LightGBM pred_contrib: {len} values, expected {}", out.len())));
+        }
+        Ok(out)
     }
 
     /// Evenly spaced indices: at most `n` of `0..len`.
@@ -189,7 +236,7 @@ mod imp {
         let split = booster.feature_importance(ImportanceType::Split).map_err(lgb)?;
         let idx = spaced(pt.test.len(), p.shap_rows);
         let xs: Vec<f32> = idx.iter().flat_map(|&i| xte[i * f..(i + 1) * f].iter().copied()).collect();
-        let contrib = if xs.is_empty() { Vec::new() } else { booster.predict_contrib(&xs, f as i32, true).map_err(lgb)? };
+        let contrib = if xs.is_empty() { Vec::new() } else { contributions(&model_path, &xs, f, out_k)? };
         let shap = crate::explain::Shap::new(&contrib, idx.len(), out_k, f)?;
         // TreeSHAP is exact: Σ contributions + bias = the raw score, checked with the evaluator.
         let mut additivity = 0.0f64;

@@ -296,8 +296,11 @@ pub fn run_experiment(exp: &Experiment, exp_text: &str, opts: &RunOptions) -> Re
                 };
                 let t = crate::lightgbm::train_and_export(&job, &data)?;
                 if opts.verify_export {
-                    agreement.insert(id.clone(), json!({"engine": "flowcast_contract::gbdt (pure Rust) vs LightGBM C++",
-                        "max_abs_diff": t.full["evaluator"]["max_abs_diff_vs_lightgbm"], "windows": pt.test.len()}));
+                    agreement.insert(
+                        id.clone(),
+                        json!({"engine": "flowcast_contract::gbdt (pure Rust) vs LightGBM C++",
+                        "max_abs_diff": t.full["evaluator"]["max_abs_diff_vs_lightgbm"], "windows": pt.test.len()}),
+                    );
                 }
                 models.insert(id.clone(), t.headline);
                 full.insert(id, t.full);

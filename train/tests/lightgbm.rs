@@ -17,10 +17,22 @@ const EXPERIMENT: &str = r#"
 name = "lgb"
 seed = 5
 [data]
-synthetic = { levels = 5, events = 30000, seed = 13 }
+synthetic = { levels = 5, events = 60000, seed = 13 }
 [columns]
 kind = "features"
 window = 1
+feature = [
+  { name = "ofi", window_events = 10 },
+  { name = "ofi", window_events = 100 },
+  { level = 3, name = "mlofi", window_events = 100 },
+  { levels = 1, name = "imbalance" },
+  { levels = 5, name = "imbalance_price_weighted" },
+  { name = "spread_zscore", window_events = 100 },
+  { levels = 5, name = "depth_ratio" },
+  { classification = "aggressor", name = "trade_imbalance", window_events = 100 },
+  { name = "log_return", window_events = 10 },
+  { name = "time_since_trade" },
+]
 [[label]]
 id = "dir"
 kind = "smoothed"
@@ -177,7 +189,10 @@ fn python_loads_the_exported_model(dir: &Path) {
             }
         })
         .collect();
-    let csv: String = x.chunks(f).map(|r| r.iter().map(|v| if v.is_nan() { "nan".into() } else { v.to_string() }).collect::<Vec<_>>().join(",") + "\n").collect();
+    let csv: String = x
+        .chunks(f)
+        .map(|r| r.iter().map(|v| if v.is_nan() { "nan".into() } else { v.to_string() }).collect::<Vec<_>>().join(",") + "\n")
+        .collect();
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("x.csv"), csv).unwrap();
     let script = "import sys, numpy as np, lightgbm as lgb\nb = lgb.Booster(model_file=sys.argv[1])\nX = np.loadtxt(sys.argv[2], delimiter=',', ndmin=2)\nnp.savetxt(sys.argv[3], b.predict(X).reshape(len(X), -1), delimiter=',', fmt='%.17g')\n";
@@ -189,8 +204,12 @@ fn python_loads_the_exported_model(dir: &Path) {
         .output()
         .unwrap();
     assert!(o.status.success(), "python: {}", String::from_utf8_lossy(&o.stderr));
-    let want: Vec<f64> =
-        std::fs::read_to_string(tmp.path().join("p.csv")).unwrap().split([',', '\n']).filter(|s| !s.is_empty()).map(|s| s.parse().unwrap()).collect();
+    let want: Vec<f64> = std::fs::read_to_string(tmp.path().join("p.csv"))
+        .unwrap()
+        .split([',', '\n'])
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
     let k = model.outputs();
     assert_eq!(want.len(), n * k);
     let mut got = vec![0.0; k];
