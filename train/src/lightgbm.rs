@@ -11,7 +11,7 @@
 //! al. 2018). Test metrics come from the Rust evaluator, the one that serves; its agreement with
 //! LightGBM's own predictions is recorded. Formulas and sources: docs/models.md.
 
-use crate::config::{Experiment, LightgbmParams, ModelSpec};
+use crate::config::{Experiment, ModelSpec};
 use crate::error::{Result, TrainError};
 use flowcast_contract::baselines::Baseline;
 use flowcast_contract::prepare::PreparedData;
@@ -67,6 +67,7 @@ pub use imp::train_and_export;
 #[cfg(feature = "lightgbm")]
 mod imp {
     use super::*;
+    use crate::config::LightgbmParams;
     use crate::run::write_json;
     use flowcast_contract::card::{sha256_file, Family, ModelCard, TrainingEntry, WeightsEntry};
     use flowcast_contract::files::{

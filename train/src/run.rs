@@ -8,7 +8,9 @@
 //!   metrics.json      test metrics of every model and both baselines, training histories
 //!   <model id>/       model.safetensors, model_config.json, model.json (card),
 //!                     predictions.parquet, tensorboard/events.out.tfevents.*,
-//!                     checkpoints/{last,best}/ (model.bpk, optimizer.bpk, state.json)
+//!                     checkpoints/{last,best}/ (model.bpk, optimizer.bpk, state.json);
+//!                     lightgbm models: model.txt, model.json, predictions.parquet,
+//!                     importance.json, shap.parquet (crate::lightgbm)
 //! ```
 
 use crate::batch::BurnPredictor;
