@@ -60,6 +60,17 @@ impl Summary {
                 if let Some(ms) = self.json["models"].as_object() {
                     for (id, m) in ms.iter().filter(|(_, m)| m["target"] == tid.as_str()) {
                         s.push_str(&row(id, m));
+                        let r = &m["regression"];
+                        if r.is_object() {
+                            let f = |k: &str| r[k].as_f64().map(|v| format!("{v:.4}")).unwrap_or("-".into());
+                            s.push_str(&format!(
+                                "  {id} regression (bps): RMSE {} · MAE {} · corr {} · R² {}\n",
+                                f("rmse_bps"),
+                                f("mae_bps"),
+                                f("corr"),
+                                f("r2")
+                            ));
+                        }
                     }
                 }
                 if let Some(bs) = t["baselines"].as_object() {
