@@ -68,7 +68,7 @@ fn parity(dir: &Path, x: &[f32], f: usize, y: &[(f64, f64)], categorical: &[usiz
         let k = model.outputs();
         let want: Vec<f64> = std::fs::read_to_string(dir.join(format!("{name}.pred.csv")))
             .unwrap()
-            .split(|c: char| c == ',' || c == '\n')
+            .split([',', '\n'])
             .filter(|s| !s.is_empty())
             .map(|s| s.parse().unwrap())
             .collect();

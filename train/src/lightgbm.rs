@@ -211,8 +211,8 @@ mod imp {
         for (r, x) in xte.chunks(f).enumerate() {
             row.iter_mut().zip(x).for_each(|(d, &s)| *d = s as f64);
             model.predict_row(&row, &mut mine);
-            for c in 0..out_k {
-                max_diff = max_diff.max((mine[c] - own[r * out_k + c]).abs());
+            for (m, o) in mine.iter().zip(&own[r * out_k..(r + 1) * out_k]) {
+                max_diff = max_diff.max((m - o).abs());
             }
         }
         let us_per_row = {
@@ -244,8 +244,8 @@ mod imp {
         for (j, x) in xs.chunks(f).enumerate() {
             row.iter_mut().zip(x).for_each(|(d, &s)| *d = s as f64);
             model.raw_into(|c| row[c], &mut mine);
-            for c in 0..out_k {
-                additivity = additivity.max((shap.total(j, c) - mine[c]).abs());
+            for (c, raw) in mine.iter().enumerate() {
+                additivity = additivity.max((shap.total(j, c) - raw).abs());
             }
         }
         let ends: Vec<u32> = idx.iter().map(|&i| pt.test.ends[i]).collect();
