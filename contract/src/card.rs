@@ -5,7 +5,8 @@
 
 use crate::baselines::Baseline;
 use crate::error::{ContractError, Result};
-use crate::files::{CARD_FILE, CARD_FORMAT, CARD_VERSION, CONFIG_FILE};
+use crate::files::{CARD_FILE, CARD_FORMAT, CARD_VERSION, CONFIG_FILE, LIGHTGBM_DOC_FORMAT, LIGHTGBM_DOC_VERSION};
+use crate::gbdt::{GbdtModel, Objective};
 use crate::preprocessing::{book_names, ColumnKind, DataInfo, Preprocessing};
 use crate::spec::ModelSpec;
 use crate::target::OutputKind;
@@ -47,6 +48,26 @@ pub struct TrainingEntry {
     pub device: String,
 }
 
+/// Model family: what the weights file is and which predictor reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// A `spec::ModelSpec` architecture: `model.safetensors` + `model_config.json` (burn/candle).
+    Deep,
+    /// Gradient-boosted trees in LightGBM's text format (`model.txt`), read by `gbdt`.
+    Lightgbm,
+}
+
+impl Family {
+    pub const ALL: [Family; 2] = [Family::Deep, Family::Lightgbm];
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Deep => "deep",
+            Family::Lightgbm => "lightgbm",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelCard {
@@ -56,11 +77,12 @@ pub struct ModelCard {
     /// Experiment name and model id within it (the run's model directory).
     pub experiment: String,
     pub model_id: String,
-    /// Model family: `deep` (a `spec::ModelSpec` architecture with safetensors weights).
-    pub family: String,
-    /// `model_config.json`'s document: `{format, version, architecture, config}`.
+    /// Model family: `deep` or `lightgbm`.
+    pub family: Family,
+    /// deep: `model_config.json`'s document `{format, version, architecture, config}`;
+    /// lightgbm: `{format: "flowcast-lightgbm", version, objective, trees, iterations, params}`.
     pub model: serde_json::Value,
-    /// Trainable parameters.
+    /// Trainable parameters (lightgbm: leaves over all trees).
     pub params: usize,
     pub weights: WeightsEntry,
     /// Input columns (with the fitted feature set), window length, normalisation statistics
@@ -150,6 +172,11 @@ impl ModelCard {
                 format!("{}, expected {CARD_VERSION} (re-export the model with this flowcast)", head["version"]),
             ));
         }
+        // The family by name, so an unknown one says which field and which families exist.
+        if !Family::ALL.iter().any(|f| head["family"] == f.name()) {
+            let known: Vec<&str> = Family::ALL.iter().map(|f| f.name()).collect();
+            return Err(ContractError::card(&p, "family", format!("{}: this flowcast serves the families {known:?}", head["family"])));
+        }
         let mut card: ModelCard =
             serde_json::from_str(&s).map_err(|e| ContractError::card(&p, &format!("line {}", e.line()), e.to_string()))?;
         // The normaliser's per-column (shift, scale) is derived state: rebuild it from the stats.
@@ -179,24 +206,15 @@ impl ModelCard {
         if self.flowcast_version.is_empty() {
             return err("flowcast_version", "empty".into());
         }
-        if self.family != "deep" {
-            return err("family", format!("{:?}: this flowcast serves the family \"deep\"", self.family));
-        }
         if let Err(r) = self.signal.validate() {
             return err("signal", r);
         }
-        let config = self.spec(dir)?;
         let inp = &self.preprocessing.inputs;
         let target = &self.preprocessing.target;
         let f = inp.names.len();
-        if config.n_features() != f {
-            return err("model.config", format!("{} input features, but preprocessing.inputs.names has {f}", config.n_features()));
-        }
-        if target.output != OutputKind::Direction {
-            return err("preprocessing.target.output", "deep models predict direction classes".into());
-        }
-        if config.n_classes() != self.classes.len() {
-            return err("classes", format!("{} names for a model with {} classes", self.classes.len(), config.n_classes()));
+        match self.family {
+            Family::Deep => self.validate_deep_model(dir)?,
+            Family::Lightgbm => self.validate_lightgbm(dir)?,
         }
         if self.classes != target.classes {
             return err("classes", format!("{:?} differ from preprocessing.target.classes {:?}", self.classes, target.classes));
@@ -204,7 +222,6 @@ impl ModelCard {
         if inp.window == 0 {
             return err("preprocessing.inputs.window", "0".into());
         }
-        config.check_window(inp.window).map_err(|e| ContractError::card(&p, "preprocessing.inputs.window", e))?;
         let book = if inp.columns == ColumnKind::Features { 0 } else { 4 * inp.levels };
         if book > f || inp.names[..book] != book_names(inp.levels)[..book] {
             return err(
@@ -243,6 +260,41 @@ impl ModelCard {
                 return err(&format!("metrics.test.{key}"), "missing".into());
             }
         }
+        match self.family {
+            Family::Deep => self.validate_deep_files(dir),
+            Family::Lightgbm => Ok(()),
+        }
+    }
+
+    /// The architecture document against the inputs and target (deep cards).
+    fn validate_deep_model(&self, dir: &Path) -> Result<()> {
+        let p = dir.join(CARD_FILE);
+        let err = |field: &str, r: String| Err(ContractError::card(&p, field, r));
+        if self.model["format"] == LIGHTGBM_DOC_FORMAT {
+            return err("family", "\"deep\", but the model document is a LightGBM one".into());
+        }
+        let config = self.spec(dir)?;
+        let inp = &self.preprocessing.inputs;
+        let f = inp.names.len();
+        if config.n_features() != f {
+            return err("model.config", format!("{} input features, but preprocessing.inputs.names has {f}", config.n_features()));
+        }
+        if self.preprocessing.target.output != OutputKind::Direction {
+            return err("preprocessing.target.output", "deep models predict direction classes".into());
+        }
+        if config.n_classes() != self.classes.len() {
+            return err("classes", format!("{} names for a model with {} classes", self.classes.len(), config.n_classes()));
+        }
+        if inp.window == 0 {
+            return err("preprocessing.inputs.window", "0".into());
+        }
+        config.check_window(inp.window).map_err(|e| ContractError::card(&p, "preprocessing.inputs.window", e))
+    }
+
+    /// Weights and config files beside a deep card.
+    fn validate_deep_files(&self, dir: &Path) -> Result<()> {
+        let p = dir.join(CARD_FILE);
+        let err = |field: &str, r: String| Err(ContractError::card(&p, field, r));
         // The weights: file present, hash as recorded, tensors exactly as recorded.
         let w = dir.join(&self.weights.file);
         let sha = sha256_file(&w)?;
@@ -268,6 +320,41 @@ impl ModelCard {
             return err("model", format!("differs from {}", cfg_path.display()));
         }
         Ok(())
+    }
+
+    /// The model document and `model.txt` of a lightgbm card: the hash as recorded, a model the
+    /// evaluator parses, reading the card's columns and giving the target's output.
+    fn validate_lightgbm(&self, dir: &Path) -> Result<()> {
+        let p = dir.join(CARD_FILE);
+        let err = |field: &str, r: String| Err(ContractError::card(&p, field, r));
+        if self.model["format"] != LIGHTGBM_DOC_FORMAT {
+            return err("family", format!("\"lightgbm\", but the model document's format is {}", self.model["format"]));
+        }
+        if self.model["version"] != LIGHTGBM_DOC_VERSION {
+            return err("model.version", format!("{}, expected {LIGHTGBM_DOC_VERSION}", self.model["version"]));
+        }
+        if !self.weights.tensors.is_empty() {
+            return err("weights.tensors", "a LightGBM model has no tensors".into());
+        }
+        let w = dir.join(&self.weights.file);
+        let sha = sha256_file(&w)?;
+        if sha != self.weights.sha256 {
+            return err("weights.sha256", format!("{} does not match {} ({sha})", self.weights.sha256, w.display()));
+        }
+        let m = GbdtModel::load(&w)?;
+        let f = self.preprocessing.inputs.names.len();
+        if m.features != f {
+            return err("model.features", format!("{} reads {} features, but preprocessing.inputs.names has {f}", w.display(), m.features));
+        }
+        if self.model["objective"] != m.objective_line.as_str() {
+            return err("model.objective", format!("{}, but {} has {:?}", self.model["objective"], w.display(), m.objective_line));
+        }
+        let k = self.classes.len();
+        match (self.preprocessing.target.output, m.objective) {
+            (OutputKind::Direction, Objective::Multiclass { classes }) if classes == k => Ok(()),
+            (OutputKind::Regression, Objective::Regression { .. }) => Ok(()),
+            (o, _) => err("model.objective", format!("{:?} does not predict a {o:?} target over {k} classes", m.objective_line)),
+        }
     }
 }
 

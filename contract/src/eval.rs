@@ -2,10 +2,11 @@
 //! engine: `flowcast eval` (burn) and `flowcast predict` (candle, no burn on the path) are this
 //! loop with different loaders. Also the summary both print.
 
-use crate::card::{model_dirs, ModelCard};
+use crate::card::{model_dirs, Family, ModelCard};
 use crate::error::{ContractError, Result};
 use crate::files::CARD_FILE;
-use crate::metrics::Metrics;
+use crate::gbdt::GbdtPredictor;
+use crate::metrics::{regression_metrics, Metrics};
 use crate::predictions::write_predictions;
 use crate::predictor::{predict_set, Predictor};
 use crate::prepare::{prepare_with, PreparedData};
@@ -59,6 +60,17 @@ impl Summary {
                 if let Some(ms) = self.json["models"].as_object() {
                     for (id, m) in ms.iter().filter(|(_, m)| m["target"] == tid.as_str()) {
                         s.push_str(&row(id, m));
+                        let r = &m["regression"];
+                        if r.is_object() {
+                            let f = |k: &str| r[k].as_f64().map(|v| format!("{v:.4}")).unwrap_or("-".into());
+                            s.push_str(&format!(
+                                "  {id} regression (bps): RMSE {} · MAE {} · corr {} · R² {}\n",
+                                f("rmse_bps"),
+                                f("mae_bps"),
+                                f("corr"),
+                                f("r2")
+                            ));
+                        }
                     }
                 }
                 if let Some(bs) = t["baselines"].as_object() {
@@ -175,7 +187,11 @@ pub fn evaluate_with(run: &Path, data_dir: &Path, engine: &str, load: &Loader<'_
         let data = &prepared[pi].1;
         let test = &data.targets[0].test;
         let k = card.classes.len();
-        let p = load(dir, &card)?;
+        // The contract's own families load here (no engine choice); the loader builds deep ones.
+        let (p, model_engine): (Box<dyn Predictor>, &str) = match card.family {
+            Family::Lightgbm => (Box::new(GbdtPredictor::load(dir, &card)?), "gbdt"),
+            Family::Deep => (load(dir, &card)?, engine),
+        };
         let o = predict_set(p.as_ref(), test, &data.window_ofi, EVAL_CHUNK)?;
         let m = Metrics::compute(&test.targets(), &o.probs, k);
         let tid = card.preprocessing.target.id.clone();
@@ -196,6 +212,10 @@ pub fn evaluate_with(run: &Path, data_dir: &Path, engine: &str, load: &Loader<'_
         }
         let mut h = m.headline();
         h["target"] = json!(tid);
+        h["engine"] = json!(model_engine);
+        if !o.regression.is_empty() && !test.values.is_empty() {
+            h["regression"] = regression_metrics(&test.values, &o.regression);
+        }
         models.insert(card.model_id.clone(), h);
     }
     let data = &prepared.first().ok_or_else(|| ContractError::Invalid(format!("{}: no {CARD_FILE}", run.display())))?.1;

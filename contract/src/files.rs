@@ -4,6 +4,7 @@
 //! <model dir>/model.json          the card (ModelCard): preprocessing, target, baselines, metrics
 //!             model_config.json   the architecture document (spec::ModelSpec), read by every twin
 //!             model.safetensors   the weights (deep models)
+//!             model.txt           LightGBM's text model (`lightgbm` models; no model_config.json)
 //! ```
 //! Every reader checks `format` and `version` and refuses anything else by name.
 
@@ -23,3 +24,9 @@ pub const WEIGHTS_FILE: &str = "model.safetensors";
 
 /// Per-window predictions of a run or an evaluation.
 pub const PREDICTIONS_FILE: &str = "predictions.parquet";
+
+/// A `lightgbm` model: LightGBM's own text format (`save_model`), evaluated by `gbdt`.
+pub const LIGHTGBM_MODEL_FILE: &str = "model.txt";
+/// The card's `model` document of a `lightgbm` model: `{"format", "version", "objective", ...}`.
+pub const LIGHTGBM_DOC_FORMAT: &str = "flowcast-lightgbm";
+pub const LIGHTGBM_DOC_VERSION: u64 = 1;

@@ -12,6 +12,7 @@
 //! - [`baselines`]: majority and OFI-logistic as ordinary predictors in a registry;
 //! - [`bayes`]: Bayesian online regression (`bayes_online`), an `OnlinePredictor` (not yet wired
 //!   into experiments);
+//! - [`gbdt`]: a pure-Rust evaluator of LightGBM's text model format (`lightgbm` cards);
 //! - [`metrics`], [`predictions`]: scoring and the predictions file;
 //! - [`card`]: the model card and its validation;
 //! - [`signal`]: the trading decision from one prediction (served and backtested alike).
@@ -24,6 +25,7 @@ pub mod card;
 pub mod error;
 pub mod eval;
 pub mod files;
+pub mod gbdt;
 pub mod metrics;
 pub mod predictions;
 pub mod predictor;

@@ -117,6 +117,34 @@ impl Metrics {
     }
 }
 
+/// Scores of a regression output (`Outputs::regression`) against the targets, both in bps:
+/// RMSE, MAE, Pearson correlation and R².
+pub fn regression_metrics(y: &[f32], p: &[f32]) -> serde_json::Value {
+    let n = y.len().min(p.len());
+    if n == 0 {
+        return serde_json::json!({"samples": 0});
+    }
+    let (mut se, mut ae, mut sy, mut sp) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+    for i in 0..n {
+        let d = p[i] as f64 - y[i] as f64;
+        se += d * d;
+        ae += d.abs();
+        sy += y[i] as f64;
+        sp += p[i] as f64;
+    }
+    let (my, mp) = (sy / n as f64, sp / n as f64);
+    let (mut cov, mut vy, mut vp) = (0.0, 0.0, 0.0);
+    for i in 0..n {
+        let (a, b) = (y[i] as f64 - my, p[i] as f64 - mp);
+        cov += a * b;
+        vy += a * a;
+        vp += b * b;
+    }
+    let corr = if vy > 0.0 && vp > 0.0 { Some(cov / (vy * vp).sqrt()) } else { None };
+    serde_json::json!({"samples": n, "rmse_bps": (se / n as f64).sqrt(), "mae_bps": ae / n as f64, "corr": corr,
+           "r2": if vy > 0.0 { Some(1.0 - se / vy) } else { None }})
+}
+
 type Summary = (f64, f64, f64, f64, Vec<ClassMetrics>);
 
 /// Accuracy, macro-F1, MCC, kappa and per-class precision/recall/F1 from a confusion matrix.

@@ -21,11 +21,18 @@ pub struct Loaded {
 /// Loads (and so validates) the model in a directory; the error is the reason it is skipped.
 pub type Loader = Arc<dyn Fn(&Path) -> Result<Loaded, String> + Send + Sync>;
 
-/// The loader of exported deep models: `flowcast_serve::CandlePredictor::load` (card and
-/// weights validated, no burn).
+/// The loader of exported models (card and weights validated, no burn, no C++): deep models
+/// through `flowcast_serve::CandlePredictor`, `lightgbm` ones through the contract's pure-Rust
+/// evaluator of model.txt (`flowcast_contract::gbdt`).
 pub fn candle_loader() -> Loader {
     Arc::new(|dir: &Path| {
-        let (p, card) = flowcast_serve::CandlePredictor::load(dir).map_err(|e| e.to_string())?;
+        let card = flowcast_contract::ModelCard::load(dir).map_err(|e| e.to_string())?;
+        let p: SharedPredictor = match card.family {
+            flowcast_contract::card::Family::Lightgbm => {
+                Arc::new(flowcast_contract::gbdt::GbdtPredictor::load(dir, &card).map_err(|e| e.to_string())?)
+            }
+            flowcast_contract::card::Family::Deep => Arc::new(flowcast_serve::CandlePredictor::load(dir).map_err(|e| e.to_string())?.0),
+        };
         let parameters = vec![
             ("architecture".to_string(), p.info().name.clone()),
             ("experiment".to_string(), card.experiment.clone()),
@@ -33,7 +40,7 @@ pub fn candle_loader() -> Loader {
             ("target".to_string(), card.preprocessing.target.id.clone()),
             ("classes".to_string(), card.classes.join(",")),
         ];
-        Ok(Loaded { predictor: Arc::new(p), parameters })
+        Ok(Loaded { predictor: p, parameters })
     })
 }
 

@@ -1,9 +1,14 @@
-//! `flowcast models`: list the deep model architectures and describe one with its trainable
-//! parameter count.
+//! `flowcast models`: list the model registry (the deep architectures and the tree family
+//! `lightgbm`) and describe one: a deep architecture with its trainable parameter count, lightgbm
+//! with its hyperparameter defaults.
 
 use super::parse_overrides;
 use anyhow::Result;
 use clap::Subcommand;
+use flowcast_train::config::{LightgbmParams, LIGHTGBM};
+
+const LIGHTGBM_SUMMARY: &str = "gradient-boosted trees on the window's last feature row (multiclass or regression)";
+const LIGHTGBM_REFERENCE: &str = "Ke et al. 2017, LightGBM: A Highly Efficient Gradient Boosting Decision Tree (NeurIPS)";
 
 #[derive(Subcommand)]
 pub enum ModelsCmd {
@@ -14,7 +19,7 @@ pub enum ModelsCmd {
     },
     /// One architecture: resolved config, tensors, module tree and trainable parameters.
     Describe {
-        /// Registry name (lstm, gru, deeplob, transformer).
+        /// Registry name (lstm, gru, deeplob, transformer, lightgbm).
         name: String,
         /// Hyperparameter override KEY=VALUE (repeatable); also features=N, classes=N.
         #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -28,17 +33,39 @@ pub fn run(cmd: ModelsCmd) -> Result<bool> {
     match cmd {
         ModelsCmd::List { json } => {
             let models = flowcast_models::list();
+            let built = if cfg!(feature = "lightgbm") { "" } else { " (training needs --features lightgbm)" };
             if json {
-                let rows: Vec<_> = models
+                let mut rows: Vec<_> = models
                     .iter()
-                    .map(|(a, p)| serde_json::json!({"name": a.name(), "summary": a.summary(), "reference": a.reference(), "params": p}))
+                    .map(|(a, p)| serde_json::json!({"name": a.name(), "family": "deep", "summary": a.summary(), "reference": a.reference(), "params": p}))
                     .collect();
+                rows.push(
+                    serde_json::json!({"name": LIGHTGBM, "family": "lightgbm", "summary": LIGHTGBM_SUMMARY, "reference": LIGHTGBM_REFERENCE,
+                                             "params": null, "trainable": cfg!(feature = "lightgbm")}),
+                );
                 println!("{}", serde_json::json!({ "models": rows }));
             } else {
                 println!("{:<12} {:>10}  summary (params at 40 features, 3 classes)", "model", "params");
                 for (a, p) in &models {
                     println!("{:<12} {:>10}  {}", a.name(), p, a.summary());
                 }
+                println!("{LIGHTGBM:<12} {:>10}  {LIGHTGBM_SUMMARY}{built}", "-");
+            }
+        }
+        ModelsCmd::Describe { name, set, json } if name == LIGHTGBM => {
+            let spec = flowcast_train::config::ModelSpec { name: name.clone(), id: None, targets: None, params: parse_overrides(&set)? };
+            let p = LightgbmParams::from_spec(&spec).map_err(anyhow::Error::msg)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"name": LIGHTGBM, "family": "lightgbm", "summary": LIGHTGBM_SUMMARY,
+                                                  "reference": LIGHTGBM_REFERENCE, "params": p, "trainable": cfg!(feature = "lightgbm")})
+                );
+            } else {
+                println!("model      {LIGHTGBM}\nsummary    {LIGHTGBM_SUMMARY}\nreference  {LIGHTGBM_REFERENCE}");
+                println!("input      [batch, seq, F] -> the last row's F features -> class probabilities (or bps)");
+                println!("params     {}", serde_json::to_string(&p)?);
+                println!("files      model.txt (LightGBM text format), evaluated in pure Rust (flowcast_contract::gbdt)");
             }
         }
         ModelsCmd::Describe { name, set, json } => {

@@ -92,3 +92,21 @@ fn features_list_prints_the_registry() {
     assert_eq!(code, 0);
     assert!(out.contains("ofi_10s") && out.contains("Cont, Kukanov & Stoikov (2014)"), "{out}");
 }
+
+#[test]
+fn models_list_and_describe_include_lightgbm() {
+    let (code, out, err) = flowcast(&["models", "list", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let lgb = v["models"].as_array().unwrap().iter().find(|m| m["name"] == "lightgbm").expect("lightgbm listed");
+    assert_eq!(lgb["family"], "lightgbm");
+    let (code, out, _) = flowcast(&["models", "list"]);
+    assert!(code == 0 && out.lines().any(|l| l.starts_with("lightgbm")), "{out}");
+    let (code, out, err) = flowcast(&["models", "describe", "lightgbm", "--set", "num_leaves=63", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let d: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!((d["params"]["num_leaves"].as_u64(), d["params"]["max_depth"].as_i64()), (Some(63), Some(6)), "{d}");
+    assert_eq!(d["params"]["learning_rate"].as_f64(), Some(0.05));
+    let (code, _, err) = flowcast(&["models", "describe", "lightgbm", "--set", "num_leavs=63"]);
+    assert!(code != 0 && err.contains("num_leavs"), "{err}");
+}

@@ -98,6 +98,106 @@ impl ModelSpec {
     }
 }
 
+/// Registry name of the gradient-boosted-trees family (`[[model]] name = "lightgbm"`).
+pub const LIGHTGBM: &str = "lightgbm";
+
+/// Hyperparameters of a `lightgbm` model (the other keys of its `[[model]]` table; LightGBM's
+/// own names). Defaults: the seed's max_depth 6, num_leaves 31, learning rate 0.05.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LightgbmParams {
+    #[serde(default = "lgb_leaves")]
+    pub num_leaves: u32,
+    /// −1: unlimited.
+    #[serde(default = "lgb_depth")]
+    pub max_depth: i32,
+    #[serde(default = "lgb_lr")]
+    pub learning_rate: f64,
+    /// Boosting rounds at most (early stopping usually ends sooner).
+    #[serde(default = "lgb_rounds")]
+    pub num_iterations: u32,
+    /// Stop after this many rounds without a better validation loss (multi_logloss / l2) and
+    /// keep the best round; 0 = off. Needs validation windows.
+    #[serde(default = "lgb_es")]
+    pub early_stopping_rounds: u32,
+    #[serde(default = "lgb_min_leaf")]
+    pub min_data_in_leaf: u32,
+    #[serde(default = "one_f")]
+    pub feature_fraction: f64,
+    #[serde(default = "one_f")]
+    pub bagging_fraction: f64,
+    #[serde(default)]
+    pub bagging_freq: u32,
+    #[serde(default)]
+    pub lambda_l2: f64,
+    #[serde(default = "lgb_bins")]
+    pub max_bin: u32,
+    /// LightGBM threads (results are deterministic for a fixed count: `deterministic = true`).
+    #[serde(default = "lgb_threads")]
+    pub num_threads: u32,
+    /// Test rows whose TreeSHAP contributions are written (`shap.parquet`), evenly spaced.
+    #[serde(default = "lgb_shap")]
+    pub shap_rows: usize,
+}
+
+fn lgb_leaves() -> u32 {
+    31
+}
+fn lgb_depth() -> i32 {
+    6
+}
+fn lgb_lr() -> f64 {
+    0.05
+}
+fn lgb_rounds() -> u32 {
+    500
+}
+fn lgb_es() -> u32 {
+    30
+}
+fn lgb_min_leaf() -> u32 {
+    20
+}
+fn one_f() -> f64 {
+    1.0
+}
+fn lgb_bins() -> u32 {
+    255
+}
+fn lgb_threads() -> u32 {
+    1
+}
+fn lgb_shap() -> usize {
+    2000
+}
+
+impl LightgbmParams {
+    /// The `[[model]]` table's hyperparameters, checked.
+    pub fn from_spec(m: &ModelSpec) -> std::result::Result<LightgbmParams, String> {
+        let p: LightgbmParams = serde_json::from_value(serde_json::Value::Object(m.params.clone()))
+            .map_err(|e| format!("[[model]] {} (lightgbm): {e}", m.id()))?;
+        let bad = |k: &str, v: String| Err(format!("[[model]] {} (lightgbm): {k} = {v}", m.id()));
+        if p.num_leaves < 2 {
+            return bad("num_leaves", format!("{} (need ≥ 2)", p.num_leaves));
+        }
+        if !(p.learning_rate > 0.0 && p.learning_rate.is_finite()) {
+            return bad("learning_rate", format!("{} (need > 0)", p.learning_rate));
+        }
+        if p.num_iterations == 0 || p.num_threads == 0 {
+            return bad("num_iterations/num_threads", "0 (need ≥ 1)".into());
+        }
+        for (k, v) in [("feature_fraction", p.feature_fraction), ("bagging_fraction", p.bagging_fraction)] {
+            if !(v > 0.0 && v <= 1.0) {
+                return bad(k, format!("{v} (need 0 < v ≤ 1)"));
+            }
+        }
+        if !(p.lambda_l2 >= 0.0 && p.lambda_l2.is_finite()) || p.max_bin < 2 {
+            return bad("lambda_l2/max_bin", format!("{} / {}", p.lambda_l2, p.max_bin));
+        }
+        Ok(p)
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OptimizerKind {
@@ -311,6 +411,9 @@ impl Experiment {
             }
             if m.targets.as_ref().is_some_and(|t| t.is_empty()) {
                 return Err(format!("[[model]] {}: targets is empty", m.id()));
+            }
+            if m.name == LIGHTGBM {
+                LightgbmParams::from_spec(m)?;
             }
         }
         for b in &self.baselines {

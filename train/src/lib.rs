@@ -6,6 +6,8 @@ pub mod batch;
 pub mod bench;
 pub mod config;
 pub mod error;
+pub mod explain;
+pub mod lightgbm;
 pub mod progress;
 pub mod reproduce;
 pub mod run;

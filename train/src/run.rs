@@ -8,7 +8,9 @@
 //!   metrics.json      test metrics of every model and both baselines, training histories
 //!   <model id>/       model.safetensors, model_config.json, model.json (card),
 //!                     predictions.parquet, tensorboard/events.out.tfevents.*,
-//!                     checkpoints/{last,best}/ (model.bpk, optimizer.bpk, state.json)
+//!                     checkpoints/{last,best}/ (model.bpk, optimizer.bpk, state.json);
+//!                     lightgbm models: model.txt, model.json, predictions.parquet,
+//!                     importance.json, shap.parquet (crate::lightgbm)
 //! ```
 
 use crate::batch::BurnPredictor;
@@ -108,7 +110,7 @@ pub fn timestamp() -> String {
     flowcast_datasets::time::now_stamp()
 }
 
-fn write_json(path: &Path, v: &impl serde::Serialize) -> Result<()> {
+pub(crate) fn write_json(path: &Path, v: &impl serde::Serialize) -> Result<()> {
     std::fs::write(path, serde_json::to_string_pretty(v).expect("json") + "\n").map_err(|e| TrainError::io(path, e))
 }
 
@@ -187,6 +189,9 @@ pub fn run_prepared(
 ) -> Result<Summary> {
     let device_name = opts.device.clone().unwrap_or_else(|| exp.device.clone());
     let device = device_of(&device_name)?;
+    if !cfg!(feature = "lightgbm") && exp.models.iter().any(|m| m.name == crate::config::LIGHTGBM) {
+        return Err(crate::lightgbm::not_built());
+    }
     if let Some(want) = &opts.expect_events_sha256 {
         if &data.info.events_sha256 != want {
             return Err(TrainError::Invalid(format!(
@@ -268,6 +273,32 @@ pub fn run_prepared(
         targets_full.insert(tid.clone(), json!({"target": pt.def, "baselines": bfull, "fitted": fitted}));
         let data_key = format!("{}:{}:{:?}:{}", data.info.events_sha256, data.inputs.window, data.inputs.names, tid);
         for spec in exp.models.iter().filter(|m| m.targets.as_ref().is_none_or(|ts| ts.contains(&tid))) {
+            if spec.name == crate::config::LIGHTGBM {
+                let id = run_model_id(exp, spec, &tid);
+                let dir = run_dir.join(&id);
+                std::fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
+                let job = crate::lightgbm::Job {
+                    exp,
+                    spec,
+                    id: &id,
+                    dir: &dir,
+                    target: ti,
+                    baselines: &fitted,
+                    baseline_headline: &bhead,
+                    device: "cpu",
+                };
+                let t = crate::lightgbm::train_and_export(&job, &data)?;
+                if opts.verify_export {
+                    agreement.insert(
+                        id.clone(),
+                        json!({"engine": "flowcast_contract::gbdt (pure Rust) vs LightGBM C++",
+                        "max_abs_diff": t.full["evaluator"]["max_abs_diff_vs_lightgbm"], "windows": pt.test.len()}),
+                    );
+                }
+                models.insert(id.clone(), t.headline);
+                full.insert(id, t.full);
+                continue;
+            }
             if pt.def.output != OutputKind::Direction {
                 return Err(TrainError::Invalid(format!(
                     "[[model]] {}: target {tid} is a regression target; the deep models predict direction classes (name targets = [...] on the model)",
@@ -308,7 +339,7 @@ pub fn run_prepared(
                 flowcast_version: env!("CARGO_PKG_VERSION").into(),
                 experiment: exp.name.clone(),
                 model_id: id.clone(),
-                family: "deep".into(),
+                family: flowcast_contract::card::Family::Deep,
                 model: flowcast_models::export::config_document(&trained.config),
                 params: trained.params,
                 weights: WeightsEntry { file: WEIGHTS_FILE.into(), sha256: sha256_file(&weights)?, tensors: safetensors_header(&weights)? },
