@@ -148,7 +148,13 @@ pub fn load(spec: &SignalSpec, ds: &Dataset) -> Result<Signals> {
     let hash = events_hash(ds);
     if let Some(dir) = &spec.model {
         let dir = &resolve_latest(dir)?;
-        let (pred, card) = flowcast_serve::CandlePredictor::load(dir)?;
+        let card = ModelCard::load(dir)?;
+        // Either family through the contract's Predictor: candle twins for deep models, the
+        // pure-Rust model.txt evaluator for lightgbm (no burn, no C++).
+        let pred: Box<dyn flowcast_contract::Predictor> = match card.family {
+            flowcast_contract::card::Family::Lightgbm => Box::new(flowcast_contract::gbdt::GbdtPredictor::load(dir, &card)?),
+            flowcast_contract::card::Family::Deep => Box::new(flowcast_serve::CandlePredictor::load(dir)?.0),
+        };
         let mut card_rule = SignalRule::of_card(&card);
         if let Some(r) = &spec.rule {
             card_rule.config = r.clone();
@@ -158,7 +164,7 @@ pub fn load(spec: &SignalSpec, ds: &Dataset) -> Result<Signals> {
         let data = prepare_with(ds, &card.preprocessing.inputs, std::slice::from_ref(&card.preprocessing.target))?;
         let set = &data.targets[0].test;
         let t0 = std::time::Instant::now();
-        let out = predict_set(&pred, set, &data.window_ofi, 256)?;
+        let out = predict_set(pred.as_ref(), set, &data.window_ofi, 256)?;
         let ns = t0.elapsed().as_nanos() as f64 / set.len().max(1) as f64;
         let idx: Vec<u64> = set.ends.iter().map(|&e| data.rows.event_index[e as usize]).collect();
         let k = out.classes;
