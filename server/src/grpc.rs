@@ -1,7 +1,8 @@
 //! The Open Inference Protocol over gRPC (tonic, `proto/grpc_predict_v2.proto`): health,
 //! metadata, ModelInfer with typed or raw contents, and the model-repository extension.
 
-use crate::infer::{self, ApiError, ErrorKind, DATATYPE, INPUT, OUTPUT};
+use crate::infer::{self, ApiError, ErrorKind, DATATYPE, INPUT};
+use crate::signal::{self, Data};
 use crate::proto::grpc_inference_service_server::GrpcInferenceService;
 use crate::proto::model_infer_response::InferOutputTensor;
 use crate::proto::model_metadata_response::TensorMetadata;
@@ -32,8 +33,40 @@ fn version(v: &str) -> Option<&str> {
     (!v.is_empty()).then_some(v)
 }
 
-fn int_param(v: i64) -> InferParameter {
+pub fn int_param(v: i64) -> InferParameter {
     InferParameter { parameter_choice: Some(infer_parameter::ParameterChoice::Int64Param(v)) }
+}
+
+/// `queue_time_us` and `compute_time_us` response parameters.
+pub fn latency_parameters(queue_us: u64, compute_us: u64) -> HashMap<String, InferParameter> {
+    HashMap::from([("queue_time_us".to_string(), int_param(queue_us as i64)), ("compute_time_us".to_string(), int_param(compute_us as i64))])
+}
+
+/// Output tensors as typed contents, or (raw: what Triton clients read after raw inputs) as
+/// `raw_output_contents`.
+pub fn output_tensors(ts: Vec<signal::Tensor>, raw: bool) -> (Vec<InferOutputTensor>, Vec<Vec<u8>>) {
+    let mut outs = Vec::with_capacity(ts.len());
+    let mut raws = Vec::new();
+    for t in ts {
+        let mut o = InferOutputTensor {
+            name: t.name.into(),
+            datatype: t.data.datatype().into(),
+            shape: t.shape.iter().map(|&d| d as i64).collect(),
+            parameters: HashMap::new(),
+            contents: None,
+        };
+        if raw {
+            raws.push(t.data.to_le());
+        } else {
+            o.contents = Some(match t.data {
+                Data::F32(v) => InferTensorContents { fp32_contents: v, ..Default::default() },
+                Data::I32(v) => InferTensorContents { int_contents: v, ..Default::default() },
+                Data::I64(v) => InferTensorContents { int64_contents: v, ..Default::default() },
+            });
+        }
+        outs.push(o);
+    }
+    (outs, raws)
 }
 
 #[tonic::async_trait]
@@ -73,7 +106,10 @@ impl GrpcInferenceService for Service {
                 datatype: DATATYPE.into(),
                 shape: vec![-1, info.window as i64, info.features as i64],
             }],
-            outputs: vec![TensorMetadata { name: OUTPUT.into(), datatype: DATATYPE.into(), shape: vec![-1, info.classes.len() as i64] }],
+            outputs: signal::output_metadata(info)
+                .into_iter()
+                .map(|(name, datatype, shape)| TensorMetadata { name: name.into(), datatype: datatype.into(), shape })
+                .collect(),
         }))
     }
 
@@ -103,30 +139,30 @@ impl GrpcInferenceService for Service {
             let c = input.contents.ok_or_else(|| ApiError::bad("inputs[0].contents", "missing (and no raw_input_contents)"))?;
             c.fp32_contents
         };
-        infer::check_outputs(req.outputs.iter().map(|o| o.name.as_str()))?;
+        infer::check_outputs(&model, req.outputs.iter().map(|o| o.name.as_str()))?;
         let r = infer::run(model.clone(), x, shape, "inputs[0]".into()).await?;
-        let mut out = InferOutputTensor {
-            name: OUTPUT.into(),
-            datatype: DATATYPE.into(),
-            shape: vec![r.batch as i64, r.classes as i64],
-            parameters: HashMap::new(),
-            contents: None,
-        };
-        // Raw in, raw out (what Triton clients read); typed contents otherwise.
-        let raw_output_contents = if raw {
-            vec![infer::f32_to_le(&r.probs)]
-        } else {
-            out.contents = Some(InferTensorContents { fp32_contents: r.probs, ..Default::default() });
-            vec![]
-        };
+        let mut all = signal::tensors(&model, r.probs, r.regression, r.std, r.batch);
+        if !req.outputs.is_empty() {
+            all.retain(|t| req.outputs.iter().any(|o| o.name == t.name));
+        }
+        let (outputs, raw_output_contents) = output_tensors(all, raw);
         Ok(Response::new(ModelInferResponse {
             model_name: model.name.clone(),
             model_version: model.version.clone(),
             id: req.id,
-            parameters: HashMap::from([("compute_time_us".to_string(), int_param(r.compute_us as i64))]),
-            outputs: vec![out],
+            parameters: latency_parameters(r.queue_us, r.compute_us),
+            outputs,
             raw_output_contents,
         }))
+    }
+
+    type ModelStreamInferStream = crate::grpc_stream::ResponseStream;
+
+    async fn model_stream_infer(
+        &self,
+        r: Request<tonic::Streaming<ModelInferRequest>>,
+    ) -> Result<Response<Self::ModelStreamInferStream>, Status> {
+        Ok(Response::new(crate::grpc_stream::run(self.app.clone(), r.into_inner())))
     }
 
     async fn repository_index(&self, r: Request<RepositoryIndexRequest>) -> Result<Response<RepositoryIndexResponse>, Status> {

@@ -4,14 +4,22 @@
 //! class probabilities `probs` `[B, k]` in the card's class order. Endpoints, formats and errors:
 //! docs/serve.md. No burn (tests/tests/no_burn.rs).
 //!
+//! Stream mode ([`stream`]; gRPC `ModelStreamInfer` and a WebSocket): raw book events in,
+//! predictions at each sample point out. Every answer carries the execution layer's signal
+//! ([`signal`]) and the server-side queue and compute time.
+//!
 //! Models live in a [`repo::Registry`] (a `RwLock`ed map of `Arc`ed predictors, loaded once);
 //! inference runs on tokio's blocking pool ([`infer::run`]), so the async runtime never computes.
 
 pub mod error;
 pub mod grpc;
+pub mod grpc_stream;
 pub mod infer;
 pub mod repo;
 pub mod rest;
+pub mod signal;
+pub mod stream;
+pub mod ws;
 
 /// The code generated from `proto/grpc_predict_v2.proto` (package `inference`) at build time.
 #[allow(clippy::all, missing_docs)]
@@ -43,6 +51,8 @@ pub fn server_metadata() -> serde_json::Value {
 pub struct App {
     pub registry: Arc<Registry>,
     pub max_body_bytes: usize,
+    /// Stream mode's open streams and limits.
+    pub streams: stream::StreamTable,
 }
 
 pub struct Config {
@@ -53,6 +63,8 @@ pub struct Config {
     /// gRPC address; `None`: no gRPC listener.
     pub grpc: Option<SocketAddr>,
     pub max_body_bytes: usize,
+    /// Stream mode's bounds (streams, book depth, events per message).
+    pub streams: stream::StreamLimits,
 }
 
 /// A started server: its bound addresses (port 0 resolved) and its listener tasks.
@@ -78,7 +90,7 @@ impl Running {
 pub async fn start(cfg: Config, loader: Loader) -> anyhow::Result<Running> {
     let root = cfg.models.clone();
     let registry = tokio::task::spawn_blocking(move || Registry::open(&root, loader)).await?.map_err(anyhow::Error::msg)?;
-    let app = Arc::new(App { registry: Arc::new(registry), max_body_bytes: cfg.max_body_bytes });
+    let app = Arc::new(App { registry: Arc::new(registry), max_body_bytes: cfg.max_body_bytes, streams: stream::StreamTable::new(cfg.streams) });
     let mut tasks = tokio::task::JoinSet::new();
     let mut http = None;
     if let Some(addr) = cfg.http {

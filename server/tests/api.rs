@@ -62,7 +62,7 @@ fn fake_loader() -> Loader {
         let classes: Vec<String> = CLASSES.iter().map(|s| s.to_string()).collect();
         let info =
             PredictorInfo::classifier("fake", &classes, v["window"].as_u64().unwrap() as usize, v["features"].as_u64().unwrap() as usize);
-        Ok(Loaded { predictor: Arc::new(Fake { info }), parameters: vec![("architecture".into(), "fake".into())] })
+        Ok(Loaded { predictor: Arc::new(Fake { info }), parameters: vec![("architecture".into(), "fake".into())], card: None })
     })
 }
 
@@ -93,7 +93,7 @@ fn server() -> &'static Server {
         std::fs::create_dir_all(root.join("not_a_model")).unwrap();
         let rt = tokio::runtime::Runtime::new().unwrap();
         let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let cfg = Config { models: root.to_path_buf(), http: Some(lo), grpc: Some(lo), max_body_bytes: LIMIT };
+        let cfg = Config { models: root.to_path_buf(), http: Some(lo), grpc: Some(lo), max_body_bytes: LIMIT, streams: Default::default() };
         let running = rt.block_on(flowcast_server::start(cfg, fake_loader())).unwrap();
         let (http, grpc) = (running.http.unwrap(), running.grpc.unwrap());
         rt.spawn(running.wait());

@@ -21,6 +21,12 @@ pub struct ServeArgs {
     /// Largest request body (REST) / message (gRPC) in bytes.
     #[arg(long, default_value_t = flowcast_server::DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
+    /// Stream mode: streams open at once (over all connections).
+    #[arg(long, default_value_t = flowcast_server::stream::StreamLimits::default().max_streams)]
+    max_streams: usize,
+    /// Stream mode: book levels per side one stream may hold (bounds its memory).
+    #[arg(long, default_value_t = flowcast_server::stream::StreamLimits::default().max_book_levels)]
+    max_stream_book_levels: usize,
 }
 
 fn addr(flag: &str, v: &str) -> Result<Option<SocketAddr>> {
@@ -35,6 +41,11 @@ pub fn run(a: ServeArgs) -> Result<bool> {
     let http = addr("http", &a.http)?;
     let grpc = addr("grpc", &a.grpc)?;
     anyhow::ensure!(http.is_some() || grpc.is_some(), "--http off and --grpc off: nothing to serve");
-    flowcast_server::serve_blocking(flowcast_server::Config { models: a.models, http, grpc, max_body_bytes: a.max_body_bytes })?;
+    let streams = flowcast_server::stream::StreamLimits {
+        max_streams: a.max_streams,
+        max_book_levels: a.max_stream_book_levels,
+        ..Default::default()
+    };
+    flowcast_server::serve_blocking(flowcast_server::Config { models: a.models, http, grpc, max_body_bytes: a.max_body_bytes, streams })?;
     Ok(true)
 }
