@@ -17,7 +17,7 @@ use crate::preprocessing::{ColumnKind, InputDef};
 use flowcast_datasets::features::{Engine, FeatureSet};
 use flowcast_datasets::normalize::Normalizer;
 use flowcast_datasets::store::DatasetMeta;
-use flowcast_datasets::{BookLayout, Event, EventKind, OrderBook, TopN, NO_PRICE};
+use flowcast_datasets::{BookLayout, Event, EventKind, OrderBook, TopN, NO_PRICE, NO_TS};
 
 /// Raw (unnormalised) input columns at each sample point: book levels, then features.
 pub struct RowBuilder {
@@ -129,8 +129,8 @@ pub fn normalise_row(norm: &Normalizer, raw: &mut [f64], out: &mut [f32]) -> boo
 /// Why an event was refused (the stream's state is unchanged).
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum StreamError {
-    #[error("event {index}: ts_exchange {ts} is before the previous event's {last} (events must be in time order)")]
-    OutOfOrder { index: u64, ts: i64, last: i64 },
+    #[error("event {index}: {clock} {ts} is before the previous event's {last} (events must be in time order)")]
+    OutOfOrder { index: u64, clock: &'static str, ts: i64, last: i64 },
     #[error("event {index}: the book holds {levels} levels on one side, above this stream's limit of {limit}")]
     BookTooDeep { index: u64, levels: usize, limit: usize },
 }
@@ -162,6 +162,8 @@ pub struct InputStream {
     slot: usize,
     /// Consecutive finite rows since the last reset (gap or non-finite row).
     run: usize,
+    /// Last `ts_local` and `ts_exchange` seen (the order check, see [`InputStream::push`]).
+    last_local: i64,
     last_ts: i64,
     events: u64,
     samples: u64,
@@ -189,6 +191,7 @@ impl InputStream {
             ring: vec![0.0; 2 * t * f],
             slot: 0,
             run: 0,
+            last_local: i64::MIN,
             last_ts: i64::MIN,
             events: 0,
             samples: 0,
@@ -217,13 +220,23 @@ impl InputStream {
     }
 
     /// Applies one event. An event older than the previous one is refused (state unchanged).
+    /// "Older" on the clock the canonical stream is ordered by: the local receive time where
+    /// the source has one (exchange feeds merge streams whose exchange times interleave, e.g.
+    /// Binance trades and depth updates), else the exchange time (LOBSTER).
     #[inline]
     pub fn push(&mut self, ev: &Event) -> Result<Step, StreamError> {
         let index = self.events;
-        if ev.ts_exchange < self.last_ts {
-            return Err(StreamError::OutOfOrder { index, ts: ev.ts_exchange, last: self.last_ts });
+        if ev.ts_local != NO_TS {
+            if ev.ts_local < self.last_local {
+                return Err(StreamError::OutOfOrder { index, clock: "ts_local", ts: ev.ts_local, last: self.last_local });
+            }
+        } else if ev.ts_exchange < self.last_ts {
+            return Err(StreamError::OutOfOrder { index, clock: "ts_exchange", ts: ev.ts_exchange, last: self.last_ts });
         }
         self.book.apply(ev);
+        if ev.ts_local != NO_TS {
+            self.last_local = ev.ts_local;
+        }
         self.last_ts = ev.ts_exchange;
         self.events += 1;
         if ev.kind.is_level_update() {
@@ -271,6 +284,7 @@ impl InputStream {
             e.reset();
         }
         self.run = 0;
+        self.last_local = i64::MIN;
         self.last_ts = i64::MIN;
     }
 }

@@ -65,7 +65,8 @@ fn replay_and_compare(ds: &Dataset, pw: &PreparedData, bad_at: Option<usize>) ->
             let mut old = *ev;
             old.ts_exchange = s.book().last_ts - 1;
             let n = s.events();
-            assert_eq!(s.push(&old), Err(StreamError::OutOfOrder { index: n, ts: old.ts_exchange, last: s.book().last_ts }));
+            let want = StreamError::OutOfOrder { index: n, clock: "ts_exchange", ts: old.ts_exchange, last: s.book().last_ts };
+            assert_eq!(s.push(&old), Err(want));
             assert_eq!(s.events(), n, "a refused event is not counted");
         }
         let step = s.push(ev).unwrap();
@@ -151,4 +152,44 @@ fn book_depth_is_bounded() {
         s.push(ev).err()
     });
     assert!(matches!(err, Some(StreamError::BookTooDeep { limit: 2, .. })), "{err:?}");
+}
+
+/// `cargo test -p flowcast-contract --test stream bench -- --ignored --nocapture`: stream mode's
+/// cost per event (book + features + normalise + window push), book-only and book + features,
+/// on a synthetic day (LOBSTER AMZN too when ../shared/data is present). Not a timed test.
+#[test]
+#[ignore]
+fn bench_stream_per_event() {
+    let mut cases = vec![("synthetic", synth_dataset(5, 200_000, 3).unwrap())];
+    let d = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/lobster");
+    if d.is_dir() {
+        let inputs =
+            vec![d.join("AMZN_2012-06-21_34200000_57600000_message_1.csv"), d.join("AMZN_2012-06-21_34200000_57600000_orderbook_1.csv")];
+        let opts = flowcast_datasets::loaders::ImportOptions::default();
+        let mut imp = flowcast_datasets::loaders::import(flowcast_datasets::loaders::Format::Lobster, &inputs, &opts).unwrap();
+        cases.push(("AMZN", imp.datasets.remove(0)));
+    } else {
+        eprintln!("SKIP AMZN: {} not found", d.display());
+    }
+    for (label, ds) in &cases {
+        for (kind, window) in [(ColumnKind::Book, 100), (ColumnKind::Both, 100)] {
+            let levels = ds.meta.levels.min(3);
+            let columns = ColumnsSpec { kind, levels: Some(levels), window, ..Default::default() };
+            let targets = [TargetSpec::default()];
+            let spec = PrepareSpec { columns: &columns, targets: &targets, splits: &SplitSpec::default(), normalization: &NormSpec::default() };
+            let p = prepare(ds, spec).unwrap();
+            let mut best = f64::INFINITY;
+            let mut windows = 0;
+            for _ in 0..3 {
+                let mut s = InputStream::new(&p.inputs, &ds.meta, 1 << 20).unwrap();
+                let t0 = std::time::Instant::now();
+                windows = 0;
+                for ev in &ds.events {
+                    windows += s.push(ev).unwrap().window as usize;
+                }
+                best = best.min(t0.elapsed().as_nanos() as f64 / ds.events.len() as f64);
+            }
+            eprintln!("{label} {kind:?} ({} columns, T = {window}): {best:.0} ns/event over {} events, {windows} windows", p.matrix.cols(), ds.events.len());
+        }
+    }
 }

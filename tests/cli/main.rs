@@ -8,6 +8,7 @@ use std::process::Command;
 
 mod labels;
 mod serve;
+mod stream;
 mod train;
 
 fn flowcast(args: &[&str]) -> (i32, String, String) {
