@@ -19,10 +19,10 @@
 
 use crate::error::{ContractError, Result};
 use crate::preprocessing::{ColumnKind, ColumnsSpec, DataInfo, InputDef, NormSpec, Preprocessing, SplitSpec};
+use crate::stream::{normalise_row, RowBuilder};
 use crate::target::{OutputKind, TargetDef, TargetSpec, BPS, DIRECTION_CLASSES};
 use crate::window::{Matrix, MemoryReport, WindowSet};
 use flowcast_datasets::features::ofi::ofi_event;
-use crate::stream::{normalise_row, RowBuilder};
 use flowcast_datasets::features::{self, FeatureSet, FeatureSpec};
 use flowcast_datasets::labels::{AlphaRule, Labels, SampleRows, TargetLabels};
 use flowcast_datasets::normalize::{Method, Normalizer};

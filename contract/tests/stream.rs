@@ -176,7 +176,8 @@ fn bench_stream_per_event() {
             let levels = ds.meta.levels.min(3);
             let columns = ColumnsSpec { kind, levels: Some(levels), window, ..Default::default() };
             let targets = [TargetSpec::default()];
-            let spec = PrepareSpec { columns: &columns, targets: &targets, splits: &SplitSpec::default(), normalization: &NormSpec::default() };
+            let spec =
+                PrepareSpec { columns: &columns, targets: &targets, splits: &SplitSpec::default(), normalization: &NormSpec::default() };
             let p = prepare(ds, spec).unwrap();
             let mut best = f64::INFINITY;
             let mut windows = 0;
@@ -189,7 +190,11 @@ fn bench_stream_per_event() {
                 }
                 best = best.min(t0.elapsed().as_nanos() as f64 / ds.events.len() as f64);
             }
-            eprintln!("{label} {kind:?} ({} columns, T = {window}): {best:.0} ns/event over {} events, {windows} windows", p.matrix.cols(), ds.events.len());
+            eprintln!(
+                "{label} {kind:?} ({} columns, T = {window}): {best:.0} ns/event over {} events, {windows} windows",
+                p.matrix.cols(),
+                ds.events.len()
+            );
         }
     }
 }

@@ -2,12 +2,12 @@
 //! metadata, ModelInfer with typed or raw contents, and the model-repository extension.
 
 use crate::infer::{self, ApiError, ErrorKind, DATATYPE, INPUT};
-use crate::signal::{self, Data};
 use crate::proto::grpc_inference_service_server::GrpcInferenceService;
 use crate::proto::model_infer_response::InferOutputTensor;
 use crate::proto::model_metadata_response::TensorMetadata;
 use crate::proto::*;
 use crate::repo::State;
+use crate::signal::{self, Data};
 use crate::App;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -39,7 +39,10 @@ pub fn int_param(v: i64) -> InferParameter {
 
 /// `queue_time_us` and `compute_time_us` response parameters.
 pub fn latency_parameters(queue_us: u64, compute_us: u64) -> HashMap<String, InferParameter> {
-    HashMap::from([("queue_time_us".to_string(), int_param(queue_us as i64)), ("compute_time_us".to_string(), int_param(compute_us as i64))])
+    HashMap::from([
+        ("queue_time_us".to_string(), int_param(queue_us as i64)),
+        ("compute_time_us".to_string(), int_param(compute_us as i64)),
+    ])
 }
 
 /// Output tensors as typed contents, or (raw: what Triton clients read after raw inputs) as

@@ -102,7 +102,8 @@ pub fn response(r: StreamReply, raw: bool) -> ModelStreamInferResponse {
     ts.push(i64_tensor("crossed_event_index", r.crossed));
     let (outputs, raw_output_contents) = output_tensors(ts, raw);
     let mut parameters = latency_parameters(r.queue_us, r.compute_us);
-    parameters.insert("stream_id".into(), InferParameter { parameter_choice: Some(infer_parameter::ParameterChoice::StringParam(r.stream_id)) });
+    parameters
+        .insert("stream_id".into(), InferParameter { parameter_choice: Some(infer_parameter::ParameterChoice::StringParam(r.stream_id)) });
     parameters.insert("accepted".into(), int_param(r.accepted as i64));
     parameters.insert("stream_events".into(), int_param(r.stream_events as i64));
     parameters.insert("stream_samples".into(), int_param(r.stream_samples as i64));

@@ -90,7 +90,8 @@ impl Running {
 pub async fn start(cfg: Config, loader: Loader) -> anyhow::Result<Running> {
     let root = cfg.models.clone();
     let registry = tokio::task::spawn_blocking(move || Registry::open(&root, loader)).await?.map_err(anyhow::Error::msg)?;
-    let app = Arc::new(App { registry: Arc::new(registry), max_body_bytes: cfg.max_body_bytes, streams: stream::StreamTable::new(cfg.streams) });
+    let app =
+        Arc::new(App { registry: Arc::new(registry), max_body_bytes: cfg.max_body_bytes, streams: stream::StreamTable::new(cfg.streams) });
     let mut tasks = tokio::task::JoinSet::new();
     let mut http = None;
     if let Some(addr) = cfg.http {

@@ -2,8 +2,8 @@
 //! tensors and the binary-tensor extension, and Triton's model-repository extension.
 
 use crate::infer::{self, ApiError, ErrorKind, DATATYPE, INPUT};
-use crate::signal::{self, Data, PROBS};
 use crate::repo::State;
+use crate::signal::{self, Data, PROBS};
 use crate::App;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;

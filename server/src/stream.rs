@@ -161,20 +161,25 @@ fn stream_meta(model: &Model, o: &OpenOptions, levels: usize) -> Result<DatasetM
     let (venue, symbol) = td.instrument.split_once(':').unwrap_or((td.instrument.as_str(), "?"));
     let venue = o.venue.clone().unwrap_or_else(|| venue.to_string());
     let symbol = symbol.split(' ').next().unwrap_or("?");
-    let inst = Instrument::new(&venue, if symbol.is_empty() { "?" } else { symbol }, "1", 0)
-        .map_err(|e| ApiError::bad("parameters.venue", e))?;
+    let inst =
+        Instrument::new(&venue, if symbol.is_empty() { "?" } else { symbol }, "1", 0).map_err(|e| ApiError::bad("parameters.venue", e))?;
     let synced = o.starts_synced.unwrap_or(source == "lobster");
     Ok(DatasetMeta::new(&source, inst, levels, synced))
 }
 
 /// One row of the `EVENTS` tensor as a canonical event (`field`: e.g. `EVENTS[3]`).
 pub fn event_from_row(r: &[i64], field: &str) -> Result<Event, ApiError> {
-    let u8_of = |c: usize| u8::try_from(r[c]).map_err(|_| ApiError::bad(&format!("{field}.{}", EVENT_COLUMNS[c]), format!("{} is not 0..=255", r[c])));
+    let u8_of = |c: usize| {
+        u8::try_from(r[c]).map_err(|_| ApiError::bad(&format!("{field}.{}", EVENT_COLUMNS[c]), format!("{} is not 0..=255", r[c])))
+    };
     let kind = EventKind::from_u8(u8_of(6)?)
         .ok_or_else(|| ApiError::bad(&format!("{field}.kind"), format!("{} is not an event kind (0..=10, docs/data.md)", r[6])))?;
-    let side = Side::from_u8(u8_of(7)?).ok_or_else(|| ApiError::bad(&format!("{field}.side"), format!("{} is not 0 (bid) or 1 (ask)", r[7])))?;
+    let side =
+        Side::from_u8(u8_of(7)?).ok_or_else(|| ApiError::bad(&format!("{field}.side"), format!("{} is not 0 (bid) or 1 (ask)", r[7])))?;
     let flags = u8_of(8)?;
-    let u64_of = |c: usize| u64::try_from(r[c]).map_err(|_| ApiError::bad(&format!("{field}.{}", EVENT_COLUMNS[c]), format!("{} is negative", r[c])));
+    let u64_of = |c: usize| {
+        u64::try_from(r[c]).map_err(|_| ApiError::bad(&format!("{field}.{}", EVENT_COLUMNS[c]), format!("{} is negative", r[c])))
+    };
     if r[5] < 0 {
         return Err(ApiError::bad(&format!("{field}.size"), format!("{} is negative", r[5])));
     }
@@ -205,7 +210,10 @@ impl Session {
     fn open(&mut self, req: &StreamRequest) -> Result<&mut Slot, ApiError> {
         if !self.streams.contains_key(&req.stream_id) {
             let model = self.app.registry.get(&req.model, req.version.as_deref())?;
-            let card = model.card.clone().ok_or_else(|| ApiError::bad("model_name", format!("model {:?} has no card: no stream mode", model.name)))?;
+            let card = model
+                .card
+                .clone()
+                .ok_or_else(|| ApiError::bad("model_name", format!("model {:?} has no card: no stream mode", model.name)))?;
             if model.info().needs_window_ofi {
                 return Err(ApiError::bad("model_name", format!("model {:?} reads window OFI sums: no stream mode", model.name)));
             }
@@ -216,7 +224,10 @@ impl Session {
             if !self.app.streams.acquire() {
                 return Err(ApiError {
                     kind: crate::error::ErrorKind::Unavailable,
-                    message: format!("stream_id {:?}: the server holds its limit of {} streams", req.stream_id, self.app.streams.limits.max_streams),
+                    message: format!(
+                        "stream_id {:?}: the server holds its limit of {} streams",
+                        req.stream_id, self.app.streams.limits.max_streams
+                    ),
                 });
             }
             let k = model.info().classes.len();

@@ -212,4 +212,3 @@ async fn serve(mut socket: WebSocket, app: Arc<App>, name: String, version: Opti
         }
     }
 }
-

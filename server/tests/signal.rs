@@ -60,7 +60,13 @@ fn server() -> &'static Server {
         std::fs::write(dir.path().join("sig/model.json"), "{}").unwrap();
         let rt = tokio::runtime::Runtime::new().unwrap();
         let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let cfg = Config { models: dir.path().to_path_buf(), http: Some(lo), grpc: Some(lo), max_body_bytes: 1 << 20, streams: Default::default() };
+        let cfg = Config {
+            models: dir.path().to_path_buf(),
+            http: Some(lo),
+            grpc: Some(lo),
+            max_body_bytes: 1 << 20,
+            streams: Default::default(),
+        };
         let running = rt.block_on(flowcast_server::start(cfg, loader())).unwrap();
         let (http, grpc) = (running.http.unwrap(), running.grpc.unwrap());
         rt.spawn(running.wait());
@@ -105,14 +111,22 @@ fn rest_returns_signals_and_latency() {
     assert!(close(&f("signal_strength"), &STRENGTH), "{v}");
     assert!(close(&f("signal_confidence"), &CONFIDENCE), "{v}");
     assert_eq!(f("signal_edge_bps"), vec![0.0; 4], "α = 0: edge α·s = 0");
-    let types: Vec<(&str, &str)> = v["outputs"].as_array().unwrap().iter().map(|o| (o["name"].as_str().unwrap(), o["datatype"].as_str().unwrap())).collect();
+    let types: Vec<(&str, &str)> =
+        v["outputs"].as_array().unwrap().iter().map(|o| (o["name"].as_str().unwrap(), o["datatype"].as_str().unwrap())).collect();
     assert_eq!(
         types,
-        [("probs", "FP32"), ("signal_direction", "INT32"), ("signal_strength", "FP32"), ("signal_confidence", "FP32"), ("signal_edge_bps", "FP32")]
+        [
+            ("probs", "FP32"),
+            ("signal_direction", "INT32"),
+            ("signal_strength", "FP32"),
+            ("signal_confidence", "FP32"),
+            ("signal_edge_bps", "FP32")
+        ]
     );
     assert!(v["parameters"]["queue_time_us"].is_u64() && v["parameters"]["compute_time_us"].is_u64(), "{v}");
     // Only what is asked for.
-    let req = json!({"inputs": [{"name": "x", "shape": [4, 2, 1], "datatype": "FP32", "data": X}], "outputs": [{"name": "signal_direction"}]});
+    let req =
+        json!({"inputs": [{"name": "x", "shape": [4, 2, 1], "datatype": "FP32", "data": X}], "outputs": [{"name": "signal_direction"}]});
     let (st, v) = post("/v2/models/sig/infer", &req);
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["outputs"].as_array().unwrap().len(), 1);
@@ -154,7 +168,11 @@ fn grpc_returns_signals_typed_and_raw() {
         let input = InferInputTensor { name: "x".into(), datatype: "FP32".into(), shape: vec![4, 2, 1], ..Default::default() };
         let mut typed = input.clone();
         typed.contents = Some(InferTensorContents { fp32_contents: X.to_vec(), ..Default::default() });
-        let r = c.model_infer(ModelInferRequest { model_name: "sig".into(), inputs: vec![typed], ..Default::default() }).await.unwrap().into_inner();
+        let r = c
+            .model_infer(ModelInferRequest { model_name: "sig".into(), inputs: vec![typed], ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner();
         let by: HashMap<&str, &model_infer_response::InferOutputTensor> = r.outputs.iter().map(|o| (o.name.as_str(), o)).collect();
         assert_eq!(by["signal_direction"].contents.as_ref().unwrap().int_contents, DIRECTION);
         assert!(close(&by["signal_strength"].contents.as_ref().unwrap().fp32_contents, &STRENGTH));
@@ -173,7 +191,10 @@ fn grpc_returns_signals_typed_and_raw() {
         let d: Vec<i32> = r.raw_output_contents[0].chunks_exact(4).map(|b| i32::from_le_bytes(b.try_into().unwrap())).collect();
         assert_eq!(d, DIRECTION);
         let m = c.model_metadata(ModelMetadataRequest { name: "sig".into(), version: String::new() }).await.unwrap().into_inner();
-        assert_eq!(m.outputs.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(), ["probs", "signal_direction", "signal_strength", "signal_confidence", "signal_edge_bps"]);
+        assert_eq!(
+            m.outputs.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(),
+            ["probs", "signal_direction", "signal_strength", "signal_confidence", "signal_edge_bps"]
+        );
     });
 }
 
@@ -193,11 +214,31 @@ fn stream_mode_refuses_models_without_a_card_and_bad_messages() {
         let mut bad_shape = ev.clone();
         bad_shape.shape = vec![1, 8];
         let msgs = vec![
-            ModelInferRequest { model_name: "sig".into(), parameters: HashMap::from([("stream_id".into(), sid.clone())]), inputs: vec![ev.clone()], ..Default::default() },
+            ModelInferRequest {
+                model_name: "sig".into(),
+                parameters: HashMap::from([("stream_id".into(), sid.clone())]),
+                inputs: vec![ev.clone()],
+                ..Default::default()
+            },
             ModelInferRequest { model_name: "sig".into(), inputs: vec![ev.clone()], ..Default::default() },
-            ModelInferRequest { model_name: "sig".into(), parameters: HashMap::from([("stream_id".into(), sid.clone())]), inputs: vec![bad_kind], ..Default::default() },
-            ModelInferRequest { model_name: "sig".into(), parameters: HashMap::from([("stream_id".into(), sid.clone())]), inputs: vec![bad_shape], ..Default::default() },
-            ModelInferRequest { model_name: "nope".into(), parameters: HashMap::from([("stream_id".into(), sid)]), inputs: vec![ev], ..Default::default() },
+            ModelInferRequest {
+                model_name: "sig".into(),
+                parameters: HashMap::from([("stream_id".into(), sid.clone())]),
+                inputs: vec![bad_kind],
+                ..Default::default()
+            },
+            ModelInferRequest {
+                model_name: "sig".into(),
+                parameters: HashMap::from([("stream_id".into(), sid.clone())]),
+                inputs: vec![bad_shape],
+                ..Default::default()
+            },
+            ModelInferRequest {
+                model_name: "nope".into(),
+                parameters: HashMap::from([("stream_id".into(), sid)]),
+                inputs: vec![ev],
+                ..Default::default()
+            },
         ];
         let mut r = c.model_stream_infer(tokio_stream::iter(msgs)).await.unwrap().into_inner();
         let mut errs = Vec::new();

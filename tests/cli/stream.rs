@@ -168,7 +168,10 @@ fn open_params(ds: &Dataset) -> HashMap<String, InferParameter> {
     HashMap::from([
         ("source_format".to_string(), s(&ds.meta.source_format)),
         ("venue".to_string(), s(&ds.meta.instrument.venue)),
-        ("starts_synced".to_string(), InferParameter { parameter_choice: Some(infer_parameter::ParameterChoice::BoolParam(ds.meta.starts_synced)) }),
+        (
+            "starts_synced".to_string(),
+            InferParameter { parameter_choice: Some(infer_parameter::ParameterChoice::BoolParam(ds.meta.starts_synced)) },
+        ),
     ])
 }
 
@@ -182,7 +185,8 @@ async fn via_grpc(addr: SocketAddr, model: &str, ds: &Dataset, stream_id: &str, 
         let mut p = if n == 0 { open_params(ds) } else { HashMap::new() };
         p.insert("stream_id".into(), sid.clone());
         let v: Vec<i64> = events.iter().flat_map(row).collect();
-        let mut input = InferInputTensor { name: "EVENTS".into(), datatype: "INT64".into(), shape: vec![events.len() as i64, 9], ..Default::default() };
+        let mut input =
+            InferInputTensor { name: "EVENTS".into(), datatype: "INT64".into(), shape: vec![events.len() as i64, 9], ..Default::default() };
         let mut r = ModelInferRequest { model_name: model.into(), id: format!("m{n}"), parameters: p, ..Default::default() };
         if n % 2 == 1 {
             r.raw_input_contents = vec![v.iter().flat_map(|x| x.to_le_bytes()).collect()];
@@ -320,11 +324,11 @@ fn stream_mode_over_grpc_and_websocket_equals_prepare_with() {
     rt.spawn(running.wait());
 
     // Another synthetic day than the training one.
-    let mut cases: Vec<(String, Dataset)> =
-        vec![("synthetic".into(), flowcast_datasets::synth::synth_dataset(3, 8000, 99).unwrap())];
+    let mut cases: Vec<(String, Dataset)> = vec![("synthetic".into(), flowcast_datasets::synth::synth_dataset(3, 8000, 99).unwrap())];
     if let Some(d) = shared_data() {
         let l = d.join("lobster");
-        let inputs = vec![l.join("AMZN_2012-06-21_34200000_57600000_message_1.csv"), l.join("AMZN_2012-06-21_34200000_57600000_orderbook_1.csv")];
+        let inputs =
+            vec![l.join("AMZN_2012-06-21_34200000_57600000_message_1.csv"), l.join("AMZN_2012-06-21_34200000_57600000_orderbook_1.csv")];
         let mut imp = loaders::import(Format::Lobster, &inputs, &ImportOptions::default()).unwrap();
         cases.push(("LOBSTER AMZN".into(), imp.datasets.remove(0)));
         let b = d.join("binance/spot-ethusdt_20240808.gz");
@@ -334,9 +338,13 @@ fn stream_mode_over_grpc_and_websocket_equals_prepare_with() {
     let mut figures = Vec::new();
     for (i, (label, ds)) in cases.iter().enumerate() {
         let r = reference(ds, &p, &card);
-        let g = rt.block_on(async { tokio::time::timeout(Duration::from_secs(600), via_grpc(grpc, "lstm", ds, &format!("g{i}"), None)).await }).unwrap();
+        let g = rt
+            .block_on(async { tokio::time::timeout(Duration::from_secs(600), via_grpc(grpc, "lstm", ds, &format!("g{i}"), None)).await })
+            .unwrap();
         let dg = compare(&format!("{label} over gRPC"), &g, &r, &p, &card);
-        let w = rt.block_on(async { tokio::time::timeout(Duration::from_secs(600), via_ws(http, "lstm", ds, &format!("w{i}"))).await }).unwrap();
+        let w = rt
+            .block_on(async { tokio::time::timeout(Duration::from_secs(600), via_ws(http, "lstm", ds, &format!("w{i}"))).await })
+            .unwrap();
         let dw = compare(&format!("{label} over WebSocket"), &w, &r, &p, &card);
         figures.push((label.clone(), r.complete.len(), dg, dw));
     }
