@@ -151,10 +151,16 @@ fn window_sums(e: &[f64], t: usize) -> Vec<f64> {
 /// no gap inside (all rows of one `segment`: nothing is carried across a hole in the data, as
 /// the feature engine resets and stream mode restarts its window there); `values` (bps per row)
 /// is attached when given (regression targets).
+/// Per row: whether its inputs are all finite, and its gap-free segment.
+#[derive(Clone, Copy)]
+struct RowMask<'a> {
+    valid: &'a [bool],
+    segment: &'a [u32],
+}
+
 fn windows(
     m: &Arc<Matrix>,
-    valid: &[bool],
-    segment: &[u32],
+    rows: RowMask<'_>,
     class: &[Option<u8>],
     values: Option<&[f32]>,
     range: std::ops::Range<usize>,
@@ -162,6 +168,7 @@ fn windows(
     stride: usize,
 ) -> WindowSet {
     // bad[i] = number of invalid rows before i: a window [s, e] is clean iff bad[e+1] == bad[s].
+    let RowMask { valid, segment } = rows;
     let mut bad = Vec::with_capacity(valid.len() + 1);
     let mut b = 0u32;
     bad.push(0);
@@ -370,12 +377,13 @@ pub fn prepare(ds: &Dataset, spec: PrepareSpec<'_>) -> Result<PreparedData> {
     for (ts, l) in spec.targets.iter().zip(&labels) {
         let (class, values, def) = classes_of(l, ts)?;
         let v = (def.output == OutputKind::Regression).then_some(&values[..]);
-        let train = windows(&matrix, &valid, &rows.segment, &class, v, splits.train.clone(), t, cols.train_stride);
+        let train =
+            windows(&matrix, RowMask { valid: &valid, segment: &rows.segment }, &class, v, splits.train.clone(), t, cols.train_stride);
         if train.is_empty() {
             return Err(invalid(format!("target {}: no complete training window (check window length and data size)", def.id)));
         }
-        let validation = windows(&matrix, &valid, &rows.segment, &class, v, splits.validation.clone(), t, 1);
-        let test = windows(&matrix, &valid, &rows.segment, &class, v, splits.test.clone(), t, 1);
+        let validation = windows(&matrix, RowMask { valid: &valid, segment: &rows.segment }, &class, v, splits.validation.clone(), t, 1);
+        let test = windows(&matrix, RowMask { valid: &valid, segment: &rows.segment }, &class, v, splits.test.clone(), t, 1);
         targets.push(PreparedTarget { def, train, validation, test });
     }
     let mut ids: Vec<&str> = targets.iter().map(|t| t.def.id.as_str()).collect();
@@ -420,7 +428,7 @@ pub fn prepare_with(ds: &Dataset, inputs: &InputDef, targets: &[TargetDef]) -> R
     for ((def, spec), l) in targets.iter().zip(&specs).zip(&labels) {
         let (class, values, _) = classes_of(l, spec)?;
         let v = (def.output == OutputKind::Regression).then_some(&values[..]);
-        let test = windows(&matrix, &valid, &rows.segment, &class, v, 0..n, t, 1);
+        let test = windows(&matrix, RowMask { valid: &valid, segment: &rows.segment }, &class, v, 0..n, t, 1);
         if test.is_empty() {
             return Err(invalid(format!("target {}: no complete labelled window in the evaluation data", def.id)));
         }
@@ -447,17 +455,17 @@ mod tests {
         let valid = [true, true, false, true, true, true, true, true];
         let class = [Some(0), Some(1), Some(2), Some(0), Some(1), None, Some(2), Some(0)];
         let seg = [0u32; 8];
-        let w = windows(&m, &valid, &seg, &class, None, 0..8, 2, 1);
+        let w = windows(&m, RowMask { valid: &valid, segment: &seg }, &class, None, 0..8, 2, 1);
         // End 1: rows 0-1 ok. End 2,3: contain row 2. End 5: unlabelled.
         assert_eq!(w.ends, vec![1, 4, 6, 7]);
         assert_eq!(w.labels, vec![1, 1, 2, 0]);
         assert!(w.values.is_empty());
         let vals: Vec<f32> = (0..8).map(|v| v as f32 * 10.0).collect();
-        let w = windows(&m, &valid, &seg, &class, Some(&vals), 0..8, 2, 2);
+        let w = windows(&m, RowMask { valid: &valid, segment: &seg }, &class, Some(&vals), 0..8, 2, 2);
         assert_eq!(w.ends, vec![1, 6]);
         assert_eq!(w.values, vec![10.0, 60.0]);
         // A gap between rows 6 and 7: the window ending at 7 would straddle it.
         let seg = [0, 0, 0, 0, 0, 0, 0, 1];
-        assert_eq!(windows(&m, &valid, &seg, &class, None, 0..8, 2, 1).ends, vec![1, 4, 6]);
+        assert_eq!(windows(&m, RowMask { valid: &valid, segment: &seg }, &class, None, 0..8, 2, 1).ends, vec![1, 4, 6]);
     }
 }

@@ -125,7 +125,9 @@ impl SignalConfig {
         let Some((up, down)) = dir.filter(|&(u, d)| u < probs.len() && d < probs.len()) else {
             // Regression only.
             let e = regression.unwrap_or(f32::NAN) as f64;
-            let direction = if !(e.abs() >= self.min_edge_bps.max(f64::MIN_POSITIVE)) {
+            // False for NaN too: no estimate, no trade.
+            let tradeable = e.abs() >= self.min_edge_bps.max(f64::MIN_POSITIVE);
+            let direction = if !tradeable {
                 Direction::None
             } else if e.abs() >= self.strong_edge_bps {
                 if e > 0.0 {

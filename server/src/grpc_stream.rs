@@ -65,7 +65,7 @@ pub fn parse(r: ModelInferRequest) -> Result<(StreamRequest, bool), ApiError> {
             }
             if raw {
                 let b = &r.raw_input_contents[0];
-                if b.len() % 8 != 0 {
+                if !b.len().is_multiple_of(8) {
                     return Err(ApiError::bad("raw_input_contents[0]", format!("{} bytes is not a whole number of INT64 values", b.len())));
                 }
                 let v: Vec<i64> = b.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();

@@ -73,7 +73,7 @@ pub fn output_metadata(info: &PredictorInfo) -> Vec<(&'static str, &'static str,
 
 /// The decisions of `b` windows: (direction level, strength, confidence, edge bps) columns.
 pub fn signal_columns(model: &Model, probs: &[f32], regression: &[f32], b: usize) -> [Data; 4] {
-    let k = if b == 0 { 0 } else { probs.len() / b };
+    let k = probs.len().checked_div(b).unwrap_or(0);
     let (mut d, mut s, mut c, mut e) = (Vec::with_capacity(b), Vec::with_capacity(b), Vec::with_capacity(b), Vec::with_capacity(b));
     for i in 0..b {
         let sig = model.signal.decide(&probs[i * k..(i + 1) * k], regression.get(i).copied());

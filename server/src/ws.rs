@@ -96,7 +96,7 @@ fn direction(level: i32) -> Direction {
 fn reply_json(r: &StreamReply) -> String {
     let n = r.event_index.len();
     let probs = f32s(&r.outputs, PROBS);
-    let k = probs.map_or(0, |p| if n == 0 { 0 } else { p.len() / n });
+    let k = probs.map_or(0, |p| p.len().checked_div(n).unwrap_or(0));
     let (reg, std) = (f32s(&r.outputs, REGRESSION), f32s(&r.outputs, STD));
     let (st, conf, edge) = (f32s(&r.outputs, SIGNAL_STRENGTH), f32s(&r.outputs, SIGNAL_CONFIDENCE), f32s(&r.outputs, SIGNAL_EDGE_BPS));
     let dir = r.outputs.iter().find(|t| t.name == SIGNAL_DIRECTION).and_then(|t| if let Data::I32(v) = &t.data { Some(v) } else { None });
