@@ -178,7 +178,13 @@ fn bench_stream_per_event() {
             let targets = [TargetSpec::default()];
             let spec =
                 PrepareSpec { columns: &columns, targets: &targets, splits: &SplitSpec::default(), normalization: &NormSpec::default() };
-            let p = prepare(ds, spec).unwrap();
+            let p = match prepare(ds, spec) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("{label} {kind:?}: not prepared ({e})");
+                    continue;
+                }
+            };
             let mut best = f64::INFINITY;
             let mut windows = 0;
             for _ in 0..3 {
