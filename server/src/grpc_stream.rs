@@ -5,7 +5,7 @@
 //! goes on. Formats: docs/serve.md, "Stream mode".
 
 use crate::error::ApiError;
-use crate::grpc::{int_param, latency_parameters, output_tensors};
+use crate::grpc_tensors::{int_param, latency_parameters, output_tensors};
 use crate::proto::*;
 use crate::signal::{Data, Tensor};
 use crate::stream::{events_from_i64, OpenOptions, Session, StreamReply, StreamRequest, EVENTS};

@@ -14,6 +14,7 @@
 pub mod error;
 pub mod grpc;
 pub mod grpc_stream;
+pub mod grpc_tensors;
 pub mod infer;
 pub mod repo;
 pub mod rest;
