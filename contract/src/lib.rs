@@ -15,7 +15,9 @@
 //! - [`gbdt`]: a pure-Rust evaluator of LightGBM's text model format (`lightgbm` cards);
 //! - [`metrics`], [`predictions`]: scoring and the predictions file;
 //! - [`card`]: the model card and its validation;
-//! - [`signal`]: the trading decision from one prediction (served and backtested alike).
+//! - [`signal`]: the trading decision from one prediction (served and backtested alike);
+//! - [`stream`]: events → rows → windows one event at a time (what `prepare` replays and stream
+//!   mode serves).
 //!
 //! Layers: docs/architecture.md.
 
@@ -33,6 +35,7 @@ pub mod prepare;
 pub mod preprocessing;
 pub mod signal;
 pub mod spec;
+pub mod stream;
 pub mod target;
 pub mod window;
 

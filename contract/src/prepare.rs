@@ -18,7 +18,8 @@
 //! nothing is refitted and every labelled row is a test row.
 
 use crate::error::{ContractError, Result};
-use crate::preprocessing::{book_names, ColumnKind, ColumnsSpec, DataInfo, InputDef, NormSpec, Preprocessing, SplitSpec};
+use crate::preprocessing::{ColumnKind, ColumnsSpec, DataInfo, InputDef, NormSpec, Preprocessing, SplitSpec};
+use crate::stream::{normalise_row, RowBuilder};
 use crate::target::{OutputKind, TargetDef, TargetSpec, BPS, DIRECTION_CLASSES};
 use crate::window::{Matrix, MemoryReport, WindowSet};
 use flowcast_datasets::features::ofi::ofi_event;
@@ -27,7 +28,6 @@ use flowcast_datasets::labels::{AlphaRule, Labels, SampleRows, TargetLabels};
 use flowcast_datasets::normalize::{Method, Normalizer};
 use flowcast_datasets::splits::{SplitConfig, Splits};
 use flowcast_datasets::store::Dataset;
-use flowcast_datasets::{TopN, NO_PRICE};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
@@ -133,48 +133,6 @@ fn classes_of(labels: &Labels, spec: &TargetSpec) -> Result<(Vec<Option<u8>>, Ve
     Ok((classes, values, def))
 }
 
-/// Raw book columns on the sample rows (one canonical replay) and the per-row best-level OFI
-/// contribution e_n. Prices are ticks relative to the mid, sizes lots. An absent level is put
-/// one tick beyond the previous level of its side with size 0 (so the column stays a price
-/// offset); a row without both touches has NaN prices (its windows are dropped).
-/// (price, size) at a touch.
-type Touch = (i64, i64);
-
-fn book_columns(ds: &Dataset, rows: &SampleRows, levels: usize) -> (Vec<f64>, Vec<f64>) {
-    let c = 4 * levels;
-    let mut vals = Vec::with_capacity(rows.len() * c);
-    let mut e = Vec::with_capacity(rows.len());
-    let mut top = TopN::new(levels.max(1));
-    // (best bid, best ask, segment) of the previous row: (price, size) per touch.
-    let mut prev: Option<(Touch, Touch, u32)> = None;
-    let mut r = 0usize;
-    ds.replay(|_, book| {
-        book.top_n(&mut top);
-        let mid = book.mid().unwrap_or(f64::NAN);
-        let (mut last_ask, mut last_bid) = (f64::NAN, f64::NAN);
-        for l in 0..levels {
-            let ask = if top.ask_px[l] != NO_PRICE { top.ask_px[l] as f64 - mid } else { last_ask + 1.0 };
-            let bid = if top.bid_px[l] != NO_PRICE { top.bid_px[l] as f64 - mid } else { last_bid - 1.0 };
-            vals.extend_from_slice(&[ask, top.ask_sz[l] as f64, bid, top.bid_sz[l] as f64]);
-            last_ask = ask;
-            last_bid = bid;
-        }
-        let seg = rows.segment.get(r).copied().unwrap_or(0);
-        let cur = match (book.best_bid(), book.best_ask()) {
-            (Some(b), Some(a)) => Some((b, a)),
-            _ => None,
-        };
-        let en = match (prev, cur) {
-            (Some((pb, pa, ps)), Some((b, a))) if ps == seg => ofi_event(pb, pa, b, a) as f64,
-            _ => 0.0,
-        };
-        e.push(en);
-        prev = cur.map(|(b, a)| (b, a, seg));
-        r += 1;
-    });
-    (vals, e)
-}
-
 /// Σ of e over each row's window (rows r−T+1..=r, fewer at the start).
 fn window_sums(e: &[f64], t: usize) -> Vec<f64> {
     let mut out = Vec::with_capacity(e.len());
@@ -189,11 +147,20 @@ fn window_sums(e: &[f64], t: usize) -> Vec<f64> {
     out
 }
 
-/// Windows of `t` rows ending in `range` with a class at the end and finite inputs throughout;
-/// `values` (bps per row) is attached when given (regression targets).
+/// Windows of `t` rows ending in `range` with a class at the end, finite inputs throughout and
+/// no gap inside (all rows of one `segment`: nothing is carried across a hole in the data, as
+/// the feature engine resets and stream mode restarts its window there); `values` (bps per row)
+/// is attached when given (regression targets).
+/// Per row: whether its inputs are all finite, and its gap-free segment.
+#[derive(Clone, Copy)]
+struct RowMask<'a> {
+    valid: &'a [bool],
+    segment: &'a [u32],
+}
+
 fn windows(
     m: &Arc<Matrix>,
-    valid: &[bool],
+    rows: RowMask<'_>,
     class: &[Option<u8>],
     values: Option<&[f32]>,
     range: std::ops::Range<usize>,
@@ -201,6 +168,7 @@ fn windows(
     stride: usize,
 ) -> WindowSet {
     // bad[i] = number of invalid rows before i: a window [s, e] is clean iff bad[e+1] == bad[s].
+    let RowMask { valid, segment } = rows;
     let mut bad = Vec::with_capacity(valid.len() + 1);
     let mut b = 0u32;
     bad.push(0);
@@ -215,7 +183,7 @@ fn windows(
             continue;
         }
         let Some(c) = class[e] else { continue };
-        if bad[e + 1] != bad[e + 1 - t] {
+        if bad[e + 1] != bad[e + 1 - t] || segment[e + 1 - t] != segment[e] {
             continue;
         }
         if kept.is_multiple_of(stride) {
@@ -235,6 +203,9 @@ fn windows(
     }
 }
 
+/// (price, size) at a touch.
+type Touch = (i64, i64);
+
 /// Feature specs from the experiment, or a fitted set from a model card.
 pub enum FeatureSource {
     /// `[[columns.feature]]` tables (empty = the engine's default set), to be fitted on train.
@@ -243,14 +214,9 @@ pub enum FeatureSource {
     Fitted(serde_json::Value),
 }
 
-/// Engineered feature columns: names, row-major values on `rows`, and the fitted set's JSON.
-fn feature_columns(
-    ds: &Dataset,
-    rows: &SampleRows,
-    src: &FeatureSource,
-    train: std::ops::Range<usize>,
-) -> Result<(Vec<String>, Vec<f64>, serde_json::Value)> {
-    let set = match src {
+/// The fitted feature set: fitted on the `train` rows from specs, or the card's as is.
+fn fitted_set(ds: &Dataset, src: &FeatureSource, train: std::ops::Range<usize>) -> Result<FeatureSet> {
+    Ok(match src {
         FeatureSource::Specs(specs) if specs.is_empty() => features::fit(ds, &FeatureSet::default_set(), train)?,
         FeatureSource::Specs(specs) => {
             let specs: Vec<FeatureSpec> = specs
@@ -261,13 +227,7 @@ fn feature_columns(
             features::fit(ds, &FeatureSet::new(specs)?, train)?
         }
         FeatureSource::Fitted(json) => FeatureSet::from_json(&json.to_string())?,
-    };
-    let table = features::compute(ds, &set)?;
-    if table.event_index != rows.event_index {
-        return Err(invalid(format!("feature rows ({}) differ from the label rows ({})", table.rows(), rows.len())));
-    }
-    let json: serde_json::Value = serde_json::from_str(&set.to_json()).expect("feature set JSON");
-    Ok((table.names, table.values, json))
+    })
 }
 
 /// Input columns of the sample rows before normalisation.
@@ -281,7 +241,10 @@ struct Columns {
     feature_set: serde_json::Value,
 }
 
-/// Input columns (unnormalised) with their names, the per-row OFI term and the fitted feature set.
+/// Input columns (unnormalised) with their names, the per-row OFI term and the fitted feature
+/// set: one canonical replay feeding [`RowBuilder`], the builder stream mode uses event by
+/// event (book levels relative to the mid in ticks, sizes in lots, then the engine's features).
+/// The OFI term is the best-level e_n of CKS 2014 between consecutive rows of a segment.
 fn columns(
     ds: &Dataset,
     rows: &SampleRows,
@@ -290,36 +253,66 @@ fn columns(
     features: &FeatureSource,
     train: std::ops::Range<usize>,
 ) -> Result<Columns> {
-    let (book, e) = book_columns(ds, rows, levels);
-    let n = rows.len();
-    let (fnames, fvals, fset) = match kind {
-        ColumnKind::Book => (vec![], vec![], serde_json::Value::Null),
-        ColumnKind::Features | ColumnKind::Both => feature_columns(ds, rows, features, train)?,
+    let set = match kind {
+        ColumnKind::Book => None,
+        ColumnKind::Features | ColumnKind::Both => Some(fitted_set(ds, features, train)?),
     };
-    let bc = if kind == ColumnKind::Features { 0 } else { 4 * levels };
-    let fc = fnames.len();
-    let mut names = if bc > 0 { book_names(levels) } else { vec![] };
-    names.extend(fnames);
-    let c = bc + fc;
-    if c == 0 {
-        return Err(invalid("the experiment selects no input columns".into()));
-    }
+    let mut b = RowBuilder::new(kind, levels, set.as_ref(), &ds.meta)?;
+    let names = b.names();
+    let (n, c) = (rows.len(), b.columns());
     let mut vals = Vec::with_capacity(n * c);
-    for r in 0..n {
-        if bc > 0 {
-            vals.extend_from_slice(&book[r * bc..(r + 1) * bc]);
+    let mut e = Vec::with_capacity(n);
+    // (best bid, best ask, segment) of the previous row: (price, size) per touch.
+    let mut prev: Option<(Touch, Touch, u32)> = None;
+    let mut book = ds.new_book();
+    let mut r = 0usize;
+    for (i, ev) in ds.events.iter().enumerate() {
+        book.apply(ev);
+        if !b.on_event(ev, &book) {
+            continue;
         }
-        if fc > 0 {
-            vals.extend_from_slice(&fvals[r * fc..(r + 1) * fc]);
+        if rows.event_index.get(r) != Some(&(i as u64)) {
+            return Err(invalid(format!("input row {r} is at event {i}, the label row at {:?}", rows.event_index.get(r))));
         }
+        vals.extend_from_slice(b.row());
+        let seg = rows.segment[r];
+        let cur = match (book.best_bid(), book.best_ask()) {
+            (Some(b), Some(a)) => Some((b, a)),
+            _ => None,
+        };
+        let en = match (prev, cur) {
+            (Some((pb, pa, ps)), Some((b, a))) if ps == seg => ofi_event(pb, pa, b, a) as f64,
+            _ => 0.0,
+        };
+        e.push(en);
+        prev = cur.map(|(b, a)| (b, a, seg));
+        r += 1;
     }
-    Ok(Columns { names, values: vals, ofi_terms: e, feature_set: fset })
+    if r != n {
+        return Err(invalid(format!("{r} input rows for {n} label rows")));
+    }
+    if let Some(d) = b.diagnostics().filter(|d| d.crossed_samples + d.resets + d.window_overflows + d.order_tracker_overflows > 0) {
+        tracing::warn!(
+            crossed = d.crossed_samples,
+            resets = d.resets,
+            window_overflows = d.window_overflows,
+            order_tracker_overflows = d.order_tracker_overflows,
+            "feature computation: data issues detected"
+        );
+    }
+    let feature_set = match set {
+        Some(s) => serde_json::from_str(&s.to_json()).expect("feature set JSON"),
+        None => serde_json::Value::Null,
+    };
+    Ok(Columns { names, values: vals, ofi_terms: e, feature_set })
 }
 
-fn to_matrix(names: Vec<String>, vals: &[f64]) -> (Arc<Matrix>, Vec<bool>) {
+/// Normalises the raw rows (in place) into the f32 matrix, row by row with stream mode's
+/// [`normalise_row`]; a row is valid when all its values are finite.
+fn to_matrix(names: Vec<String>, vals: &mut [f64], norm: &Normalizer) -> (Arc<Matrix>, Vec<bool>) {
     let c = names.len();
-    let values: Vec<f32> = vals.iter().map(|&v| v as f32).collect();
-    let valid = values.chunks(c).map(|r| r.iter().all(|v| v.is_finite())).collect();
+    let mut values = vec![0f32; vals.len()];
+    let valid = vals.chunks_exact_mut(c).zip(values.chunks_exact_mut(c)).map(|(raw, out)| normalise_row(norm, raw, out)).collect();
     (Arc::new(Matrix { names, values }), valid)
 }
 
@@ -378,19 +371,19 @@ pub fn prepare(ds: &Dataset, spec: PrepareSpec<'_>) -> Result<PreparedData> {
     let Columns { names, values: mut vals, ofi_terms: e, feature_set } =
         columns(ds, &rows, cols.kind, levels_used, &feats, splits.train.clone())?;
     let normalizer = Normalizer::fit(&names, &vals, splits.train.clone(), method)?;
-    normalizer.apply(&mut vals);
-    let (matrix, valid) = to_matrix(names.clone(), &vals);
+    let (matrix, valid) = to_matrix(names.clone(), &mut vals, &normalizer);
     drop(vals);
     let mut targets = Vec::with_capacity(spec.targets.len());
     for (ts, l) in spec.targets.iter().zip(&labels) {
         let (class, values, def) = classes_of(l, ts)?;
         let v = (def.output == OutputKind::Regression).then_some(&values[..]);
-        let train = windows(&matrix, &valid, &class, v, splits.train.clone(), t, cols.train_stride);
+        let train =
+            windows(&matrix, RowMask { valid: &valid, segment: &rows.segment }, &class, v, splits.train.clone(), t, cols.train_stride);
         if train.is_empty() {
             return Err(invalid(format!("target {}: no complete training window (check window length and data size)", def.id)));
         }
-        let validation = windows(&matrix, &valid, &class, v, splits.validation.clone(), t, 1);
-        let test = windows(&matrix, &valid, &class, v, splits.test.clone(), t, 1);
+        let validation = windows(&matrix, RowMask { valid: &valid, segment: &rows.segment }, &class, v, splits.validation.clone(), t, 1);
+        let test = windows(&matrix, RowMask { valid: &valid, segment: &rows.segment }, &class, v, splits.test.clone(), t, 1);
         targets.push(PreparedTarget { def, train, validation, test });
     }
     let mut ids: Vec<&str> = targets.iter().map(|t| t.def.id.as_str()).collect();
@@ -427,8 +420,7 @@ pub fn prepare_with(ds: &Dataset, inputs: &InputDef, targets: &[TargetDef]) -> R
         return Err(invalid(format!("input columns differ from the model's: {names:?} vs {:?}", inputs.names)));
     }
     inputs.normalizer.check_names(&names)?;
-    inputs.normalizer.apply(&mut vals);
-    let (matrix, valid) = to_matrix(names, &vals);
+    let (matrix, valid) = to_matrix(names, &mut vals, &inputs.normalizer);
     let n = rows.len();
     let splits = Splits { n, train: 0..0, validation: 0..0, test: 0..n };
     let empty = WindowSet::new(Arc::clone(&matrix), t, vec![], vec![]);
@@ -436,7 +428,7 @@ pub fn prepare_with(ds: &Dataset, inputs: &InputDef, targets: &[TargetDef]) -> R
     for ((def, spec), l) in targets.iter().zip(&specs).zip(&labels) {
         let (class, values, _) = classes_of(l, spec)?;
         let v = (def.output == OutputKind::Regression).then_some(&values[..]);
-        let test = windows(&matrix, &valid, &class, v, 0..n, t, 1);
+        let test = windows(&matrix, RowMask { valid: &valid, segment: &rows.segment }, &class, v, 0..n, t, 1);
         if test.is_empty() {
             return Err(invalid(format!("target {}: no complete labelled window in the evaluation data", def.id)));
         }
@@ -462,14 +454,18 @@ mod tests {
         let m = Arc::new(Matrix { names: vec!["a".into()], values: (0..8).map(|v| v as f32).collect() });
         let valid = [true, true, false, true, true, true, true, true];
         let class = [Some(0), Some(1), Some(2), Some(0), Some(1), None, Some(2), Some(0)];
-        let w = windows(&m, &valid, &class, None, 0..8, 2, 1);
+        let seg = [0u32; 8];
+        let w = windows(&m, RowMask { valid: &valid, segment: &seg }, &class, None, 0..8, 2, 1);
         // End 1: rows 0-1 ok. End 2,3: contain row 2. End 5: unlabelled.
         assert_eq!(w.ends, vec![1, 4, 6, 7]);
         assert_eq!(w.labels, vec![1, 1, 2, 0]);
         assert!(w.values.is_empty());
         let vals: Vec<f32> = (0..8).map(|v| v as f32 * 10.0).collect();
-        let w = windows(&m, &valid, &class, Some(&vals), 0..8, 2, 2);
+        let w = windows(&m, RowMask { valid: &valid, segment: &seg }, &class, Some(&vals), 0..8, 2, 2);
         assert_eq!(w.ends, vec![1, 6]);
         assert_eq!(w.values, vec![10.0, 60.0]);
+        // A gap between rows 6 and 7: the window ending at 7 would straddle it.
+        let seg = [0, 0, 0, 0, 0, 0, 0, 1];
+        assert_eq!(windows(&m, RowMask { valid: &valid, segment: &seg }, &class, None, 0..8, 2, 1).ends, vec![1, 4, 6]);
     }
 }

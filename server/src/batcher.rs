@@ -218,10 +218,14 @@ fn run_batch(mut jobs: Vec<Job>, metrics: &Metrics) {
         }
     };
     let mut row = 0;
+    // Per-window outputs (regression, std) split like the probabilities, when the model has them.
+    let rows = |v: &[f32], r: usize, n: usize| if v.len() == total { v[r..r + n].to_vec() } else { Vec::new() };
     for j in jobs {
         let probs = out.probs[row * k..(row + j.batch) * k].to_vec();
+        let (regression, std) = (rows(&out.regression, row, j.batch), rows(&out.std, row, j.batch));
         row += j.batch;
         let queue_us = t0.duration_since(j.enqueued).as_micros() as u64;
-        let _ = j.reply.send(Ok(Inference { probs, batch: j.batch, classes: k, compute_us, queue_us, batch_windows: total }));
+        let _ =
+            j.reply.send(Ok(Inference { probs, regression, std, batch: j.batch, classes: k, compute_us, queue_us, batch_windows: total }));
     }
 }

@@ -1,14 +1,14 @@
 //! The Open Inference Protocol over gRPC (tonic, `proto/grpc_predict_v2.proto`): health,
 //! metadata, ModelInfer with typed or raw contents, and the model-repository extension.
 
-use crate::infer::{self, ApiError, ErrorKind, DATATYPE, INPUT, OUTPUT};
+use crate::grpc_tensors::{int_param, latency_parameters, output_tensors};
+use crate::infer::{self, ApiError, ErrorKind, DATATYPE, INPUT};
 use crate::proto::grpc_inference_service_server::GrpcInferenceService;
-use crate::proto::model_infer_response::InferOutputTensor;
 use crate::proto::model_metadata_response::TensorMetadata;
 use crate::proto::*;
 use crate::repo::State;
+use crate::signal;
 use crate::App;
-use std::collections::HashMap;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -31,10 +31,6 @@ pub struct Service {
 
 fn version(v: &str) -> Option<&str> {
     (!v.is_empty()).then_some(v)
-}
-
-fn int_param(v: i64) -> InferParameter {
-    InferParameter { parameter_choice: Some(infer_parameter::ParameterChoice::Int64Param(v)) }
 }
 
 #[tonic::async_trait]
@@ -74,7 +70,10 @@ impl GrpcInferenceService for Service {
                 datatype: DATATYPE.into(),
                 shape: vec![-1, info.window as i64, info.features as i64],
             }],
-            outputs: vec![TensorMetadata { name: OUTPUT.into(), datatype: DATATYPE.into(), shape: vec![-1, info.classes.len() as i64] }],
+            outputs: signal::output_metadata(info)
+                .into_iter()
+                .map(|(name, datatype, shape)| TensorMetadata { name: name.into(), datatype: datatype.into(), shape })
+                .collect(),
         }))
     }
 
@@ -105,34 +104,34 @@ impl GrpcInferenceService for Service {
             let c = input.contents.ok_or_else(|| ApiError::bad("inputs[0].contents", "missing (and no raw_input_contents)"))?;
             c.fp32_contents
         };
-        infer::check_outputs(req.outputs.iter().map(|o| o.name.as_str()))?;
+        infer::check_outputs(&model, req.outputs.iter().map(|o| o.name.as_str()))?;
         let r = self.app.scheduler.run(model.clone(), x, shape, "inputs[0]".into()).await?;
-        let mut out = InferOutputTensor {
-            name: OUTPUT.into(),
-            datatype: DATATYPE.into(),
-            shape: vec![r.batch as i64, r.classes as i64],
-            parameters: HashMap::new(),
-            contents: None,
-        };
-        // Raw in, raw out (what Triton clients read); typed contents otherwise.
-        let raw_output_contents = if raw {
-            vec![infer::f32_to_le(&r.probs)]
-        } else {
-            out.contents = Some(InferTensorContents { fp32_contents: r.probs, ..Default::default() });
-            vec![]
-        };
+        let mut all = signal::tensors(&model, r.probs, r.regression, r.std, r.batch);
+        if !req.outputs.is_empty() {
+            all.retain(|t| req.outputs.iter().any(|o| o.name == t.name));
+        }
+        let (outputs, raw_output_contents) = output_tensors(all, raw);
         Ok(Response::new(ModelInferResponse {
             model_name: model.name.clone(),
             model_version: model.version.clone(),
             id: req.id,
-            parameters: HashMap::from([
-                ("compute_time_us".to_string(), int_param(r.compute_us as i64)),
-                ("queue_time_us".to_string(), int_param(r.queue_us as i64)),
-                ("batch_windows".to_string(), int_param(r.batch_windows as i64)),
-            ]),
-            outputs: vec![out],
+            parameters: {
+                let mut p = latency_parameters(r.queue_us, r.compute_us);
+                p.insert("batch_windows".to_string(), int_param(r.batch_windows as i64));
+                p
+            },
+            outputs,
             raw_output_contents,
         }))
+    }
+
+    type ModelStreamInferStream = crate::grpc_stream::ResponseStream;
+
+    async fn model_stream_infer(
+        &self,
+        r: Request<tonic::Streaming<ModelInferRequest>>,
+    ) -> Result<Response<Self::ModelStreamInferStream>, Status> {
+        Ok(Response::new(crate::grpc_stream::run(self.app.clone(), r.into_inner())))
     }
 
     async fn repository_index(&self, r: Request<RepositoryIndexRequest>) -> Result<Response<RepositoryIndexResponse>, Status> {

@@ -47,11 +47,12 @@ pub fn check_input(model: &Model, field: &str, name: &str, datatype: &str, shape
     Ok([dims[0], dims[1], dims[2]])
 }
 
-/// Checks the requested output names (`outputs`, possibly empty = all).
-pub fn check_outputs<'a>(names: impl Iterator<Item = &'a str>) -> Result<(), ApiError> {
+/// Checks the requested output names (`outputs`, possibly empty = all) against `model`'s.
+pub fn check_outputs<'a>(model: &Model, names: impl Iterator<Item = &'a str>) -> Result<(), ApiError> {
+    let known: Vec<&str> = crate::signal::output_metadata(model.info()).into_iter().map(|(n, _, _)| n).collect();
     for (i, n) in names.enumerate() {
-        if n != OUTPUT {
-            return Err(ApiError::bad(&format!("outputs[{i}].name"), format!("unknown output {n:?}: the model has one output {OUTPUT:?}")));
+        if !known.contains(&n) {
+            return Err(ApiError::bad(&format!("outputs[{i}].name"), format!("unknown output {n:?}: the model's outputs are {known:?}")));
         }
     }
     Ok(())
@@ -69,13 +70,16 @@ pub fn f32_to_le(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-/// A finished inference: `[batch × classes]` probabilities and the compute time.
+/// A finished inference: `[batch × classes]` probabilities (plus regression and std where the
+/// model has them), the wait for a blocking thread and the compute time.
 pub struct Inference {
     pub probs: Vec<f32>,
+    pub regression: Vec<f32>,
+    pub std: Vec<f32>,
     pub batch: usize,
     pub classes: usize,
     pub compute_us: u64,
-    /// Time waiting in the inference queue (µs; 0 outside the queue).
+    /// Time waiting for a blocking thread, plus (through the scheduler) in the inference queue (µs).
     pub queue_us: u64,
     /// Windows of the model call this request was part of (> `batch` when batched with others).
     pub batch_windows: usize,
@@ -91,8 +95,10 @@ pub async fn run(model: Arc<Model>, x: Vec<f32>, shape: [usize; 3], field: Strin
             format!("{} values for shape [{b}, {t}, {f}] ({} values)", x.len(), b * t * f),
         ));
     }
+    let queued = Instant::now();
     let task = tokio::task::spawn_blocking(move || {
         let t0 = Instant::now();
+        let queue_us = t0.duration_since(queued).as_micros() as u64;
         let batch = Batch::new(&x, b, t, f).map_err(|e| ApiError::bad(&format!("{field}.data"), e))?;
         let k = model.info().classes.len();
         let mut out = Outputs::new(k);
@@ -107,7 +113,16 @@ pub async fn run(model: Arc<Model>, x: Vec<f32>, shape: [usize; 3], field: Strin
                 out.probs.len()
             )));
         }
-        Ok(Inference { probs: out.probs, batch: b, classes: k, compute_us: t0.elapsed().as_micros() as u64, queue_us: 0, batch_windows: b })
+        Ok(Inference {
+            probs: out.probs,
+            regression: out.regression,
+            std: out.std,
+            batch: b,
+            classes: k,
+            queue_us,
+            compute_us: t0.elapsed().as_micros() as u64,
+            batch_windows: b,
+        })
     });
     task.await.map_err(|e| ApiError::internal(format!("inference task failed: {e}")))?
 }

@@ -4,6 +4,10 @@
 //! class probabilities `probs` `[B, k]` in the card's class order. Endpoints, formats and errors:
 //! docs/serve.md. No burn (tests/tests/no_burn.rs).
 //!
+//! Stream mode ([`stream`]; gRPC `ModelStreamInfer` and a WebSocket): raw book events in,
+//! predictions at each sample point out. Every answer carries the execution layer's signal
+//! ([`signal`]) and the server-side queue and compute time.
+//!
 //! Models live in a [`repo::Registry`] (a `RwLock`ed map of `Arc`ed predictors, loaded once);
 //! inference runs on tokio's blocking pool ([`infer::run`]), so the async runtime never computes.
 
@@ -12,11 +16,16 @@ pub mod bench;
 pub mod config;
 pub mod error;
 pub mod grpc;
+pub mod grpc_stream;
+pub mod grpc_tensors;
 pub mod infer;
 pub mod limits;
 pub mod metrics;
 pub mod repo;
 pub mod rest;
+pub mod signal;
+pub mod stream;
+pub mod ws;
 
 /// The code generated from `proto/grpc_predict_v2.proto` (package `inference`) at build time.
 #[allow(clippy::all, missing_docs)]
@@ -53,6 +62,8 @@ pub struct App {
     pub guard: limits::Guard,
     /// The inference queue and dynamic batcher (batcher.rs).
     pub scheduler: batcher::Scheduler,
+    /// Stream mode's open streams and limits.
+    pub streams: stream::StreamTable,
 }
 
 pub struct Config {
@@ -63,6 +74,8 @@ pub struct Config {
     /// gRPC address; `None`: no gRPC listener.
     pub grpc: Option<SocketAddr>,
     pub max_body_bytes: usize,
+    /// Stream mode's bounds (streams, book depth, events per message).
+    pub streams: stream::StreamLimits,
     /// Auth, rate limits, timeouts, queue, batching (`serve.toml`, config.rs).
     pub ops: config::Ops,
 }
@@ -77,6 +90,7 @@ impl Default for Config {
             grpc: Some(lo),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             ops: config::Ops::default(),
+            streams: stream::StreamLimits::default(),
         }
     }
 }
@@ -127,6 +141,7 @@ pub async fn start(cfg: Config, loader: Loader) -> anyhow::Result<Running> {
         guard: limits::Guard::new(&cfg.ops),
         scheduler: batcher::Scheduler::new(cfg.ops.clone(), metrics.clone()),
         metrics,
+        streams: stream::StreamTable::new(cfg.streams),
     });
     let (stop, _) = tokio::sync::watch::channel(false);
     let stop = Arc::new(stop);

@@ -4,7 +4,8 @@
 
 use crate::error::ApiError;
 use flowcast_contract::files::CARD_FILE;
-use flowcast_contract::{Predictor, PredictorInfo};
+use flowcast_contract::signal::SignalRule;
+use flowcast_contract::{ModelCard, Predictor, PredictorInfo};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -12,10 +13,12 @@ use std::sync::{Arc, RwLock};
 /// A loaded model, shareable across the runtime's threads.
 pub type SharedPredictor = Arc<dyn Predictor + Send + Sync>;
 
-/// What a loader returns: the predictor and string metadata for `GET /v2/models/{name}`.
+/// What a loader returns: the predictor, string metadata for `GET /v2/models/{name}` and, for
+/// exported models, the card (stream mode needs its preprocessing; signals its thresholds).
 pub struct Loaded {
     pub predictor: SharedPredictor,
     pub parameters: Vec<(String, String)>,
+    pub card: Option<Arc<ModelCard>>,
 }
 
 /// Loads (and so validates) the model in a directory; the error is the reason it is skipped.
@@ -40,7 +43,7 @@ pub fn candle_loader() -> Loader {
             ("target".to_string(), card.preprocessing.target.id.clone()),
             ("classes".to_string(), card.classes.join(",")),
         ];
-        Ok(Loaded { predictor: p, parameters })
+        Ok(Loaded { predictor: p, parameters, card: Some(Arc::new(card)) })
     })
 }
 
@@ -50,6 +53,10 @@ pub struct Model {
     pub version: String,
     pub predictor: SharedPredictor,
     pub parameters: Vec<(String, String)>,
+    /// `None` for a model without a card (no stream mode; default signal thresholds).
+    pub card: Option<Arc<ModelCard>>,
+    /// The decision rule of the card (`SignalRule::of_card`), else the defaults on its classes.
+    pub signal: SignalRule,
 }
 
 impl Model {
@@ -176,11 +183,17 @@ impl Registry {
         match (self.loader)(dir) {
             Ok(l) => {
                 tracing::info!(model = name, version, dir = %dir.display(), "loaded");
+                let signal = match &l.card {
+                    Some(c) => SignalRule::of_card(c),
+                    None => SignalRule::new(Default::default(), &l.predictor.info().classes, 0.0),
+                };
                 State::Ready(Arc::new(Model {
                     name: name.into(),
                     version: version.into(),
                     predictor: l.predictor,
                     parameters: l.parameters,
+                    card: l.card,
+                    signal,
                 }))
             }
             Err(e) => {

@@ -1,8 +1,9 @@
 //! The Open Inference Protocol over HTTP/REST (axum): health, metadata, inference with JSON
 //! tensors and the binary-tensor extension, and Triton's model-repository extension.
 
-use crate::infer::{self, ApiError, ErrorKind, DATATYPE, INPUT, OUTPUT};
+use crate::infer::{self, ApiError, ErrorKind, DATATYPE, INPUT};
 use crate::repo::State;
+use crate::signal::{self, Data, PROBS};
 use crate::App;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -46,6 +47,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v2/models/{name}/versions/{version}/ready", get(model_ready_v))
         .route("/v2/models/{name}/infer", post(infer))
         .route("/v2/models/{name}/versions/{version}/infer", post(infer_v))
+        .route("/v2/models/{name}/stream", get(crate::ws::stream))
+        .route("/v2/models/{name}/versions/{version}/stream", get(crate::ws::stream_v))
         .route("/v2/repository/index", post(repository_index))
         .route("/v2/repository/models/{name}/load", post(repository_load))
         .route("/v2/repository/models/{name}/unload", post(repository_unload))
@@ -91,10 +94,13 @@ fn metadata(app: &App, name: &str, version: Option<&str>) -> R {
         "versions": versions,
         "platform": crate::PLATFORM,
         "inputs": [{ "name": INPUT, "datatype": DATATYPE, "shape": [-1, info.window as i64, info.features as i64] }],
-        "outputs": [{
-            "name": OUTPUT, "datatype": DATATYPE, "shape": [-1, info.classes.len() as i64],
-            "parameters": { "classes": info.classes.join(",") },
-        }],
+        "outputs": signal::output_metadata(info).into_iter().map(|(name, datatype, shape)| {
+            let mut o = json!({ "name": name, "datatype": datatype, "shape": shape });
+            if name == PROBS {
+                o["parameters"] = json!({ "classes": info.classes.join(",") });
+            }
+            o
+        }).collect::<Vec<_>>(),
         "parameters": params,
     }))
     .into_response())
@@ -229,30 +235,43 @@ async fn run_infer(app: Arc<App>, name: String, version: Option<String>, headers
     if !binary.is_empty() {
         return Err(ApiError::bad("body", format!("{} bytes after the binary inputs", binary.len())));
     }
-    infer::check_outputs(req.outputs.iter().map(|o| o.name.as_str()))?;
+    infer::check_outputs(&model, req.outputs.iter().map(|o| o.name.as_str()))?;
     let default_binary = flag(&req.parameters, "binary_data_output", "request")?.unwrap_or(false);
-    let binary_out = match req.outputs.first() {
-        Some(o) => flag(&o.parameters, "binary_data", "outputs[0]")?.unwrap_or(default_binary),
-        None => default_binary,
-    };
+    // (name, binary) of each output to return: the requested ones, else all.
+    let mut wanted: Vec<(String, bool)> = Vec::with_capacity(req.outputs.len());
+    for (i, o) in req.outputs.iter().enumerate() {
+        wanted.push((o.name.clone(), flag(&o.parameters, "binary_data", &format!("outputs[{i}]"))?.unwrap_or(default_binary)));
+    }
 
     let r = app.scheduler.run(model.clone(), x, shape, "inputs[0]".into()).await?;
-    let raw = binary_out.then(|| infer::f32_to_le(&r.probs));
+    let all = signal::tensors(&model, r.probs, r.regression, r.std, r.batch);
+    let chosen: Vec<(&signal::Tensor, bool)> = if wanted.is_empty() {
+        all.iter().map(|t| (t, default_binary)).collect()
+    } else {
+        wanted.iter().filter_map(|(n, b)| all.iter().find(|t| t.name == n).map(|t| (t, *b))).collect()
+    };
+    let mut raw = Vec::new();
+    let mut outputs = Vec::with_capacity(chosen.len());
+    for (t, binary) in chosen {
+        let (parameters, data) = if binary {
+            let b = t.data.to_le();
+            let p = json!({ "binary_data_size": b.len() });
+            raw.extend_from_slice(&b);
+            (Some(p), None)
+        } else {
+            (None, Some(DataRef::of(&t.data)))
+        };
+        outputs.push(OutputTensor { name: t.name, datatype: t.data.datatype(), shape: &t.shape, parameters, data });
+    }
     let resp = InferResponse {
         model_name: &model.name,
         model_version: &model.version,
         id: req.id.as_deref(),
-        outputs: [OutputTensor {
-            name: OUTPUT,
-            datatype: DATATYPE,
-            shape: [r.batch, r.classes],
-            parameters: raw.as_ref().map(|b| json!({ "binary_data_size": b.len() })),
-            data: if binary_out { None } else { Some(&r.probs) },
-        }],
-        parameters: json!({ "compute_time_us": r.compute_us, "queue_time_us": r.queue_us, "batch_windows": r.batch_windows }),
+        outputs,
+        parameters: json!({ "queue_time_us": r.queue_us, "compute_time_us": r.compute_us, "batch_windows": r.batch_windows }),
     };
     let head = serde_json::to_vec(&resp).map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok(match raw {
+    Ok(match (!raw.is_empty()).then_some(raw) {
         None => ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], head).into_response(),
         Some(raw) => {
             let len = head.len();
@@ -277,7 +296,7 @@ struct InferResponse<'a> {
     model_version: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<&'a str>,
-    outputs: [OutputTensor<'a>; 1],
+    outputs: Vec<OutputTensor<'a>>,
     parameters: Value,
 }
 
@@ -285,11 +304,30 @@ struct InferResponse<'a> {
 struct OutputTensor<'a> {
     name: &'a str,
     datatype: &'a str,
-    shape: [usize; 2],
+    shape: &'a [usize],
     #[serde(skip_serializing_if = "Option::is_none")]
     parameters: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    data: Option<&'a [f32]>,
+    data: Option<DataRef<'a>>,
+}
+
+/// A tensor's values as JSON numbers (FP32 printed as FP32).
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum DataRef<'a> {
+    F32(&'a [f32]),
+    I32(&'a [i32]),
+    I64(&'a [i64]),
+}
+
+impl<'a> DataRef<'a> {
+    fn of(d: &'a Data) -> DataRef<'a> {
+        match d {
+            Data::F32(v) => DataRef::F32(v),
+            Data::I32(v) => DataRef::I32(v),
+            Data::I64(v) => DataRef::I64(v),
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]

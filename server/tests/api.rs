@@ -62,7 +62,7 @@ fn fake_loader() -> Loader {
         let classes: Vec<String> = CLASSES.iter().map(|s| s.to_string()).collect();
         let info =
             PredictorInfo::classifier("fake", &classes, v["window"].as_u64().unwrap() as usize, v["features"].as_u64().unwrap() as usize);
-        Ok(Loaded { predictor: Arc::new(Fake { info }), parameters: vec![("architecture".into(), "fake".into())] })
+        Ok(Loaded { predictor: Arc::new(Fake { info }), parameters: vec![("architecture".into(), "fake".into())], card: None })
     })
 }
 
@@ -294,7 +294,10 @@ fn infer_binary_tensors_in_and_out() {
     req["parameters"] = json!({"binary_data_output": true});
     let r = post_json("/v2/models/alpha/infer", &req);
     let hl: usize = r.headers["inference-header-content-length"].parse().unwrap();
-    assert_eq!(r.body.len() - hl, 9 * 4);
+    // probs (3 × 3 FP32), then the four signal outputs (3 values of 4 bytes each).
+    assert_eq!(r.body.len() - hl, 9 * 4 + 4 * 3 * 4);
+    let got: Vec<f32> = r.body[hl..hl + 36].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    assert!(max_diff(&got, &want) <= 1e-6);
 }
 
 #[test]

@@ -25,6 +25,12 @@ pub struct ServeArgs {
     /// serve.toml: auth tokens, rate limits, timeouts, queue, dynamic batching (docs/serve.md).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Stream mode: streams open at once (over all connections).
+    #[arg(long, default_value_t = flowcast_server::stream::StreamLimits::default().max_streams)]
+    max_streams: usize,
+    /// Stream mode: book levels per side one stream may hold (bounds its memory).
+    #[arg(long, default_value_t = flowcast_server::stream::StreamLimits::default().max_book_levels)]
+    max_stream_book_levels: usize,
 }
 
 /// Serves until SIGTERM or ctrl-c (requests in flight finish); prints one JSON line (bound
@@ -42,6 +48,11 @@ pub fn run(a: ServeArgs) -> Result<bool> {
     anyhow::ensure!(http.is_some() || grpc.is_some(), "--http off and --grpc off: nothing to serve");
     let ops = file.ops().map_err(|e| anyhow::anyhow!("{}: {e}", a.config.as_deref().unwrap_or("serve.toml".as_ref()).display()))?;
     let max_body_bytes = a.max_body_bytes.or(file.max_body_bytes).unwrap_or(flowcast_server::DEFAULT_MAX_BODY_BYTES);
-    flowcast_server::serve_blocking(flowcast_server::Config { models, http, grpc, max_body_bytes, ops })?;
+    let streams = flowcast_server::stream::StreamLimits {
+        max_streams: a.max_streams,
+        max_book_levels: a.max_stream_book_levels,
+        ..Default::default()
+    };
+    flowcast_server::serve_blocking(flowcast_server::Config { models, http, grpc, max_body_bytes, ops, streams })?;
     Ok(true)
 }

@@ -8,8 +8,9 @@ use std::process::Command;
 
 mod labels;
 mod serve;
-mod sweep;
 mod serve_ops;
+mod stream;
+mod sweep;
 mod train;
 
 fn flowcast(args: &[&str]) -> (i32, String, String) {

@@ -11,8 +11,8 @@ pub mod lightgbm;
 pub mod progress;
 pub mod reproduce;
 pub mod run;
-pub mod sweep;
 pub mod serve_bench;
+pub mod sweep;
 pub mod tensorboard;
 pub mod trainer;
 

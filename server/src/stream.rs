@@ -1,0 +1,332 @@
+//! Stream mode, the part both transports share (gRPC `ModelStreamInfer`: grpc_stream.rs;
+//! WebSocket: ws.rs). A client sends raw canonical events for a named stream; the server keeps
+//! per-stream state — `flowcast_contract::stream::InputStream`: the book, the streaming feature
+//! engine built from the card's fitted feature set, the card's normaliser and a T-row window
+//! ring — and answers each message with a prediction and a signal at every sample point that
+//! ends a full window. The rows are built by the code `prepare_with` (so `flowcast predict`)
+//! replays, so serve-time inputs are the training inputs (tests/cli/stream.rs).
+//!
+//! Streams belong to the connection that opened them (dropped with it); the whole server holds
+//! at most [`StreamLimits::max_streams`] at a time and each book at most
+//! [`StreamLimits::max_book_levels`] levels per side, so memory stays bounded. Message formats:
+//! docs/serve.md, "Stream mode".
+
+use crate::error::ApiError;
+use crate::repo::Model;
+use crate::signal::{self, Tensor};
+use crate::App;
+use flowcast_contract::stream::{InputStream, StreamError};
+use flowcast_contract::{Batch, ContractError, Outputs};
+use flowcast_datasets::store::DatasetMeta;
+use flowcast_datasets::{Event, EventKind, Instrument, Side};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Columns of the `EVENTS` tensor (INT64 `[N, 9]`), the canonical event's fields.
+pub const EVENT_COLUMNS: [&str; 9] = ["ts_exchange", "ts_local", "seq", "order_id", "price", "size", "kind", "side", "flags"];
+/// The input tensor of stream mode.
+pub const EVENTS: &str = "EVENTS";
+/// Windows per predictor call inside one message (bounds the batch buffer).
+const CHUNK: usize = 256;
+
+/// Bounds of stream mode (`[stream]` of serve.toml / `--max-streams`).
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamLimits {
+    /// Streams open at once over all connections.
+    pub max_streams: usize,
+    /// Book levels per side a stream may hold (beyond it the event is refused and the stream closed).
+    pub max_book_levels: usize,
+    /// Events in one message.
+    pub max_events_per_message: usize,
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        StreamLimits { max_streams: 1024, max_book_levels: 20_000, max_events_per_message: 65_536 }
+    }
+}
+
+/// The server-wide count of open streams.
+#[derive(Debug, Default)]
+pub struct StreamTable {
+    pub limits: StreamLimits,
+    open: AtomicUsize,
+}
+
+impl StreamTable {
+    pub fn new(limits: StreamLimits) -> StreamTable {
+        StreamTable { limits, open: AtomicUsize::new(0) }
+    }
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+    fn acquire(&self) -> bool {
+        let max = self.limits.max_streams;
+        self.open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).is_ok()
+    }
+    fn release(&self, n: usize) {
+        self.open.fetch_sub(n, Ordering::AcqRel);
+    }
+}
+
+/// How to start a stream (first message of a `stream_id`, or a reset).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OpenOptions {
+    /// The data's source format (`lobster`, `binance`, ...): time features use it. Default: the
+    /// card's training data.
+    pub source_format: Option<String>,
+    /// The venue (`NASDAQ`, `binance-usdm`, ...). Default: the card's training data.
+    pub venue: Option<String>,
+    /// Whether the book is valid before a first `Snapshot` (LOBSTER-like sources). Default:
+    /// true for `lobster`, else false.
+    pub starts_synced: Option<bool>,
+}
+
+/// One stream-mode message, parsed.
+#[derive(Clone, Debug, Default)]
+pub struct StreamRequest {
+    pub model: String,
+    pub version: Option<String>,
+    pub id: String,
+    pub stream_id: String,
+    pub events: Vec<Event>,
+    pub open: OpenOptions,
+    /// Start the stream afresh before these events.
+    pub reset: bool,
+    /// Close the stream after these events.
+    pub close: bool,
+}
+
+/// The answer to one message: one row per window that ended in it.
+#[derive(Clone, Debug, Default)]
+pub struct StreamReply {
+    pub model_name: String,
+    pub model_version: String,
+    pub id: String,
+    pub stream_id: String,
+    /// Per window: the stream's index of the event that ended it (0-based since the stream opened)
+    /// and its `ts_exchange`.
+    pub event_index: Vec<i64>,
+    pub ts: Vec<i64>,
+    /// probs / regression / std / signals of those windows (`signal::tensors`).
+    pub outputs: Vec<Tensor>,
+    /// Stream indices of `Gap` events in this message (book, features and window were reset).
+    pub gaps: Vec<i64>,
+    /// Stream indices of sample points with a crossed book.
+    pub crossed: Vec<i64>,
+    /// Events of this message applied (all of them unless `error`).
+    pub accepted: usize,
+    /// Events and sample points since the stream opened.
+    pub stream_events: u64,
+    pub stream_samples: u64,
+    pub queue_us: u64,
+    pub compute_us: u64,
+    /// An event was refused (out of order, book too deep): what and which; the events before
+    /// it were applied and are answered above.
+    pub error: Option<String>,
+    pub closed: bool,
+}
+
+struct Slot {
+    model: Arc<Model>,
+    input: InputStream,
+    starts_synced: bool,
+    /// Windows waiting for the predictor, `[n × T × F]`, reused.
+    buf: Vec<f32>,
+    out: Outputs,
+}
+
+/// The streams of one connection (released from the server's count when dropped).
+pub struct Session {
+    app: Arc<App>,
+    streams: HashMap<String, Slot>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.app.streams.release(self.streams.len());
+    }
+}
+
+/// The instrument description the engine needs (venue, source format), from the card's
+/// training data unless the client names its own.
+fn stream_meta(model: &Model, o: &OpenOptions, levels: usize) -> Result<DatasetMeta, ApiError> {
+    let card = model.card.as_ref().ok_or_else(|| ApiError::bad("model", format!("model {:?} has no card: no stream mode", model.name)))?;
+    let td = &card.training_data;
+    let source = o.source_format.clone().unwrap_or_else(|| td.source_format.clone());
+    // `DataInfo::instrument` is the instrument's display form, `venue:symbol (tick …, size …)`.
+    let (venue, symbol) = td.instrument.split_once(':').unwrap_or((td.instrument.as_str(), "?"));
+    let venue = o.venue.clone().unwrap_or_else(|| venue.to_string());
+    let symbol = symbol.split(' ').next().unwrap_or("?");
+    let inst =
+        Instrument::new(&venue, if symbol.is_empty() { "?" } else { symbol }, "1", 0).map_err(|e| ApiError::bad("parameters.venue", e))?;
+    let synced = o.starts_synced.unwrap_or(source == "lobster");
+    Ok(DatasetMeta::new(&source, inst, levels, synced))
+}
+
+/// One row of the `EVENTS` tensor as a canonical event (`field`: e.g. `EVENTS[3]`).
+pub fn event_from_row(r: &[i64], field: &str) -> Result<Event, ApiError> {
+    let u8_of = |c: usize| {
+        u8::try_from(r[c]).map_err(|_| ApiError::bad(&format!("{field}.{}", EVENT_COLUMNS[c]), format!("{} is not 0..=255", r[c])))
+    };
+    let kind = EventKind::from_u8(u8_of(6)?)
+        .ok_or_else(|| ApiError::bad(&format!("{field}.kind"), format!("{} is not an event kind (0..=10, docs/data.md)", r[6])))?;
+    let side =
+        Side::from_u8(u8_of(7)?).ok_or_else(|| ApiError::bad(&format!("{field}.side"), format!("{} is not 0 (bid) or 1 (ask)", r[7])))?;
+    let flags = u8_of(8)?;
+    let u64_of = |c: usize| {
+        u64::try_from(r[c]).map_err(|_| ApiError::bad(&format!("{field}.{}", EVENT_COLUMNS[c]), format!("{} is negative", r[c])))
+    };
+    if r[5] < 0 {
+        return Err(ApiError::bad(&format!("{field}.size"), format!("{} is negative", r[5])));
+    }
+    Ok(Event::new(kind, side, r[4], r[5], r[0]).with_local(r[1]).with_seq(u64_of(2)?).with_order(u64_of(3)?).with_flags(flags))
+}
+
+/// The rows of an INT64 `[N, 9]` tensor as events.
+pub fn events_from_i64(v: &[i64], shape: &[i64], field: &str) -> Result<Vec<Event>, ApiError> {
+    if shape.len() != 2 || shape[1] != 9 || shape[0] < 0 {
+        return Err(ApiError::bad(&format!("{field}.shape"), format!("{shape:?}: expected [N, 9] (columns {})", EVENT_COLUMNS.join(", "))));
+    }
+    let n = shape[0] as usize;
+    if v.len() != n * 9 {
+        return Err(ApiError::bad(&format!("{field}.contents"), format!("{} values for shape [{n}, 9]", v.len())));
+    }
+    v.chunks_exact(9).enumerate().map(|(i, r)| event_from_row(r, &format!("{field}[{i}]"))).collect()
+}
+
+impl Session {
+    pub fn new(app: Arc<App>) -> Session {
+        Session { app, streams: HashMap::new() }
+    }
+
+    pub fn streams(&self) -> usize {
+        self.streams.len()
+    }
+
+    fn open(&mut self, req: &StreamRequest) -> Result<&mut Slot, ApiError> {
+        if !self.streams.contains_key(&req.stream_id) {
+            let model = self.app.registry.get(&req.model, req.version.as_deref())?;
+            let card = model
+                .card
+                .clone()
+                .ok_or_else(|| ApiError::bad("model_name", format!("model {:?} has no card: no stream mode", model.name)))?;
+            if model.info().needs_window_ofi {
+                return Err(ApiError::bad("model_name", format!("model {:?} reads window OFI sums: no stream mode", model.name)));
+            }
+            let inputs = &card.preprocessing.inputs;
+            let meta = stream_meta(&model, &req.open, inputs.levels)?;
+            let input = InputStream::new(inputs, &meta, self.app.streams.limits.max_book_levels)
+                .map_err(|e| ApiError::internal(format!("model {:?}: stream state: {e}", model.name)))?;
+            if !self.app.streams.acquire() {
+                return Err(ApiError {
+                    kind: crate::error::ErrorKind::Unavailable,
+                    message: format!(
+                        "stream_id {:?}: the server holds its limit of {} streams",
+                        req.stream_id, self.app.streams.limits.max_streams
+                    ),
+                });
+            }
+            let k = model.info().classes.len();
+            let slot = Slot { model, input, starts_synced: meta.starts_synced, buf: Vec::new(), out: Outputs::new(k) };
+            tracing::debug!(stream = %req.stream_id, model = %slot.model.name, "stream opened");
+            self.streams.insert(req.stream_id.clone(), slot);
+        }
+        let slot = self.streams.get_mut(&req.stream_id).expect("inserted");
+        if slot.model.name != req.model || req.version.as_deref().is_some_and(|v| v != slot.model.version) {
+            return Err(ApiError::bad(
+                "stream_id",
+                format!("{:?} is a stream of model {:?} version {:?}", req.stream_id, slot.model.name, slot.model.version),
+            ));
+        }
+        Ok(slot)
+    }
+
+    /// Applies a message's events to its stream and predicts every window that ends in it
+    /// (blocking: call off the async runtime). `queued`: when the message arrived.
+    pub fn handle(&mut self, req: StreamRequest, queued: Instant) -> Result<StreamReply, ApiError> {
+        let t0 = Instant::now();
+        if req.stream_id.is_empty() {
+            return Err(ApiError::bad("parameters.stream_id", "missing or empty"));
+        }
+        let max_ev = self.app.streams.limits.max_events_per_message;
+        if req.events.len() > max_ev {
+            return Err(ApiError::bad(EVENTS, format!("{} events in one message; the limit is {max_ev}", req.events.len())));
+        }
+        let slot = self.open(&req)?;
+        if req.reset {
+            slot.input.reset(slot.starts_synced);
+        }
+        let (t, f) = slot.input.shape();
+        let mut reply = StreamReply {
+            model_name: slot.model.name.clone(),
+            model_version: slot.model.version.clone(),
+            id: req.id.clone(),
+            stream_id: req.stream_id.clone(),
+            queue_us: t0.duration_since(queued).as_micros() as u64,
+            ..Default::default()
+        };
+        slot.out.clear();
+        slot.buf.clear();
+        let mut fatal = false;
+        for (i, ev) in req.events.iter().enumerate() {
+            let index = slot.input.events() as i64;
+            match slot.input.push(ev) {
+                Ok(step) => {
+                    reply.accepted = i + 1;
+                    if step.gap {
+                        reply.gaps.push(index);
+                    }
+                    if step.crossed {
+                        reply.crossed.push(index);
+                    }
+                    if step.window {
+                        slot.buf.extend_from_slice(slot.input.window());
+                        reply.event_index.push(index);
+                        reply.ts.push(ev.ts_exchange);
+                        if slot.buf.len() >= CHUNK * t * f {
+                            predict(slot, t, f)?;
+                        }
+                    }
+                }
+                Err(e) => {
+                    fatal = matches!(e, StreamError::BookTooDeep { .. });
+                    let what = if fatal { "; the stream is closed" } else { "; the stream keeps its state" };
+                    reply.error = Some(format!("{EVENTS}[{i}]: {e}{what}"));
+                    break;
+                }
+            }
+        }
+        predict(slot, t, f)?;
+        let n = reply.event_index.len();
+        let out = std::mem::replace(&mut slot.out, Outputs::new(slot.model.info().classes.len()));
+        reply.outputs = signal::tensors(&slot.model, out.probs, out.regression, out.std, n);
+        reply.stream_events = slot.input.events();
+        reply.stream_samples = slot.input.samples();
+        if req.close || fatal {
+            self.streams.remove(&req.stream_id);
+            self.app.streams.release(1);
+            reply.closed = true;
+        }
+        reply.compute_us = t0.elapsed().as_micros() as u64;
+        Ok(reply)
+    }
+}
+
+/// Runs the windows waiting in `slot.buf` (appending to `slot.out`).
+fn predict(slot: &mut Slot, t: usize, f: usize) -> Result<(), ApiError> {
+    let n = slot.buf.len() / (t * f);
+    if n == 0 {
+        return Ok(());
+    }
+    let batch = Batch::new(&slot.buf, n, t, f).map_err(|e| ApiError::internal(format!("stream window: {e}")))?;
+    slot.model.predictor.predict(&batch, &mut slot.out).map_err(|e| match e {
+        ContractError::Input { .. } => ApiError::bad(EVENTS, e),
+        e => ApiError::internal(format!("model {:?}: {e}", slot.model.name)),
+    })?;
+    slot.buf.clear();
+    Ok(())
+}
