@@ -8,6 +8,7 @@ mod cli;
 use clap::{Parser, Subcommand};
 use cli::analyze::AnalyzeCmd;
 use cli::bench::BenchCmd;
+use cli::collect::CollectCmd;
 use cli::data::DataCmd;
 use cli::features::FeaturesCmd;
 use cli::models::ModelsCmd;
@@ -56,6 +57,10 @@ enum Cmd {
     /// Serve exported models over the Open Inference Protocol (KServe v2): REST and gRPC,
     /// tensor mode (docs/serve.md).
     Serve(ServeArgs),
+    /// Live data: record Binance streams, poll the order-book imbalance, run the mock exchange
+    /// (docs/live.md).
+    #[command(subcommand)]
+    Collect(CollectCmd),
 }
 
 fn main() {
@@ -76,6 +81,7 @@ fn main() {
         Cmd::Predict(a) => cli::train::run_eval(a, flowcast_train::run::Engine::Candle),
         Cmd::Bench(c) => cli::bench::run(c),
         Cmd::Serve(a) => cli::serve::run(a),
+        Cmd::Collect(c) => cli::collect::run(c),
     };
     match result {
         Ok(true) => {}

@@ -2,6 +2,7 @@
 
 pub mod analyze;
 pub mod bench;
+pub mod collect;
 pub mod data;
 pub mod features;
 pub mod models;
