@@ -103,7 +103,6 @@ async fn collector_publishes_the_loaders_events() {
     let Some(nats) = start_nats() else { return };
     let mut c = Case::new(Market::Spot, &["BTCUSDT"]);
     c.nats = Some(nats.url.clone());
-    c.replay_s = 10;
     c.faults.drop_diffs = vec![("BTCUSDT".into(), 30)];
     let Some(o) = run(c).await else { return };
     assert_consistent(&o);
