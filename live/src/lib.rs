@@ -6,17 +6,21 @@
 //! - [`poll`]: the REST-polling order-book-imbalance monitor (CSV + JSON summary).
 //! - [`bus`]: canonical events on NATS JetStream (a stream per instrument), replay and durable
 //!   consumers.
-//! - [`mock`]: a loopback Binance exchange that replays a recording with injectable faults.
+//! - [`coinbase`]: the Coinbase Exchange collector (level2 + matches + ticker, cryptofeed format).
+//! - [`mock`], [`mock_coinbase`]: loopback Binance and Coinbase exchanges that replay recordings
+//!   with injectable faults.
 //!
-//! Module layers, bottom to top: `error`, `backoff`, `recorder`; `http`, `bus`, `mock`;
-//! `binance`, `poll`. Commands, recovery rules and formats: docs/live.md.
+//! Module layers, bottom to top: `error`, `backoff`, `recorder`; `http`, `bus`, `mock`, `mock_coinbase`;
+//! `binance`, `poll`, `coinbase` (which uses `binance`'s `Disconnect`). Commands, recovery rules and formats: docs/live.md.
 
 pub mod backoff;
 pub mod binance;
 pub mod bus;
+pub mod coinbase;
 pub mod error;
 pub mod http;
 pub mod mock;
+pub mod mock_coinbase;
 pub mod poll;
 pub mod recorder;
 

@@ -16,6 +16,9 @@ pub enum CollectCmd {
     /// Record Binance combined streams (depth diffs, trades, bookTicker) + REST snapshots as the
     /// gzip recordings `flowcast data import/check --format binance` read.
     Binance(BinanceArgs),
+    /// Record Coinbase Exchange level2 + matches + ticker in the cryptofeed format
+    /// `flowcast data import/check --format cryptofeed-coinbase` read.
+    Coinbase(CoinbaseArgs),
     /// Poll the REST depth at a fixed cadence and write the imbalance CSV + JSON summary.
     Poll(PollArgs),
     /// Serve a loopback mock Binance that replays recordings, with optional faults.
@@ -72,6 +75,26 @@ pub struct BinanceArgs {
 }
 
 #[derive(Args)]
+pub struct CoinbaseArgs {
+    /// Comma-separated products (BTC-USD,ETH-USD).
+    #[arg(long, value_delimiter = ',', required = true)]
+    products: Vec<String>,
+    /// Output directory (COINBASE.ws.<stamp> per hour, coinbase-report.json).
+    #[arg(long)]
+    out: PathBuf,
+    /// Stop after this long; default: until Ctrl-C.
+    #[arg(long)]
+    duration: Option<String>,
+    #[arg(long, default_value = flowcast_live::coinbase::COINBASE_WS)]
+    ws_url: String,
+    /// level2_batch (public) or level2 (authenticated on today's feed).
+    #[arg(long, default_value = "level2_batch")]
+    level2_channel: String,
+    #[arg(long, default_value = "1h")]
+    rotate: String,
+}
+
+#[derive(Args)]
 pub struct PollArgs {
     #[arg(long)]
     symbol: String,
@@ -112,6 +135,9 @@ pub struct MockArgs {
     /// Replay speed (× recorded time).
     #[arg(long, default_value_t = 1.0)]
     speed: f64,
+    /// Recorded time to replay (30s, 5min); default: all of it.
+    #[arg(long)]
+    replay: Option<String>,
     /// Faults as JSON, e.g. '{"drop_diffs":[["BTCUSDT",100]],"http_errors":[["BTCUSDT",1,429,1]]}'.
     #[arg(long)]
     faults: Option<String>,
@@ -140,6 +166,21 @@ pub fn run(cmd: CollectCmd) -> Result<bool> {
             })?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(report.symbols.iter().all(|s| s.lines > 0))
+        }
+        CollectCmd::Coinbase(a) => {
+            let mut cfg = flowcast_live::coinbase::CoinbaseConfig::new(a.products, a.out);
+            if let Some(d) = &a.duration {
+                cfg.duration = Some(duration("duration", d)?);
+            }
+            cfg.ws_url = a.ws_url;
+            cfg.level2_channel = a.level2_channel;
+            cfg.rotate = duration("rotate", &a.rotate)?;
+            let report = rt.block_on(async move {
+                let stop = flowcast_live::stop_on_ctrl_c();
+                flowcast_live::coinbase::collect(cfg, stop).await
+            })?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(report.lines > 0)
         }
         CollectCmd::Poll(a) => {
             let m = market(&a.market)?;
@@ -170,6 +211,9 @@ pub fn run(cmd: CollectCmd) -> Result<bool> {
             let mut cfg = MockConfig::new(m, a.recordings);
             cfg.bind = a.bind.parse().with_context(|| format!("--bind {:?}: expected HOST:PORT", a.bind))?;
             cfg.speed = a.speed;
+            if let Some(r) = &a.replay {
+                cfg.replay = Some(duration("replay", r)?);
+            }
             if let Some(f) = a.faults {
                 cfg.faults = serde_json::from_str::<Faults>(&f).with_context(|| "--faults: not a faults object")?;
             }
