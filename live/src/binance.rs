@@ -297,8 +297,11 @@ impl Collector {
 
 /// The gaps and failed bridges the line just fed produced, with the lines the loader names.
 fn new_gap_records(s: &Sym, gaps_before: u64, fails_before: usize) -> Vec<GapRecord> {
-    let file = s.rec.as_ref().map(|r| r.path().display().to_string()).unwrap_or_default();
     let mut new_gaps = Vec::new();
+    if !s.feed.events().iter().any(|e| e.kind == EventKind::Gap) {
+        return new_gaps; // the common case: no allocation
+    }
+    let file = s.rec.as_ref().map(|r| r.path().display().to_string()).unwrap_or_default();
     let mut kinds = std::iter::repeat_n("gap", (s.feed.gaps() - gaps_before) as usize)
         .chain(std::iter::repeat_n("no_bridge", s.feed.sync_failures().len() - fails_before));
     for e in s.feed.events().iter().filter(|e| e.kind == EventKind::Gap) {
@@ -359,8 +362,7 @@ pub async fn collect(cfg: BinanceConfig, mut stop: watch::Receiver<bool>) -> Res
     }
     std::fs::create_dir_all(&cfg.out).map_err(|e| LiveError::io(&cfg.out, e))?;
     let gaps_path = cfg.out.join("gaps.jsonl");
-    let gaps_log =
-        std::fs::OpenOptions::new().create(true).append(true).open(&gaps_path).map_err(|e| LiveError::io(&gaps_path, e))?;
+    let gaps_log = std::fs::OpenOptions::new().create(true).append(true).open(&gaps_path).map_err(|e| LiveError::io(&gaps_path, e))?;
     let deadline = cfg.duration.map(|d| Instant::now() + d);
     let (snap_tx, mut snap_rx) = mpsc::unbounded_channel();
     let bus = match &cfg.nats {

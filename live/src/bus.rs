@@ -215,14 +215,8 @@ impl Durable {
     /// the rest of the batch are negatively acknowledged (redelivered at once, also to a restarted
     /// reader) and the error is returned. Returns how many were handled.
     pub async fn handle<F: FnMut(Batch) -> Result<()>>(&mut self, max: usize, wait: Duration, mut f: F) -> Result<usize> {
-        let mut msgs = self
-            .consumer
-            .batch()
-            .max_messages(max)
-            .expires(wait)
-            .messages()
-            .await
-            .map_err(|e| LiveError::Nats(format!("fetch: {e}")))?;
+        let mut msgs =
+            self.consumer.batch().max_messages(max).expires(wait).messages().await.map_err(|e| LiveError::Nats(format!("fetch: {e}")))?;
         let mut n = 0;
         while let Some(m) = msgs.next().await {
             let m = m.map_err(|e| LiveError::Nats(format!("fetch: {e}")))?;

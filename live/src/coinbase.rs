@@ -143,7 +143,8 @@ pub async fn collect(cfg: CoinbaseConfig, mut stop: watch::Receiver<bool>) -> Re
     let deadline = cfg.duration.map(|d| Instant::now() + d);
     let stopped = |stop: &watch::Receiver<bool>| *stop.borrow() || deadline.is_some_and(|d| Instant::now() >= d);
     let rot = cfg.rotate.as_nanos().max(1) as i64;
-    let sub = serde_json::json!({"type": "subscribe", "product_ids": cfg.products, "channels": [cfg.level2_channel, "matches", "ticker"]}).to_string();
+    let sub = serde_json::json!({"type": "subscribe", "product_ids": cfg.products, "channels": [cfg.level2_channel, "matches", "ticker"]})
+        .to_string();
     let mut report = CoinbaseReport::default();
     let mut file: Option<File> = None;
     let mut backoff = Backoff::new(cfg.reconnect_base, cfg.reconnect_cap);

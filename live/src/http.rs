@@ -109,7 +109,11 @@ impl Rest {
                     return (
                         Err(LiveError::Request {
                             url: url.to_string(),
-                            reason: format!("Retry-After {}s exceeds the {}s limit ({err})", w.as_secs(), self.policy.max_retry_after.as_secs()),
+                            reason: format!(
+                                "Retry-After {}s exceeds the {}s limit ({err})",
+                                w.as_secs(),
+                                self.policy.max_retry_after.as_secs()
+                            ),
                         }),
                         a,
                     )

@@ -214,11 +214,7 @@ pub struct MockExchange {
 
 fn parse_levels(v: &serde_json::Value) -> Vec<(String, String)> {
     v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|p| Some((p.get(0)?.as_str()?.to_string(), p.get(1)?.as_str()?.to_string())))
-                .collect()
-        })
+        .map(|a| a.iter().filter_map(|p| Some((p.get(0)?.as_str()?.to_string(), p.get(1)?.as_str()?.to_string()))).collect())
         .unwrap_or_default()
 }
 
@@ -250,7 +246,12 @@ fn load(path: &PathBuf, sym: usize) -> Result<Loaded> {
         let (Some(stream), Some(data)) = (w.stream, w.data) else {
             let v: serde_json::Value = serde_json::from_str(json).map_err(|e| bad(format!("json: {e}")))?;
             if let Some(l) = v.get("lastUpdateId").and_then(|x| x.as_u64()) {
-                let mut b = Book { last_u: l, e: v.get("E").and_then(|x| x.as_u64()).unwrap_or(0), t: v.get("T").and_then(|x| x.as_u64()), ..Default::default() };
+                let mut b = Book {
+                    last_u: l,
+                    e: v.get("E").and_then(|x| x.as_u64()).unwrap_or(0),
+                    t: v.get("T").and_then(|x| x.as_u64()),
+                    ..Default::default()
+                };
                 Book::apply(&mut b.bids, &parse_levels(&v["bids"]));
                 Book::apply(&mut b.asks, &parse_levels(&v["asks"]));
                 snapshot.get_or_insert(b);
@@ -271,7 +272,13 @@ fn load(path: &PathBuf, sym: usize) -> Result<Loaded> {
         let (ids, levels) = if kind == Kind::Depth {
             let v: serde_json::Value = serde_json::from_str(data.get()).map_err(|e| bad(format!("data: {e}")))?;
             let g = |f: &str| v.get(f).and_then(|x| x.as_u64());
-            let ids = (g("U").ok_or_else(|| bad("data.U".into()))?, g("u").ok_or_else(|| bad("data.u".into()))?, g("pu"), g("E").unwrap_or(0), g("T"));
+            let ids = (
+                g("U").ok_or_else(|| bad("data.U".into()))?,
+                g("u").ok_or_else(|| bad("data.u".into()))?,
+                g("pu"),
+                g("E").unwrap_or(0),
+                g("T"),
+            );
             (Some(ids), Some((parse_levels(&v["b"]), parse_levels(&v["a"]))))
         } else {
             (None, None)
@@ -568,7 +575,8 @@ async fn depth_handler(Query(q): Query<DepthQuery>, State(sh): State<Arc<Shared>
         log(*status, None, false);
         let code = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = format!(r#"{{"code":-1003,"msg":"mock fault: HTTP {status}"}}"#);
-        return (code, [(header::RETRY_AFTER, after.to_string()), (header::CONTENT_TYPE, "application/json".to_string())], body).into_response();
+        return (code, [(header::RETRY_AFTER, after.to_string()), (header::CONTENT_TYPE, "application/json".to_string())], body)
+            .into_response();
     }
     let stale = sh.faults.stale_snapshots.iter().any(|(s, k)| s.eq_ignore_ascii_case(&sym) && *k == n);
     let limit = q.limit.unwrap_or(100).clamp(1, 5000);

@@ -63,7 +63,8 @@ impl Book {
         }
     }
     fn snapshot(&self, product: &str) -> String {
-        let lv = |it: &mut dyn Iterator<Item = &(String, String)>| it.map(|(p, q)| format!("[\"{p}\",\"{q}\"]")).collect::<Vec<_>>().join(",");
+        let lv =
+            |it: &mut dyn Iterator<Item = &(String, String)>| it.map(|(p, q)| format!("[\"{p}\",\"{q}\"]")).collect::<Vec<_>>().join(",");
         format!(
             "{{\"type\":\"snapshot\",\"product_id\":\"{product}\",\"bids\":[{}],\"asks\":[{}]}}",
             lv(&mut self.bids.values().rev()),
@@ -129,7 +130,12 @@ impl CoinbaseMock {
             let (Some(kind), Some(product)) = (v["type"].as_str(), v["product_id"].as_str()) else { continue };
             recs.push(Rec { ts, product: product.to_string(), kind: kind.to_string(), json: json.to_string(), v: v.clone() });
         }
-        let t0 = recs.iter().filter(|r| r.kind == "snapshot").map(|r| r.ts).max().ok_or_else(|| LiveError::Config("no snapshot in the recording".into()))?;
+        let t0 = recs
+            .iter()
+            .filter(|r| r.kind == "snapshot")
+            .map(|r| r.ts)
+            .max()
+            .ok_or_else(|| LiveError::Config("no snapshot in the recording".into()))?;
         let mut books: HashMap<String, Book> = HashMap::new();
         let mut timeline = Vec::new();
         for r in recs {

@@ -99,13 +99,28 @@ pub fn imbalance(bids: &[(f64, f64)], asks: &[(f64, f64)], levels: usize) -> Opt
     let wvol = |s: &[(f64, f64)]| s.iter().map(|l| l.1 / (1.0 + 1e4 * (l.0 - mid).abs() / mid)).sum::<f64>();
     let ratio = |x: f64, y: f64| if x + y > 0.0 { (x - y) / (x + y) } else { f64::NAN };
     let (bv, av) = (vol(b), vol(a));
-    Some(Imbalance { best_bid: bb, best_ask: ba, mid, spread: ba - bb, bid_vol: bv, ask_vol: av, obi: ratio(bv, av), pw_obi: ratio(wvol(b), wvol(a)) })
+    Some(Imbalance {
+        best_bid: bb,
+        best_ask: ba,
+        mid,
+        spread: ba - bb,
+        bid_vol: bv,
+        ask_vol: av,
+        obi: ratio(bv, av),
+        pw_obi: ratio(wvol(b), wvol(a)),
+    })
 }
 
 /// Retries that fit the cadence: up to 3 attempts, backoff from interval/8 to interval/2; a
 /// `Retry-After` longer than the interval pauses polling (failed rows) instead of waiting.
 pub fn retry_policy(interval: Duration) -> RetryPolicy {
-    RetryPolicy { max_attempts: 3, base: interval / 8, cap: interval / 2, max_retry_after: interval, timeout: interval.max(Duration::from_secs(2)) }
+    RetryPolicy {
+        max_attempts: 3,
+        base: interval / 8,
+        cap: interval / 2,
+        max_retry_after: interval,
+        timeout: interval.max(Duration::from_secs(2)),
+    }
 }
 
 /// Monitor settings (also echoed in the summary).
@@ -163,7 +178,10 @@ fn levels_of(v: &[(String, String)], what: &str) -> Result<Vec<(f64, f64)>> {
         .enumerate()
         .map(|(i, (p, q))| match (p.parse::<f64>(), q.parse::<f64>()) {
             (Ok(p), Ok(q)) => Ok((p, q)),
-            _ => Err(LiveError::Parse { what: format!("depth {what}[{i}]"), reason: format!("not a [price, qty] pair of decimals: {p:?}, {q:?}") }),
+            _ => Err(LiveError::Parse {
+                what: format!("depth {what}[{i}]"),
+                reason: format!("not a [price, qty] pair of decimals: {p:?}, {q:?}"),
+            }),
         })
         .collect()
 }
@@ -219,7 +237,8 @@ const HEADER: &str = "ts_ns,ok,best_bid,best_ask,mid,spread,bid_vol,ask_vol,obi,
 fn write_row(w: &mut impl Write, r: &Row, ret_next: f64) -> std::io::Result<()> {
     let f = |x: f64| if x.is_finite() { format!("{x}") } else { "NaN".into() };
     let nan = f64::NAN;
-    let m = r.m.unwrap_or(Imbalance { best_bid: nan, best_ask: nan, mid: nan, spread: nan, bid_vol: nan, ask_vol: nan, obi: nan, pw_obi: nan });
+    let m =
+        r.m.unwrap_or(Imbalance { best_bid: nan, best_ask: nan, mid: nan, spread: nan, bid_vol: nan, ask_vol: nan, obi: nan, pw_obi: nan });
     writeln!(
         w,
         "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",

@@ -39,7 +39,13 @@ impl Recorder {
             path = dir.join(format!("{prefix}_{stamp}.{n}.gz"));
         }
         let f = File::create(&path).map_err(|e| LiveError::io(&path, e))?;
-        Ok(Recorder { path, enc: GzEncoder::new(BufWriter::new(f), Compression::fast()), lines: 0, last_ts: i64::MIN, line_buf: Vec::with_capacity(4096) })
+        Ok(Recorder {
+            path,
+            enc: GzEncoder::new(BufWriter::new(f), Compression::fast()),
+            lines: 0,
+            last_ts: i64::MIN,
+            line_buf: Vec::with_capacity(4096),
+        })
     }
 
     /// Append one line. `ts_local` is clamped to the previous line's (the loader requires

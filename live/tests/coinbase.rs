@@ -12,7 +12,10 @@ const PRODUCTS: [&str; 4] = ["SKL-USD", "DASH-BTC", "BAND-BTC", "NMR-EUR"];
 
 async fn run(faults: CoinbaseFaults) -> Option<(CoinbaseReport, CoinbaseMockLog, Value)> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let rec = std::env::var_os("FLOWCAST_SHARED_DATA").map(PathBuf::from).unwrap_or_else(|| root.join("shared/data")).join("cryptofeed/COINBASE.ws.28.0");
+    let rec = std::env::var_os("FLOWCAST_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("shared/data"))
+        .join("cryptofeed/COINBASE.ws.28.0");
     if !rec.exists() {
         eprintln!("SKIP: {} not found", rec.display());
         return None;

@@ -59,12 +59,13 @@ async fn publish_replay_and_durable_restart() {
         let mut d = bus.durable(&stream, "server").await.unwrap();
         let mut n = 0;
         while n < 30 {
-            n += d.handle(30 - n, Duration::from_secs(1), |b| {
-                got.push(b.stream_seq);
-                Ok(())
-            })
-            .await
-            .unwrap();
+            n += d
+                .handle(30 - n, Duration::from_secs(1), |b| {
+                    got.push(b.stream_seq);
+                    Ok(())
+                })
+                .await
+                .unwrap();
         }
         let e = d
             .handle(5, Duration::from_secs(1), |b| Err(flowcast_live::LiveError::Config(format!("handler refuses {}", b.stream_seq))))

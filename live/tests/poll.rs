@@ -31,7 +31,10 @@ async fn poll_writes_csv_and_summary() {
 
     let csv = std::fs::read_to_string(&cfg.csv).unwrap();
     let mut lines = csv.lines();
-    assert_eq!(lines.next().unwrap(), "ts_ns,ok,best_bid,best_ask,mid,spread,bid_vol,ask_vol,obi,pw_obi,obi_ema,obi_z,mid_ret_next,attempts");
+    assert_eq!(
+        lines.next().unwrap(),
+        "ts_ns,ok,best_bid,best_ask,mid,spread,bid_vol,ask_vol,obi,pw_obi,obi_ema,obi_z,mid_ret_next,attempts"
+    );
     let rows: Vec<Vec<f64>> = lines.map(|l| l.split(',').map(|v| v.parse::<f64>().unwrap()).collect()).collect();
     assert_eq!(rows.len(), 40);
     let failed: Vec<usize> = rows.iter().enumerate().filter(|(_, r)| r[1] == 0.0).map(|(i, _)| i).collect();

@@ -34,7 +34,8 @@ fn collect_mock_binance_poll_then_data_check() {
     assert_eq!(s["samples"], 6);
     assert_eq!(std::fs::read_to_string(dir.path().join("obi_btcusdt.csv")).unwrap().lines().count(), 7);
 
-    let (code, out, err) = flowcast(&["collect", "binance", "--symbols", "BTCUSDT", "--out", d, "--duration", "6s", "--ws-url", &ws, "--rest-url", &rest]);
+    let (code, out, err) =
+        flowcast(&["collect", "binance", "--symbols", "BTCUSDT", "--out", d, "--duration", "6s", "--ws-url", &ws, "--rest-url", &rest]);
     let _ = mock.kill();
     let _ = mock.wait();
     assert_eq!(code, 0, "{err}");

@@ -36,7 +36,12 @@ impl LiveFeed {
     /// symbols without both overrides are an error (a live feed has no snapshot to infer from yet).
     pub fn new(market: Market, symbol: &str, opts: &ImportOptions, file: &str) -> Result<LiveFeed> {
         let (inst, inferred) = resolve_instrument(market, symbol, opts, None)?;
-        Ok(LiveFeed { feed: Feed::new(market, inst, inferred, false), file: file.to_string(), symbol: symbol.to_ascii_uppercase(), line: 0 })
+        Ok(LiveFeed {
+            feed: Feed::new(market, inst, inferred, false),
+            file: file.to_string(),
+            symbol: symbol.to_ascii_uppercase(),
+            line: 0,
+        })
     }
 
     /// Feed one line's JSON received at `ts_local` (ns). A line that fails (bad JSON, a wrong
