@@ -170,6 +170,9 @@ struct Collector {
     snap_tx: mpsc::UnboundedSender<SnapResult>,
     gaps_log: std::fs::File,
     publisher: Option<Publisher>,
+    /// The publisher after it failed (kept to report its error at the end).
+    bus_failed_publisher: Option<Publisher>,
+    bus_failed: bool,
     buf: Vec<u8>,
 }
 
@@ -225,7 +228,15 @@ impl Collector {
             encode_into(s.feed.events(), &mut self.buf);
             let subj = s.subject.clone().unwrap_or_default();
             s.report.events_published += s.feed.events().len() as u64;
-            p.tx.send((subj, Bytes::copy_from_slice(&self.buf))).await.map_err(|_| LiveError::Nats("publisher stopped".into()))?;
+            if p.tx.send((subj, Bytes::copy_from_slice(&self.buf))).await.is_err() {
+                // The publisher task ended on a NATS error: keep recording, stop publishing
+                // (the error itself is returned by `Publisher::finish`).
+                tracing::error!("NATS publisher stopped; recording continues without the bus");
+                self.bus_failed = true;
+            }
+        }
+        if self.bus_failed && self.publisher.is_some() {
+            self.bus_failed_publisher = self.publisher.take();
         }
         s.feed.clear_events();
         for g in new_gaps {
@@ -291,7 +302,7 @@ impl Collector {
             }
             report.symbols.push(std::mem::take(&mut s.report));
         }
-        Ok((report, self.publisher.take()))
+        Ok((report, self.publisher.take().or(self.bus_failed_publisher.take())))
     }
 }
 
@@ -406,6 +417,8 @@ pub async fn collect(cfg: BinanceConfig, mut stop: watch::Receiver<bool>) -> Res
         syms,
         snap_tx,
         gaps_log,
+        bus_failed_publisher: None,
+        bus_failed: false,
         buf: Vec::new(),
     };
     let mut report = CollectReport { market: c.cfg.market.name().into(), ..Default::default() };
@@ -485,10 +498,12 @@ pub async fn collect(cfg: BinanceConfig, mut stop: watch::Receiver<bool>) -> Res
     }
     let out = c.cfg.out.clone();
     let (mut report, publisher) = c.finish(report)?;
-    if let Some(p) = publisher {
-        report.nats_acked = Some(p.finish().await?);
-    }
+    let bus = match publisher {
+        Some(p) => p.finish().await.map(|n| report.nats_acked = Some(n)),
+        None => Ok(()),
+    };
     let path = out.join("collect-report.json");
     std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap_or_default()).map_err(|e| LiveError::io(&path, e))?;
-    Ok(report)
+    // The recordings are finished; a bus failure is still an error of the run.
+    bus.map(|_| report)
 }

@@ -127,13 +127,19 @@ enum Kind {
     BookTicker,
 }
 
+/// A diff's `(U, u, pu, E, T)`.
+type Ids = (u64, u64, Option<u64>, u64, Option<u64>);
+/// `[price, qty]` decimal strings.
+type Levels = Vec<(String, String)>;
+
 struct Line {
     ts: i64,
     sym: usize,
     kind: Kind,
     data: Box<serde_json::value::RawValue>,
-    ids: Option<(u64, u64, Option<u64>, u64, Option<u64>)>, // U, u, pu, E, T
-    levels: Option<(Vec<(String, String)>, Vec<(String, String)>)>,
+    ids: Option<Ids>,
+    /// Bids and asks of a diff.
+    levels: Option<(Levels, Levels)>,
 }
 
 /// Decimal string → integer at 10^-12 (recordings print ≤ 8 decimals).
@@ -419,7 +425,7 @@ impl Book {
     }
 }
 
-fn apply(book: &mut Book, ids: (u64, u64, Option<u64>, u64, Option<u64>), lv: &(Vec<(String, String)>, Vec<(String, String)>)) {
+fn apply(book: &mut Book, ids: Ids, lv: &(Levels, Levels)) {
     Book::apply(&mut book.bids, &lv.0);
     Book::apply(&mut book.asks, &lv.1);
     book.last_u = ids.1;

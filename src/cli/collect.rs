@@ -185,7 +185,7 @@ pub fn run(cmd: CollectCmd) -> Result<bool> {
         CollectCmd::Poll(a) => {
             let m = market(&a.market)?;
             let interval = duration("interval", &a.interval)?;
-            if !(a.minutes > 0.0) {
+            if a.minutes.is_nan() || a.minutes <= 0.0 {
                 bail!("--minutes {}: must be positive", a.minutes);
             }
             let samples = ((a.minutes * 60.0) / interval.as_secs_f64()).round().max(1.0) as u64;
