@@ -410,6 +410,13 @@ impl MockExchange {
     pub fn log(&self) -> MockLog {
         self.shared.log.lock().unwrap().clone()
     }
+    /// Wait until the replay is done or `stop` turns true.
+    pub async fn wait_done_or_stop(&self, mut stop: watch::Receiver<bool>) {
+        tokio::select! {
+            _ = self.wait_done() => {}
+            _ = stop.wait_for(|s| *s) => {}
+        }
+    }
 }
 
 impl Drop for MockExchange {

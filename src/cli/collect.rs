@@ -220,11 +220,7 @@ pub fn run(cmd: CollectCmd) -> Result<bool> {
             rt.block_on(async move {
                 let mock = MockExchange::start(cfg).await?;
                 println!("{}", serde_json::json!({"ws_url": mock.ws_url(), "rest_url": mock.rest_url(), "symbols": mock.symbols()}));
-                let mut stop = flowcast_live::stop_on_ctrl_c();
-                tokio::select! {
-                    _ = mock.wait_done() => {}
-                    _ = stop.wait_for(|s| *s) => {}
-                }
+                mock.wait_done_or_stop(flowcast_live::stop_on_ctrl_c()).await;
                 eprintln!("{}", serde_json::to_string(&mock.log()).unwrap_or_default());
                 anyhow::Ok(())
             })?;
