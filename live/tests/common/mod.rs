@@ -129,7 +129,9 @@ pub fn assert_files_consistent(o: &Outcome, short_last: bool) {
         }
         assert_eq!(p["verdict"], "ok", "{}: {}", p["file"], serde_json::to_string_pretty(&p).unwrap());
         assert_eq!(p["bbo_agreement"], 1.0, "{}", p["file"]);
-        assert!(p["bbo_checks"].as_u64().unwrap() >= 20, "{}: too few bookTicker checks: {}", p["file"], p["bbo_checks"]);
+        // Rotated files hold 1.5 s of replay (15 s of recording): fewer bookTickers to check.
+        let min_checks = if short_last { 5 } else { 20 };
+        assert!(p["bbo_checks"].as_u64().unwrap() >= min_checks, "{}: too few bookTicker checks: {}", p["file"], p["bbo_checks"]);
         assert_eq!(p["bbo_mismatches"], 0);
     }
     for s in &o.report.symbols {
