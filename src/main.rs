@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use cli::analyze::AnalyzeCmd;
 use cli::backtest::BacktestArgs;
 use cli::bench::BenchCmd;
+use cli::collect::CollectCmd;
 use cli::data::DataCmd;
 use cli::features::FeaturesCmd;
 use cli::models::ModelsCmd;
@@ -65,6 +66,10 @@ enum Cmd {
     /// trials on local worker processes or a Slurm job array, coordinated by one journal file
     /// (docs/sweeps.md).
     Sweep(SweepArgs),
+    /// Live data: record Binance streams, poll the order-book imbalance, run the mock exchange
+    /// (docs/live.md).
+    #[command(subcommand)]
+    Collect(CollectCmd),
 }
 
 fn main() {
@@ -87,6 +92,7 @@ fn main() {
         Cmd::Serve(a) => cli::serve::run(a),
         Cmd::Backtest(a) => cli::backtest::run(a),
         Cmd::Sweep(a) => cli::sweep::run(a),
+        Cmd::Collect(c) => cli::collect::run(c),
     };
     match result {
         Ok(true) => {}

@@ -3,6 +3,7 @@
 pub mod analyze;
 pub mod backtest;
 pub mod bench;
+pub mod collect;
 pub mod data;
 pub mod features;
 pub mod models;

@@ -6,6 +6,7 @@ use flowcast_datasets::{flags, Event, EventKind, Instrument, Side};
 use std::path::Path;
 use std::process::Command;
 
+mod collect;
 mod labels;
 mod serve;
 mod serve_ops;

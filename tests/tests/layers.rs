@@ -127,7 +127,7 @@ fn find_cycle(g: &Graph) -> Option<Vec<String>> {
 #[test]
 fn modules_form_layers_in_every_crate() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    for krate in ["datasets", "contract", "models", "train", "serve", "server", "backtest", "src"] {
+    for krate in ["datasets", "contract", "models", "train", "serve", "server", "backtest", "live", "src"] {
         let src = if krate == "src" { root.join("src") } else { root.join(krate).join("src") };
         let (g, leaves) = graph(&src);
         assert!(leaves.len() > 2, "{krate}: found only {} modules", leaves.len());

@@ -25,8 +25,8 @@ fn burn_crates(package: &str) -> Vec<String> {
 }
 
 #[test]
-fn contract_and_serve_do_not_depend_on_burn() {
-    for p in ["flowcast-contract", "flowcast-serve", "flowcast-server", "flowcast-backtest"] {
+fn nothing_that_serves_backtests_or_collects_depends_on_burn() {
+    for p in ["flowcast-contract", "flowcast-serve", "flowcast-server", "flowcast-backtest", "flowcast-live"] {
         assert!(!deps(p).is_empty(), "{p}: cargo tree printed nothing");
         assert_eq!(burn_crates(p), Vec::<String>::new(), "{p} depends on burn");
     }

@@ -29,6 +29,7 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 mod json;
+pub mod live;
 pub(crate) use json::{Data, DataField, Msg, Val};
 
 /// How many entries the `first_*` report lists keep.
@@ -50,6 +51,10 @@ pub enum Market {
 }
 
 impl Market {
+    /// From its [`Market::name`] (`spot`, `usdm`, `coinm`).
+    pub fn parse(s: &str) -> Option<Market> {
+        [Market::Spot, Market::Usdm, Market::Coinm].into_iter().find(|m| m.name() == s)
+    }
     pub fn name(self) -> &'static str {
         match self {
             Market::Spot => "spot",
@@ -424,6 +429,17 @@ pub(crate) struct SyncStats {
     pub sync_failures: Vec<SyncFailure>,
 }
 
+/// Where the synchronisation of one symbol stands (collectors: when to fetch a snapshot).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// No valid book (start, or after a gap / an unbridged snapshot): a REST snapshot is needed.
+    AwaitSnapshot,
+    /// A snapshot was applied; waiting for the diff that bridges it.
+    AwaitBridge,
+    /// The book is valid.
+    Synced,
+}
+
 #[derive(Clone, Copy, Debug)]
 enum SyncState {
     /// No usable book: buffer diffs until a snapshot arrives.
@@ -474,6 +490,15 @@ impl BookSync {
             pending: Vec::new(),
             pending_events: Vec::new(),
             stats: SyncStats::default(),
+        }
+    }
+
+    /// Where the procedure stands (for collectors: when to fetch a snapshot).
+    pub fn phase(&self) -> Phase {
+        match self.state {
+            SyncState::AwaitSnapshot => Phase::AwaitSnapshot,
+            SyncState::AwaitBridge { .. } => Phase::AwaitBridge,
+            SyncState::Synced { .. } => Phase::Synced,
         }
     }
 
@@ -827,6 +852,10 @@ impl Feed {
 
     pub(crate) fn sync_stats(&self) -> &SyncStats {
         &self.sync.stats
+    }
+
+    pub(crate) fn phase(&self) -> Phase {
+        self.sync.phase()
     }
 }
 
