@@ -191,6 +191,14 @@ impl Exchange {
         lots_done
     }
 
+    /// Ends `o` with `status` and `reason` at exchange time `ts` and reports it.
+    fn finish(&mut self, mut o: Order, status: Status, reason: Reason, ts: i64) {
+        o.status = status;
+        o.reason = reason;
+        o.ts_done = ts;
+        self.reports.push(Report::Done(o));
+    }
+
     /// An order request reaching the matching engine at exchange time `ts` (event index `at`).
     pub fn arrive<L: BookLayout>(&mut self, action: Action, mut o: Order, book: &OrderBook<L>, ts: i64, at: u64) {
         match action {
@@ -198,34 +206,18 @@ impl Exchange {
             Action::Cancel { id } => {
                 match self.resting.iter().position(|r| r.id == id) {
                     Some(k) => {
-                        let mut r = self.resting.swap_remove(k);
-                        r.status = Status::Cancelled;
-                        r.reason = Reason::UserCancel;
-                        r.ts_done = ts;
-                        self.reports.push(Report::Done(r));
+                        let r = self.resting.swap_remove(k);
+                        self.finish(r, Status::Cancelled, Reason::UserCancel, ts);
                     }
-                    None => {
-                        // Already filled or unknown: the cancel is rejected (reported as a done
-                        // rejected pseudo-order carrying the id).
-                        let mut r = o;
-                        r.id = id;
-                        r.status = Status::Rejected;
-                        r.reason = Reason::UnknownOrder;
-                        r.ts_done = ts;
-                        self.reports.push(Report::Done(r));
-                    }
+                    // Already filled or unknown: the cancel is rejected (reported as a done
+                    // rejected pseudo-order carrying the id).
+                    None => self.finish(Order { id, ..o }, Status::Rejected, Reason::UnknownOrder, ts),
                 }
                 return;
             }
             Action::Modify { id, price, qty } => {
                 let Some(k) = self.resting.iter().position(|r| r.id == id) else {
-                    let mut r = o;
-                    r.id = id;
-                    r.status = Status::Rejected;
-                    r.reason = Reason::UnknownOrder;
-                    r.ts_done = ts;
-                    self.reports.push(Report::Done(r));
-                    return;
+                    return self.finish(Order { id, ..o }, Status::Rejected, Reason::UnknownOrder, ts);
                 };
                 let r = &mut self.resting[k];
                 if price == r.price && qty <= r.leaves && qty > 0 {
@@ -251,18 +243,10 @@ impl Exchange {
         }
         o.ts_arrived = ts;
         if o.qty <= 0 || (o.kind != OrderKind::Market && o.price <= 0) {
-            o.status = Status::Rejected;
-            o.reason = Reason::Invalid;
-            o.ts_done = ts;
-            self.reports.push(Report::Done(o));
-            return;
+            return self.finish(o, Status::Rejected, Reason::Invalid, ts);
         }
         if !book.is_synced() {
-            o.status = Status::Rejected;
-            o.reason = Reason::Unsynced;
-            o.ts_done = ts;
-            self.reports.push(Report::Done(o));
-            return;
+            return self.finish(o, Status::Rejected, Reason::Unsynced, ts);
         }
         let marketable = match (o.kind, o.side) {
             (OrderKind::Market, _) => true,
@@ -270,11 +254,7 @@ impl Exchange {
             (_, Side::Ask) => book.best_bid().is_some_and(|(b, _)| o.price <= b),
         };
         if marketable && o.kind == OrderKind::PostOnly {
-            o.status = Status::Rejected;
-            o.reason = Reason::WouldTake;
-            o.ts_done = ts;
-            self.reports.push(Report::Done(o));
-            return;
+            return self.finish(o, Status::Rejected, Reason::WouldTake, ts);
         }
         self.reports.push(Report::Accepted(o));
         if marketable {
