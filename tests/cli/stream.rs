@@ -277,7 +277,7 @@ async fn via_ws(addr: SocketAddr, model: &str, ds: &Dataset, stream_id: &str) ->
             got.probs.extend(p["probs"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32));
             got.direction.push(p["signal"]["level"].as_i64().unwrap() as i32);
             got.strength.push(p["signal"]["strength"].as_f64().unwrap() as f32);
-            assert_eq!(p["signal"]["direction"].is_string(), true);
+            assert!(p["signal"]["direction"].is_string());
         }
         got.gaps.extend(v["gaps"].as_array().unwrap().iter().map(|x| x.as_i64().unwrap()));
     }

@@ -287,7 +287,7 @@ pub fn run_prepared(
                     baseline_headline: &bhead,
                     device: "cpu",
                 };
-                let t = crate::lightgbm::train_and_export(&job, &data)?;
+                let t = crate::lightgbm::train_and_export(&job, data)?;
                 if opts.verify_export {
                     agreement.insert(
                         id.clone(),
