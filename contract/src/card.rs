@@ -375,3 +375,39 @@ pub fn model_dirs(run: &Path) -> Result<Vec<std::path::PathBuf>> {
     }
     Ok(v)
 }
+
+/// Loading a gbdt predictor from a card lives here, beside the card, so that `gbdt` does not
+/// depend on `card` (the card validates gbdt models: one direction only).
+impl crate::gbdt::GbdtPredictor {
+    /// Loads `dir/model.txt` for a validated card.
+    pub fn load(dir: &Path, card: &ModelCard) -> Result<crate::gbdt::GbdtPredictor> {
+        let path: std::path::PathBuf = dir.join(&card.weights.file);
+        let model = GbdtModel::load(&path)?;
+        crate::gbdt::GbdtPredictor::new(model, card, &path)
+    }
+
+    /// Wraps a parsed model with the card's classes and input shape, checking they agree.
+    pub fn new(model: GbdtModel, card: &ModelCard, path: &Path) -> Result<crate::gbdt::GbdtPredictor> {
+        let inp = &card.preprocessing.inputs;
+        let target = &card.preprocessing.target;
+        if model.features != inp.names.len() {
+            return Err(ContractError::card(
+                path,
+                "max_feature_idx",
+                format!("{} features, the card's preprocessing.inputs.names has {}", model.features, inp.names.len()),
+            ));
+        }
+        match (target.output, model.objective) {
+            (OutputKind::Direction, Objective::Multiclass { classes }) if classes == card.classes.len() => {}
+            (OutputKind::Regression, Objective::Regression { .. }) => {}
+            (o, _) => {
+                return Err(ContractError::card(
+                    path,
+                    "objective",
+                    format!("{:?} does not give a {o:?} output over {} classes", model.objective_line, card.classes.len()),
+                ))
+            }
+        }
+        Ok(crate::gbdt::GbdtPredictor::from_parts(model, target, inp.window, inp.names.len()))
+    }
+}

@@ -13,11 +13,10 @@
 //!
 //! Linear trees and other objectives are refused at load, naming the line.
 
-use crate::card::ModelCard;
 use crate::error::{ContractError, Result};
 use crate::predictor::{Batch, Outputs, Predictor, PredictorInfo};
 use crate::target::{OutputKind, TargetDef};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const CATEGORICAL: i8 = 1;
 const DEFAULT_LEFT: i8 = 2;
@@ -363,38 +362,6 @@ pub struct GbdtPredictor {
 }
 
 impl GbdtPredictor {
-    /// Loads `dir/model.txt` for a validated card.
-    pub fn load(dir: &Path, card: &ModelCard) -> Result<GbdtPredictor> {
-        let path: PathBuf = dir.join(&card.weights.file);
-        let model = GbdtModel::load(&path)?;
-        GbdtPredictor::new(model, card, &path)
-    }
-
-    /// Wraps a parsed model with the card's classes and input shape, checking they agree.
-    pub fn new(model: GbdtModel, card: &ModelCard, path: &Path) -> Result<GbdtPredictor> {
-        let inp = &card.preprocessing.inputs;
-        let target = &card.preprocessing.target;
-        if model.features != inp.names.len() {
-            return Err(ContractError::card(
-                path,
-                "max_feature_idx",
-                format!("{} features, the card's preprocessing.inputs.names has {}", model.features, inp.names.len()),
-            ));
-        }
-        match (target.output, model.objective) {
-            (OutputKind::Direction, Objective::Multiclass { classes }) if classes == card.classes.len() => {}
-            (OutputKind::Regression, Objective::Regression { .. }) => {}
-            (o, _) => {
-                return Err(ContractError::card(
-                    path,
-                    "objective",
-                    format!("{:?} does not give a {o:?} output over {} classes", model.objective_line, card.classes.len()),
-                ))
-            }
-        }
-        Ok(GbdtPredictor::from_parts(model, target, inp.window, inp.names.len()))
-    }
-
     /// A predictor for `target` over windows of `window × features` (the caller has checked
     /// that the model reads `features` columns and gives the target's output).
     pub fn from_parts(model: GbdtModel, target: &TargetDef, window: usize, features: usize) -> GbdtPredictor {
