@@ -252,6 +252,18 @@ pub fn compute(o: &Outcome, bar_ns: i64, calendar: Calendar, horizons: &[(String
     }
 }
 
+/// One point of the latency sweep.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SweepPoint {
+    pub latency: String,
+    pub latency_ns: i64,
+    pub net_pnl: f64,
+    pub gross_pnl: f64,
+    pub fill_rate: f64,
+    pub trades: usize,
+    pub sharpe: f64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@ use crate::config::BacktestConfig;
 use crate::engine::Outcome;
 use crate::error::{BacktestError, Result};
 use crate::metrics::Metrics;
-use crate::run::SweepPoint;
+use crate::metrics::SweepPoint;
 use plotters::prelude::*;
 use serde_json::Value;
 

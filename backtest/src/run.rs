@@ -6,7 +6,7 @@ use crate::config::BacktestConfig;
 use crate::engine::{self, Outcome, Setup};
 use crate::error::{BacktestError, Result};
 use crate::exchange::Exchange;
-use crate::metrics::{self, Metrics};
+use crate::metrics::{self, Metrics, SweepPoint};
 use crate::models::latency::duration_ns;
 use crate::models::LatencySpec;
 use crate::signals::{self, Signals};
@@ -19,18 +19,6 @@ use flowcast_datasets::Dataset;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-/// One point of the latency sweep.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct SweepPoint {
-    pub latency: String,
-    pub latency_ns: i64,
-    pub net_pnl: f64,
-    pub gross_pnl: f64,
-    pub fill_rate: f64,
-    pub trades: usize,
-    pub sharpe: f64,
-}
 
 pub struct BacktestResult {
     pub run_dir: PathBuf,
