@@ -459,7 +459,7 @@ pub fn run(ds: &Dataset, mut s: Setup) -> Result<Outcome> {
             if let (true, Action::Submit { side, qty, .. }) = (from_strategy, action) {
                 let increases = view.position == 0 || view.position.signum() == side.sign() || qty > view.position.abs();
                 if let Some(mp) = s.limits.max_position {
-                    if increases && (view.position + side.sign() * (qty + view.working_same(side))).abs() > mp {
+                    if increases && (view.position + side.sign() * (qty + crate::strategy::working(&view.open, side))).abs() > mp {
                         out.risk_hits.push(RiskHit { ts_local: tl, limit: Limit::MaxPosition });
                         out.dropped += 1;
                         continue;
@@ -520,10 +520,4 @@ pub fn run(ds: &Dataset, mut s: Setup) -> Result<Outcome> {
     out.final_position = ledger.position;
     out.trips = std::mem::take(&mut ledger.trips);
     Ok(out)
-}
-
-impl View {
-    fn working_same(&self, side: flowcast_datasets::Side) -> i64 {
-        self.open.iter().filter(|o| o.side == side).map(|o| o.leaves).sum()
-    }
 }

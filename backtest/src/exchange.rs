@@ -61,6 +61,7 @@ pub struct Exchange {
 
 impl Exchange {
     pub fn new(rule: FillRule, queue: Box<dyn QueueModel>, impact: Box<dyn ImpactModel>, fees: Fees, inst: Instrument) -> Exchange {
+        let l3_mode = queue.uses_l3();
         Exchange {
             rule,
             queue,
@@ -72,14 +73,8 @@ impl Exchange {
             walk_px: vec![0; MAX_WALK],
             walk_sz: vec![0; MAX_WALK],
             reports: Vec::with_capacity(256),
-            l3_mode: false,
+            l3_mode,
         }
-        .with_mode()
-    }
-
-    fn with_mode(mut self) -> Exchange {
-        self.l3_mode = self.queue.uses_l3();
-        self
     }
 
     pub fn queue_model(&self) -> &'static str {

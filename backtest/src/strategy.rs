@@ -50,6 +50,11 @@ impl MarketView<'_> {
     }
 }
 
+/// Lots working on `side` among `open` orders (pending and resting).
+pub fn working(open: &[Order], side: Side) -> i64 {
+    open.iter().filter(|o| o.side == side).map(|o| o.leaves).sum()
+}
+
 /// The strategy's knowledge of its own account (from responses it has received).
 pub struct AccountView<'a> {
     /// Signed position in lots.
@@ -67,7 +72,7 @@ pub struct AccountView<'a> {
 impl AccountView<'_> {
     /// Lots the strategy has working on `side` (pending and resting).
     pub fn working(&self, side: Side) -> i64 {
-        self.open.iter().filter(|o| o.side == side).map(|o| o.leaves).sum()
+        working(self.open, side)
     }
     /// Unrealised P&L of the position in ticks×lots against `mark` (ticks).
     pub fn unrealised_ticks(&self, mark: f64) -> f64 {

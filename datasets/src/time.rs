@@ -95,6 +95,15 @@ pub fn format_utc(ns: i64) -> String {
 /// `s`, `min` (= `m`), `h`, `d`; surrounding spaces are ignored (`"10s"`, `"500ms"`, `"30m"`,
 /// `"5min"`, `"1h"`). Integers only, so that every duration is an exact number of nanoseconds.
 pub fn parse_duration(s: &str) -> Result<i64, String> {
+    match parse_duration_or_zero(s)? {
+        0 => Err(format!("duration {s:?} must be positive")),
+        v => Ok(v),
+    }
+}
+
+/// [`parse_duration`] that also takes zero (`"0"`, `"0ms"`): for quantities where none is a
+/// valid value, such as a latency.
+pub fn parse_duration_or_zero(s: &str) -> Result<i64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
@@ -103,6 +112,7 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
     }
     let n: i64 = num.parse().map_err(|_| format!("duration {s:?}: number too large"))?;
     let per = match unit.trim_start() {
+        "" if n == 0 => 1,
         "ns" => 1,
         "us" | "µs" => 1_000,
         "ms" => 1_000_000,
@@ -112,11 +122,7 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
         "d" => NS_PER_DAY,
         u => return Err(format!("duration {s:?}: unknown unit {u:?} (use ns, us, ms, s, min, h, d)")),
     };
-    match n.checked_mul(per) {
-        Some(0) => Err(format!("duration {s:?} must be positive")),
-        Some(v) => Ok(v),
-        None => Err(format!("duration {s:?} overflows i64 nanoseconds")),
-    }
+    n.checked_mul(per).ok_or_else(|| format!("duration {s:?} overflows i64 nanoseconds"))
 }
 
 /// Canonical rendering of a duration: the largest of `h`, `min`, `s`, `ms`, `us`, `ns` that

@@ -4,7 +4,7 @@
 //! else the configured constant (`feed_latency`).
 
 use crate::error::{BacktestError, Result};
-use flowcast_datasets::time::parse_duration;
+use flowcast_datasets::time::parse_duration_or_zero;
 use rand::SeedableRng;
 use rand_distr::{Distribution, LogNormal};
 use serde::{Deserialize, Serialize};
@@ -200,14 +200,9 @@ impl Default for LatencySpec {
     }
 }
 
-/// Duration string → ns ("0" is allowed).
+/// Duration string → ns, zero allowed ("0", "100us"; field named in errors).
 pub fn duration_ns(s: &str, field: &str) -> Result<i64> {
-    let t = s.trim();
-    let num: String = t.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
-    if !num.is_empty() && num.parse::<f64>().is_ok_and(|v| v == 0.0) && t[num.len()..].chars().all(|c| c.is_ascii_alphabetic()) {
-        return Ok(0); // "0", "0ms", "0us": zero in any unit
-    }
-    parse_duration(s).map_err(|e| BacktestError::Config(format!("{field}: {e}")))
+    parse_duration_or_zero(s).map_err(|e| BacktestError::Config(format!("{field}: {e}")))
 }
 
 impl LatencySpec {
@@ -266,5 +261,9 @@ mod tests {
         let mut m = s.build(&[], 0).unwrap();
         assert_eq!((m.entry(0), m.response(0)), (100_000, 1_000_000));
         assert!(toml::from_str::<LatencySpec>("model = \"constant\"\nentty = \"1ms\"").is_err());
+        // Zero is a latency; it is still not a window length.
+        assert_eq!((duration_ns("0", "x").unwrap(), duration_ns("0ms", "x").unwrap()), (0, 0));
+        assert!(duration_ns("5", "x").is_err(), "a non-zero number needs a unit");
+        assert!(flowcast_datasets::time::parse_duration("0s").is_err());
     }
 }
