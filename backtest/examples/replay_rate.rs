@@ -5,7 +5,7 @@
 
 use flowcast_backtest::config::BacktestConfig;
 use flowcast_backtest::run::replay;
-use flowcast_backtest::signals::{self, Signals};
+use flowcast_backtest::signals::Signals;
 use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -20,12 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let passes: usize = args.get(3).and_then(|p| p.parse().ok()).unwrap_or(10);
     let ds = cfg.data.load(cfg.seed)?;
-    let sig = match &cfg.signal {
-        Some(s) => signals::load(s, &ds)?,
-        None => {
-            Signals { points: vec![], source: "none".into(), compute_ns_per_window: None, dropped_in_sample: 0, rule: Default::default() }
-        }
-    };
+    let sig = Signals::of(cfg.signal.as_ref(), &ds)?;
     let (mut book, mut bt, mut fills) = (f64::INFINITY, f64::INFINITY, 0);
     for _ in 0..passes {
         let t = Instant::now();

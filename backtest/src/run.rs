@@ -9,7 +9,7 @@ use crate::exchange::Exchange;
 use crate::metrics::{self, Metrics, SweepPoint};
 use crate::models::latency::duration_ns;
 use crate::models::LatencySpec;
-use crate::signals::{self, Signals};
+use crate::signals::Signals;
 use crate::strategy::tags;
 use arrow_array::{
     ArrayRef, BooleanArray, Float64Array, Int64Array, Int8Array, RecordBatch, StringArray, TimestampNanosecondArray, UInt64Array,
@@ -61,12 +61,7 @@ pub fn metrics_of(cfg: &BacktestConfig, o: &Outcome) -> Result<Metrics> {
 
 /// Runs the whole backtest and writes its run directory under `cfg.runs_dir`.
 pub fn run_backtest(cfg: &BacktestConfig, ds: &Dataset, toml_text: Option<&str>) -> Result<BacktestResult> {
-    let signals = match &cfg.signal {
-        Some(s) => signals::load(s, ds)?,
-        None => {
-            Signals { points: vec![], source: "none".into(), compute_ns_per_window: None, dropped_in_sample: 0, rule: Default::default() }
-        }
-    };
+    let signals = Signals::of(cfg.signal.as_ref(), ds)?;
     let t0 = std::time::Instant::now();
     let outcome = replay(cfg, ds, &signals, &cfg.latency)?;
     let replay_s = t0.elapsed().as_secs_f64();

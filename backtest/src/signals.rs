@@ -31,6 +31,17 @@ pub struct Signals {
     pub rule: SignalConfig,
 }
 
+impl Signals {
+    /// No model: the strategy trades on the book and its features alone.
+    pub fn none() -> Signals {
+        Signals { points: vec![], source: "none".into(), compute_ns_per_window: None, dropped_in_sample: 0, rule: SignalConfig::default() }
+    }
+    /// The signals of `[signal]`, or [`Signals::none`] without one.
+    pub fn of(spec: Option<&SignalSpec>, ds: &Dataset) -> Result<Signals> {
+        spec.map_or_else(|| Ok(Signals::none()), |s| load(s, ds))
+    }
+}
+
 /// The columns of a predictions file the backtest reads.
 #[derive(Clone, Debug, Default)]
 pub struct PredictionColumns {

@@ -66,8 +66,7 @@ fn check(o: &Outcome, name: &str) {
 fn run_all(ds: &Dataset, qty: &str, queue: &str, label: &str) {
     for s in STRATEGIES {
         let cfg = config(s, qty, queue);
-        let sig =
-            Signals { points: vec![], source: "none".into(), compute_ns_per_window: None, dropped_in_sample: 0, rule: Default::default() };
+        let sig = Signals::none();
         let o = replay(&cfg, ds, &sig, &cfg.latency).unwrap_or_else(|e| panic!("{label} {}: {e}", cfg.strategy.name()));
         let name = format!("{label}/{}", cfg.strategy.name());
         check(&o, &name);
@@ -189,8 +188,7 @@ fn truncating_the_future_changes_nothing_before_it() {
     for s in STRATEGIES {
         let mut cfg = config(s, "100", "{ probabilistic = { power = 2.0 } }");
         cfg.risk.flat_before_end = None; // the session end differs by construction
-        let sig =
-            Signals { points: vec![], source: "none".into(), compute_ns_per_window: None, dropped_in_sample: 0, rule: Default::default() };
+        let sig = Signals::none();
         let full = replay(&cfg, &ds, &sig, &cfg.latency).unwrap();
         let part = replay(&cfg, &half, &sig, &cfg.latency).unwrap();
         let early = |o: &Outcome| {

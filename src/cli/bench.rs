@@ -111,16 +111,7 @@ fn bench_backtest(config: &std::path::Path, data: Option<&std::path::Path>, pass
     }
     let ds = cfg.data.load(cfg.seed)?;
     let t = std::time::Instant::now();
-    let signals = match &cfg.signal {
-        Some(s) => flowcast_backtest::signals::load(s, &ds)?,
-        None => flowcast_backtest::signals::Signals {
-            points: vec![],
-            source: "none".into(),
-            compute_ns_per_window: None,
-            dropped_in_sample: 0,
-            rule: Default::default(),
-        },
-    };
+    let signals = flowcast_backtest::signals::Signals::of(cfg.signal.as_ref(), &ds)?;
     let signal_s = t.elapsed().as_secs_f64();
     let (mut book_best, mut bt_best, mut fills) = (f64::INFINITY, f64::INFINITY, 0);
     for _ in 0..passes.max(1) {
