@@ -39,6 +39,76 @@ pub struct BacktestConfig {
     pub latency_sweep: Vec<String>,
     #[serde(default = "default_runs_dir")]
     pub runs_dir: PathBuf,
+    /// Replay only a part of the events (walk-forward folds write it; see [`SegmentSpec`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<SegmentSpec>,
+    /// Retrain the model per segment and trade it on the next one (`flowcast backtest` runs the
+    /// folds; docs/backtest.md, "Walk-forward").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub walk_forward: Option<WalkForwardSpec>,
+}
+
+/// `[segment]`: replay events `[0, to_event)` and let the strategy act only from `from_event` on.
+/// The earlier events warm the book, the features and the model's windows; equity is marked
+/// from `from_event` on, so the metrics cover the traded part alone.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentSpec {
+    #[serde(default)]
+    pub from_event: u64,
+    /// Exclusive; absent: to the end of the data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_event: Option<u64>,
+}
+
+/// `[walk_forward]`: the data is cut into `segments` equal parts (of the experiment's sample
+/// rows); fold k trains `experiment`'s model `model` on the `train_segments` segments before
+/// segment k+1 (its last `validation` fraction for early stopping) and trades segment k+1.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WalkForwardSpec {
+    /// The training experiment (TOML; relative to this file). Its `[data]` is replaced by this
+    /// file's, its `[splits]` by each fold's.
+    pub experiment: PathBuf,
+    /// The `[[model]]` id of that experiment whose signal is traded (the others are not trained).
+    pub model: String,
+    pub segments: usize,
+    /// Segments each fold trains on (rolling window); 0: all earlier ones (expanding window).
+    #[serde(default = "one_segment")]
+    pub train_segments: usize,
+    /// Fraction of each fold's training rows kept for validation (at their end).
+    #[serde(default = "default_validation")]
+    pub validation: f64,
+    /// As `[signal] model_latency`.
+    #[serde(default = "measured")]
+    pub model_latency: String,
+    /// As `[signal] rule`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<flowcast_contract::signal::SignalConfig>,
+}
+
+fn one_segment() -> usize {
+    1
+}
+fn default_validation() -> f64 {
+    0.2
+}
+fn measured() -> String {
+    "measured".into()
+}
+
+impl WalkForwardSpec {
+    /// Folds as (start, train + validation end = test start, test end) in fractions of the rows,
+    /// one per test segment 1..segments.
+    pub fn folds(&self) -> Vec<(f64, f64, f64)> {
+        let k = self.segments as f64;
+        (1..self.segments)
+            .map(|j| {
+                let first = if self.train_segments == 0 { 0 } else { j.saturating_sub(self.train_segments) };
+                (first as f64 / k, j as f64 / k, (j + 1) as f64 / k)
+            })
+            .collect()
+    }
 }
 
 fn default_runs_dir() -> PathBuf {
@@ -118,6 +188,9 @@ impl BacktestConfig {
             let j = if p.is_relative() { base.join(p) } else { p.to_path_buf() };
             std::path::absolute(&j).unwrap_or(j)
         };
+        if let Some(w) = &mut c.walk_forward {
+            w.experiment = abs(&w.experiment);
+        }
         if let Some(sig) = &mut c.signal {
             sig.model = sig.model.as_deref().map(abs);
             sig.predictions = sig.predictions.as_deref().map(abs);
@@ -144,6 +217,28 @@ impl BacktestConfig {
             }
             if let Some(r) = &s.rule {
                 r.validate()?;
+            }
+        }
+        if let Some(w) = &self.walk_forward {
+            if self.signal.is_some() {
+                return Err(
+                    "[walk_forward] trains its own model per fold: drop [signal] (model_latency and rule go in [walk_forward])".into()
+                );
+            }
+            if w.segments < 2 {
+                return Err(format!("[walk_forward] segments = {}: at least 2 (train on one, trade the next)", w.segments));
+            }
+            if !(0.0..1.0).contains(&w.validation) {
+                return Err(format!("[walk_forward] validation = {}: a fraction in [0, 1)", w.validation));
+            }
+            if self.segment.is_some() {
+                return Err("[walk_forward] and [segment] exclude each other (the folds write [segment])".into());
+            }
+            return Ok(());
+        }
+        if let Some(g) = &self.segment {
+            if g.to_event.is_some_and(|t| t <= g.from_event) {
+                return Err(format!("[segment] to_event {:?} must be after from_event {}", g.to_event, g.from_event));
             }
         }
         if self.strategy.needs_signal() && self.signal.is_none() {

@@ -32,6 +32,9 @@ pub struct Setup {
     pub signals: Vec<SignalPoint>,
     /// Time from a window's last event to its prediction being usable (local clock).
     pub model_latency_ns: i64,
+    /// The strategy acts, and equity is marked, from this event on (earlier events only warm
+    /// the book and the features: a walk-forward fold's training segment).
+    pub trade_from_event: usize,
 }
 
 /// One mark of the account (exchange time).
@@ -369,7 +372,7 @@ pub fn run(ds: &Dataset, mut s: Setup) -> Result<Outcome> {
             last_mid = mid;
             out.samples.push((ev.ts_exchange, mid));
         }
-        if ev.ts_exchange >= next_mark && last_mid.is_finite() {
+        if ev.ts_exchange >= next_mark && last_mid.is_finite() && i >= s.trade_from_event {
             let gross = ledger.cash + ledger.position as f64 * last_mid * value;
             out.marks.push(Mark { ts: ev.ts_exchange, mid: last_mid, position: ledger.position, gross, net: gross - ledger.fees });
             next_mark = if next_mark == i64::MIN {
@@ -422,7 +425,7 @@ pub fn run(ds: &Dataset, mut s: Setup) -> Result<Outcome> {
             actions.extend(flatten(view.position, tags::RISK)); // finish flattening after cancels
         }
         let risk_actions = actions.len();
-        if !halted && actions.is_empty() {
+        if !halted && actions.is_empty() && i >= s.trade_from_event {
             let features = match &fe {
                 Some(fe) => fe.values(),
                 None => &no_features,

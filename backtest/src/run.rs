@@ -47,6 +47,7 @@ pub fn replay(cfg: &BacktestConfig, ds: &Dataset, signals: &Signals, latency: &L
         mark_interval_ns: duration_ns(&cfg.report.bar, "report.bar")?.max(1),
         signals: signals.points.clone(),
         model_latency_ns,
+        trade_from_event: cfg.segment.as_ref().map_or(0, |g| g.from_event as usize),
     };
     engine::run(ds, setup)
 }
@@ -61,7 +62,18 @@ pub fn metrics_of(cfg: &BacktestConfig, o: &Outcome) -> Result<Metrics> {
 
 /// Runs the whole backtest and writes its run directory under `cfg.runs_dir`.
 pub fn run_backtest(cfg: &BacktestConfig, ds: &Dataset, toml_text: Option<&str>) -> Result<BacktestResult> {
-    let signals = Signals::of(cfg.signal.as_ref(), ds)?;
+    // Signals on the whole data (the model card's data hash, hence the in-sample guard, refers
+    // to it), then the segment's cut.
+    let mut signals = Signals::of(cfg.signal.as_ref(), ds)?;
+    let cut;
+    let ds = match cfg.segment.as_ref().and_then(|g| g.to_event) {
+        Some(to) if (to as usize) < ds.events.len() => {
+            signals.points.retain(|p| p.event_index < to);
+            cut = Dataset { meta: ds.meta.clone(), events: ds.events[..to as usize].to_vec() };
+            &cut
+        }
+        _ => ds,
+    };
     let t0 = std::time::Instant::now();
     let outcome = replay(cfg, ds, &signals, &cfg.latency)?;
     let replay_s = t0.elapsed().as_secs_f64();
@@ -114,6 +126,16 @@ pub fn run_backtest(cfg: &BacktestConfig, ds: &Dataset, toml_text: Option<&str>)
             "dropped_in_sample": signals.dropped_in_sample,
             "compute_ns_per_window": signals.compute_ns_per_window,
             "rule": signals.rule,
+        },
+        // What was traded: the first event the strategy could act on, and the first order sent
+        // and last fill (local and exchange clocks).
+        "activity": {
+            "trade_from_event": cfg.segment.as_ref().map_or(0, |g| g.from_event),
+            "trade_from_ns": ds.events.get(cfg.segment.as_ref().map_or(0, |g| g.from_event as usize)).map(|e| e.ts_exchange),
+            "events_to": ds.events.len(),
+            "last_event_ns": ds.events.last().map(|e| e.ts_exchange),
+            "first_order_sent_ns": outcome.orders.iter().map(|o| o.ts_sent).min(),
+            "last_fill_ns": outcome.fills.iter().map(|f| f.ts_exchange).max(),
         },
         "clock_offset_ns": outcome.clock_offset_ns,
         "replay_seconds": replay_s,

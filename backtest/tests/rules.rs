@@ -90,6 +90,7 @@ fn go(tape: &Tape, script: Vec<(usize, Action)>, o: Opts) -> Outcome {
         mark_interval_ns: 1_000 * MS,
         signals: vec![],
         model_latency_ns: 0,
+        trade_from_event: 0,
     };
     run(&ds, setup).unwrap()
 }

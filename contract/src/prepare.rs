@@ -26,7 +26,7 @@ use flowcast_datasets::features::ofi::ofi_event;
 use flowcast_datasets::features::{self, FeatureSet, FeatureSpec};
 use flowcast_datasets::labels::{AlphaRule, Labels, SampleRows, TargetLabels};
 use flowcast_datasets::normalize::{Method, Normalizer};
-use flowcast_datasets::splits::{SplitConfig, Splits};
+use flowcast_datasets::splits::Splits;
 use flowcast_datasets::store::Dataset;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -362,7 +362,7 @@ pub fn prepare(ds: &Dataset, spec: PrepareSpec<'_>) -> Result<PreparedData> {
             *a = (*a).max(b);
         }
     }
-    let splits = Splits::chronological(&reach, &rows.ts, &SplitConfig { train: spec.splits.train, validation: spec.splits.validation })?;
+    let splits = Splits::chronological(&reach, &rows.ts, &spec.splits.config())?;
     for l in &mut labels {
         l.fit_alpha(splits.train.clone());
     }

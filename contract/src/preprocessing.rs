@@ -48,17 +48,39 @@ impl Default for ColumnsSpec {
     }
 }
 
-/// `[splits]`: fractions of the sample rows, chronological; test gets the rest.
+/// `[splits]`: fractions of the sample rows, chronological; test gets the rest (of the rows
+/// before `end`). `start` and `end` (fractions of all rows, default 0 and 1) cut out one
+/// walk-forward fold: rows outside `start..end` belong to no split.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SplitSpec {
     pub train: f64,
     pub validation: f64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub start: f64,
+    #[serde(default = "one_f64", skip_serializing_if = "is_one")]
+    pub end: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+fn is_one(x: &f64) -> bool {
+    *x == 1.0
+}
+fn one_f64() -> f64 {
+    1.0
+}
+
+impl SplitSpec {
+    pub fn config(&self) -> flowcast_datasets::splits::SplitConfig {
+        flowcast_datasets::splits::SplitConfig { train: self.train, validation: self.validation, start: self.start, end: self.end }
+    }
 }
 
 impl Default for SplitSpec {
     fn default() -> Self {
-        SplitSpec { train: 0.7, validation: 0.15 }
+        SplitSpec { train: 0.7, validation: 0.15, start: 0.0, end: 1.0 }
     }
 }
 

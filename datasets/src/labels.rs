@@ -615,7 +615,7 @@ mod tests {
         let rows = SampleRows::new((0..40).collect(), mid.clone());
         let c = cfg(&[], &[1], &[]);
         let mut l = Labels::compute(&rows, &c).unwrap();
-        let splits = Splits::chronological(&l.max_reach(), &rows.ts, &SplitConfig { train: 0.5, validation: 0.25 }).unwrap();
+        let splits = Splits::chronological(&l.max_reach(), &rows.ts, &SplitConfig::fractions(0.5, 0.25)).unwrap();
         l.fit_alpha(splits.train.clone());
         let t = &l.targets[0];
         let mut abs: Vec<f64> = t.value[splits.train.clone()].iter().filter(|v| v.is_finite()).map(|v| v.abs()).collect();

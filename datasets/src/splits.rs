@@ -37,16 +37,27 @@ impl Split {
     }
 }
 
-/// Split fractions (of rows); test gets the rest.
+/// Split fractions (of rows); test gets the rest of `start..end`.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SplitConfig {
     pub train: f64,
     pub validation: f64,
+    /// First row used, as a fraction of all rows (walk-forward folds; 0 otherwise).
+    pub start: f64,
+    /// End of the rows used (exclusive), as a fraction of all rows (1 otherwise).
+    pub end: f64,
+}
+
+impl SplitConfig {
+    /// The whole row range: `train` then `validation`, test gets the rest.
+    pub fn fractions(train: f64, validation: f64) -> SplitConfig {
+        SplitConfig { train, validation, start: 0.0, end: 1.0 }
+    }
 }
 
 impl Default for SplitConfig {
     fn default() -> Self {
-        SplitConfig { train: 0.7, validation: 0.15 }
+        SplitConfig::fractions(0.7, 0.15)
     }
 }
 
@@ -64,19 +75,24 @@ impl Splits {
     /// read (`Labels::max_reach`), `ts` the row times (only for the report).
     pub fn chronological(reach: &[usize], ts: &[i64], cfg: &SplitConfig) -> Result<Splits> {
         let n = reach.len();
-        let (tr, va) = (cfg.train, cfg.validation);
-        if !(tr > 0.0 && va >= 0.0 && tr + va <= 1.0) {
+        let (tr, va, st, en) = (cfg.train, cfg.validation, cfg.start, cfg.end);
+        if !(tr > 0.0 && va >= 0.0 && st >= 0.0 && en <= 1.0 && st + tr + va <= en + 1e-12) {
             return Err(DataError::Invalid(format!(
-                "split fractions must satisfy 0 < train, 0 <= validation, train + validation <= 1 (got train {tr}, validation {va})"
+                "split fractions must satisfy 0 < train, 0 <= validation, 0 <= start, start + train + validation <= end <= 1 \
+                 (got train {tr}, validation {va}, start {st}, end {en})"
             )));
         }
-        let b1 = ((tr * n as f64).round() as usize).min(n);
-        let b2 = (((tr + va) * n as f64).round() as usize).clamp(b1, n);
+        let at = |f: f64| ((f * n as f64).round() as usize).min(n);
+        let b0 = at(st);
+        let b3 = at(en).max(b0);
+        let b1 = at(st + tr).clamp(b0, b3);
+        let b2 = at(st + tr + va).clamp(b1, b3);
         // First row of [start, boundary) whose label reads `boundary` or later.
         let purge = |start: usize, boundary: usize| (start..boundary).find(|&r| reach[r] >= boundary).unwrap_or(boundary);
-        let e1 = if b1 < n { purge(0, b1) } else { b1 };
+        let e1 = if b1 < n { purge(b0, b1) } else { b1 };
         let e2 = if b2 < n { purge(b1, b2) } else { b2 };
-        let s = Splits { n, train: 0..e1, validation: b1..e2, test: b2..n };
+        let e3 = if b3 < n { purge(b2, b3) } else { b3 };
+        let s = Splits { n, train: b0..e1, validation: b1..e2, test: b2..e3 };
         let empty = |what: &str, frac: f64| {
             DataError::Invalid(format!(
                 "{what} split is empty after purging ({n} rows, fraction {frac}): the longest label horizon reaches past the next split; use shorter label horizons or more data (rows={n}, train={:?}, validation={:?}, test={:?}){}",
@@ -92,8 +108,8 @@ impl Splits {
         if va > 0.0 && s.validation.is_empty() {
             return Err(empty("validation", va));
         }
-        if tr + va < 1.0 && s.test.is_empty() {
-            return Err(empty("test", 1.0 - tr - va));
+        if st + tr + va < en && s.test.is_empty() {
+            return Err(empty("test", en - st - tr - va));
         }
         Ok(s)
     }
@@ -168,7 +184,7 @@ mod tests {
         let rows = SampleRows::new(ts.clone(), mid);
         let labels = Labels::compute(&rows, &cfg).unwrap();
         let reach = labels.max_reach();
-        let s = Splits::chronological(&reach, &ts, &SplitConfig { train: 0.6, validation: 0.2 }).unwrap();
+        let s = Splits::chronological(&reach, &ts, &SplitConfig::fractions(0.6, 0.2)).unwrap();
         // Chronological and disjoint.
         assert!(s.train.end <= s.validation.start && s.validation.end <= s.test.start);
         assert_eq!((s.validation.start, s.test.start, s.test.end), (600, 800, 1000));
@@ -198,12 +214,32 @@ mod tests {
     #[test]
     fn impossible_splits_are_errors() {
         let reach: Vec<usize> = (0..100).map(|r| r + 90).collect();
-        let e = Splits::chronological(&reach, &[], &SplitConfig { train: 0.7, validation: 0.15 }).unwrap_err();
+        let e = Splits::chronological(&reach, &[], &SplitConfig::fractions(0.7, 0.15)).unwrap_err();
         assert!(e.to_string().contains("train split is empty"), "{e}");
-        assert!(Splits::chronological(&reach, &[], &SplitConfig { train: 0.9, validation: 0.2 }).is_err());
+        assert!(Splits::chronological(&reach, &[], &SplitConfig::fractions(0.9, 0.2)).is_err());
         // No validation, no test: everything is train.
         let reach: Vec<usize> = (0..10).collect();
-        let s = Splits::chronological(&reach, &[], &SplitConfig { train: 1.0, validation: 0.0 }).unwrap();
+        let s = Splits::chronological(&reach, &[], &SplitConfig::fractions(1.0, 0.0)).unwrap();
         assert_eq!((s.train.clone(), s.test.len()), (0..10, 0));
+    }
+
+    #[test]
+    fn a_walk_forward_fold_uses_only_its_rows_and_purges_at_both_ends() {
+        // 1000 rows, labels read 5 rows ahead; fold 1 of 4: train+validation = rows 250..500,
+        // test = rows 500..750.
+        let reach: Vec<usize> = (0..1000).map(|r| (r + 5).min(999)).collect();
+        let cfg = SplitConfig { train: 0.2, validation: 0.05, start: 0.25, end: 0.75 };
+        let s = Splits::chronological(&reach, &[], &cfg).unwrap();
+        assert_eq!((s.train.start, s.validation.start, s.test.start), (250, 450, 500));
+        assert_eq!(s.train.end, 445, "train labels reading validation rows are purged");
+        assert_eq!(s.validation.end, 495);
+        assert_eq!(s.test.end, 745, "test labels reading rows after the fold are purged too");
+        assert_eq!(s.split_of(249), Split::Gap);
+        assert_eq!(s.split_of(800), Split::Gap);
+        for r in s.test.clone() {
+            assert!(reach[r] < 750);
+        }
+        let bad = SplitConfig { train: 0.3, validation: 0.1, start: 0.5, end: 0.75 };
+        assert!(Splits::chronological(&reach, &[], &bad).unwrap_err().to_string().contains("start + train + validation <= end"));
     }
 }

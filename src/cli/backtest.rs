@@ -1,5 +1,6 @@
 //! `flowcast backtest`: an execution-aware backtest of a strategy (optionally on a model's
-//! signals) into a run directory (docs/backtest.md).
+//! signals) into a run directory; with `[walk_forward]`, retrain and trade fold by fold
+//! (`walkforward`; docs/backtest.md).
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -39,6 +40,16 @@ pub fn run(a: BacktestArgs) -> Result<bool> {
         cfg.runs_dir = r;
     }
     let ds = cfg.data.load(cfg.seed)?;
+    if cfg.walk_forward.is_some() {
+        let doc = super::walkforward::run(&cfg, &text, &ds, a.json)?;
+        if a.json {
+            println!("{}", serde_json::to_string(&doc)?);
+        } else {
+            print!("{}", super::walkforward::markdown(&doc));
+            println!("run directory {}", doc["run_dir"].as_str().unwrap_or(""));
+        }
+        return Ok(true);
+    }
     let r = run_backtest(&cfg, &ds, Some(&text))?;
     if a.json {
         println!("{}", serde_json::to_string(&r.summary)?);

@@ -100,7 +100,7 @@ fn run_compute(a: ComputeArgs) -> Result<bool> {
             clock_horizons_ns: clock,
             alpha: a.alpha.map_or(AlphaRule::BalancedOnTrain, |alpha| AlphaRule::Fixed { alpha }),
         },
-        splits: SplitConfig { train: a.train, validation: a.validation },
+        splits: SplitConfig::fractions(a.train, a.validation),
         normalization: NormalizationChoice(Method::parse(&a.normalization)?),
     };
     let ds = store::read_dataset(&a.data)?;

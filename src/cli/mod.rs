@@ -10,6 +10,7 @@ pub mod models;
 pub mod serve;
 pub mod sweep;
 pub mod train;
+pub mod walkforward;
 
 use anyhow::{bail, Result};
 use flowcast_datasets::Report;

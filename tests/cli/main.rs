@@ -13,6 +13,7 @@ mod serve_ops;
 mod stream;
 mod sweep;
 mod train;
+mod walkforward;
 
 fn flowcast(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_flowcast")).args(args).output().expect("run flowcast");

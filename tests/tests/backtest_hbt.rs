@@ -85,6 +85,7 @@ fn flowcast(ds: &Dataset, strategy: Value, c: &Cfg) -> Outcome {
         mark_interval_ns: 1_000_000_000,
         signals: vec![],
         model_latency_ns: 0,
+        trade_from_event: 0,
     };
     run(ds, setup).unwrap()
 }

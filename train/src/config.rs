@@ -48,6 +48,24 @@ pub struct Experiment {
     pub training: TrainingSpec,
 }
 
+/// TOML text of a config given as JSON (its `null`s dropped: TOML has none): what a generated
+/// experiment or backtest (a sweep trial, a walk-forward fold) writes into its run directory.
+pub fn toml_of_json(mut v: serde_json::Value) -> std::result::Result<String, String> {
+    fn strip_nulls(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                m.retain(|_, x| !x.is_null());
+                m.values_mut().for_each(strip_nulls);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(strip_nulls),
+            _ => {}
+        }
+    }
+    strip_nulls(&mut v);
+    let tv = toml::Value::try_from(&v).map_err(|e| e.to_string())?;
+    toml::to_string(&tv).map_err(|e| e.to_string())
+}
+
 fn default_targets() -> Vec<TargetSpec> {
     vec![TargetSpec::default()]
 }

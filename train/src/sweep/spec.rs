@@ -335,13 +335,11 @@ impl SweepSpec {
         for (k, val) in params {
             space::apply(&mut v, k, val).map_err(TrainError::Invalid)?;
         }
-        strip_nulls(&mut v);
-        let tv: toml::Value = toml::Value::try_from(&v).map_err(|e| TrainError::Invalid(format!("trial {n}: {e}")))?;
         let text = format!(
             "# Trial {n} of sweep {:?}: the base experiment with {}\n{}",
             self.name,
             params.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", "),
-            toml::to_string(&tv).map_err(|e| TrainError::Invalid(format!("trial {n}: {e}")))?
+            crate::config::toml_of_json(v).map_err(|e| TrainError::Invalid(format!("trial {n}: {e}")))?
         );
         let exp = Experiment::from_toml(&text, &format!("{} trial {n}", self.name))?;
         Ok((exp, text))
@@ -360,17 +358,6 @@ impl SweepSpec {
 }
 
 /// TOML has no null: absent optional keys are dropped.
-fn strip_nulls(v: &mut serde_json::Value) {
-    match v {
-        serde_json::Value::Object(m) => {
-            m.retain(|_, x| !x.is_null());
-            m.values_mut().for_each(strip_nulls);
-        }
-        serde_json::Value::Array(a) => a.iter_mut().for_each(strip_nulls),
-        _ => {}
-    }
-}
-
 pub fn trial_name(sweep: &str, n: usize) -> String {
     format!("{sweep}-t{n:04}")
 }
