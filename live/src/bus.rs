@@ -18,6 +18,9 @@ use futures_util::StreamExt;
 use std::collections::VecDeque;
 use std::time::Duration;
 
+/// The NATS client crate, for consumers of [`Bus::client`] (subscribers of the predictions subject).
+pub use async_nats;
+
 pub const ENCODING_VERSION: u8 = 1;
 pub const EVENT_BYTES: usize = 51;
 
@@ -274,6 +277,53 @@ impl Publisher {
     pub async fn finish(self) -> Result<u64> {
         drop(self.tx);
         self.task.await.map_err(|e| LiveError::Nats(format!("publisher task: {e}")))?
+    }
+}
+
+/// A `nats-server -js` on a free loopback port with a store in a fresh temporary directory
+/// (removed on drop): for tests and local runs. `None`, with a message, when the binary (`$NATS_SERVER`,
+/// default `nats-server`) is missing.
+pub struct LocalNats {
+    pub url: String,
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for LocalNats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl LocalNats {
+    pub fn start() -> Option<LocalNats> {
+        let bin = std::env::var("NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
+        if std::process::Command::new(&bin).arg("--version").output().is_err() {
+            eprintln!("SKIP: {bin} not found (apt-get install nats-server; .ci/run installs it)");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        let dir = std::env::temp_dir().join(format!("flowcast-nats-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).ok()?;
+        let mut child = std::process::Command::new(&bin)
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(&dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| eprintln!("SKIP: starting {bin}: {e}"))
+            .ok()?;
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(LocalNats { url: format!("nats://127.0.0.1:{port}"), child, dir });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("nats-server did not listen on {port}");
     }
 }
 

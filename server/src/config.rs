@@ -30,6 +30,9 @@ pub struct ServeFile {
     /// Per-model overrides, keyed by model name: `[model.lstm]`.
     #[serde(default)]
     pub model: BTreeMap<String, ModelOverride>,
+    /// Stream mode from the NATS bus: `[[subscribe]]` tables (bus.rs).
+    #[serde(default)]
+    pub subscribe: Vec<crate::bus::Subscription>,
 }
 
 /// A token bucket per client (bearer token when auth is on, else peer IP).
@@ -169,6 +172,9 @@ impl ServeFile {
         if self.queue_capacity == Some(0) {
             return Err("queue_capacity: must be ≥ 1".into());
         }
+        for (i, s) in self.subscribe.iter().enumerate() {
+            s.validate(i)?;
+        }
         Ok(Ops {
             auth_tokens: self.auth_tokens_file.as_deref().map(read_tokens).transpose()?,
             rate_limit: self.rate_limit,
@@ -214,6 +220,22 @@ mod tests {
         assert!(e.contains("unknown field `delay`"), "{e}");
         let f: ServeFile = toml::from_str("batching = { max_batch = 0 }").unwrap();
         assert!(f.ops().unwrap_err().contains("batching"));
+    }
+
+    #[test]
+    fn subscriptions_parse_with_defaults_and_are_checked() {
+        let f: ServeFile = toml::from_str(
+            "[[subscribe]]\nnats = \"nats://127.0.0.1:4222\"\nstream = \"FLOWCAST_BINANCE_SPOT_BTCUSDT\"\nmodel = \"lstm\"\n",
+        )
+        .unwrap();
+        f.ops().unwrap();
+        let s = &f.subscribe[0];
+        assert_eq!(s.durable_name(), "flowcast-serve-lstm");
+        assert_eq!(s.subject(), "flowcast.predictions.lstm.FLOWCAST_BINANCE_SPOT_BTCUSDT");
+        let f: ServeFile = toml::from_str("[[subscribe]]\nnats = \"n\"\nstream = \"S\"\nmodel = \"m\"\nbatch = 0\n").unwrap();
+        assert!(f.ops().unwrap_err().contains("subscribe[0].batch"));
+        let e = toml::from_str::<ServeFile>("[[subscribe]]\nnats = \"n\"\nstream = \"S\"\nmodel = \"m\"\nsubject = \"x\"\n").unwrap_err();
+        assert!(e.to_string().contains("unknown field `subject`"), "{e}");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 
 pub mod batcher;
 pub mod bench;
+pub mod bus;
 pub mod config;
 pub mod error;
 pub mod grpc;
@@ -78,6 +79,8 @@ pub struct Config {
     pub streams: stream::StreamLimits,
     /// Auth, rate limits, timeouts, queue, batching (`serve.toml`, config.rs).
     pub ops: config::Ops,
+    /// NATS JetStream streams to answer (bus.rs).
+    pub subscriptions: Vec<bus::Subscription>,
 }
 
 impl Default for Config {
@@ -91,6 +94,7 @@ impl Default for Config {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             ops: config::Ops::default(),
             streams: stream::StreamLimits::default(),
+            subscriptions: Vec::new(),
         }
     }
 }
@@ -178,6 +182,12 @@ pub async fn start(cfg: Config, loader: Loader) -> anyhow::Result<Running> {
                 .serve_with_incoming_shutdown(incoming, stopped)
                 .await
                 .context("grpc server")
+        });
+    }
+    for sub in cfg.subscriptions {
+        let (app, rx, rt) = (app.clone(), stop.subscribe(), tokio::runtime::Handle::current());
+        tasks.spawn(async move {
+            tokio::task::spawn_blocking(move || bus::run_blocking(app, sub, rx, rt)).await.context("bus subscription task")
         });
     }
     Ok(Running { http, grpc, app, tasks, stop })

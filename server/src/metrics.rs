@@ -32,6 +32,11 @@ pub struct Metrics {
     pub load_failures: IntCounter,
     /// Model versions per state (`READY`, `UNAVAILABLE`, `UNLOADED`), refreshed at each scrape.
     pub models: IntGaugeVec,
+    /// Bus subscriptions (bus.rs), by model and JetStream stream: messages answered, windows
+    /// predicted, connection or fetch failures (each followed by a retry).
+    pub bus_messages: IntCounterVec,
+    pub bus_predictions: IntCounterVec,
+    pub bus_errors: IntCounterVec,
 }
 
 fn hist(name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
@@ -77,9 +82,21 @@ impl Metrics {
                 .expect("valid counter"),
             models: IntGaugeVec::new(Opts::new("flowcast_models", "Model versions in the repository by state"), &["state"])
                 .expect("valid gauge"),
+            bus_messages: IntCounterVec::new(Opts::new("flowcast_bus_messages_total", "Bus messages answered"), &["model", "stream"])
+                .expect("valid counter"),
+            bus_predictions: IntCounterVec::new(
+                Opts::new("flowcast_bus_predictions_total", "Windows predicted from bus messages"),
+                &["model", "stream"],
+            )
+            .expect("valid counter"),
+            bus_errors: IntCounterVec::new(
+                Opts::new("flowcast_bus_errors_total", "Bus connection or fetch failures (retried)"),
+                &["model", "stream"],
+            )
+            .expect("valid counter"),
         };
         let r = &m.registry;
-        let all: [Box<dyn prometheus::core::Collector>; 11] = [
+        let all: [Box<dyn prometheus::core::Collector>; 14] = [
             Box::new(m.requests.clone()),
             Box::new(m.request_seconds.clone()),
             Box::new(m.queue_seconds.clone()),
@@ -91,6 +108,9 @@ impl Metrics {
             Box::new(m.queue_rejected.clone()),
             Box::new(m.load_failures.clone()),
             Box::new(m.models.clone()),
+            Box::new(m.bus_messages.clone()),
+            Box::new(m.bus_predictions.clone()),
+            Box::new(m.bus_errors.clone()),
         ];
         for c in all {
             r.register(c).expect("unique metric names");

@@ -93,7 +93,7 @@ fn direction(level: i32) -> Direction {
 }
 
 /// The reply as JSON: one prediction object per window.
-fn reply_json(r: &StreamReply) -> String {
+pub(crate) fn reply_json(r: &StreamReply) -> String {
     let n = r.event_index.len();
     let probs = f32s(&r.outputs, PROBS);
     let k = probs.map_or(0, |p| p.len().checked_div(n).unwrap_or(0));

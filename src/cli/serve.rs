@@ -45,7 +45,10 @@ pub fn run(a: ServeArgs) -> Result<bool> {
     let grpc = a.grpc.or(file.grpc.clone()).unwrap_or_else(|| "127.0.0.1:8001".into());
     let http = parse_addr("--http", &http).map_err(anyhow::Error::msg)?;
     let grpc = parse_addr("--grpc", &grpc).map_err(anyhow::Error::msg)?;
-    anyhow::ensure!(http.is_some() || grpc.is_some(), "--http off and --grpc off: nothing to serve");
+    anyhow::ensure!(
+        http.is_some() || grpc.is_some() || !file.subscribe.is_empty(),
+        "--http off and --grpc off and no [[subscribe]]: nothing to serve"
+    );
     let ops = file.ops().map_err(|e| anyhow::anyhow!("{}: {e}", a.config.as_deref().unwrap_or("serve.toml".as_ref()).display()))?;
     let max_body_bytes = a.max_body_bytes.or(file.max_body_bytes).unwrap_or(flowcast_server::DEFAULT_MAX_BODY_BYTES);
     let streams = flowcast_server::stream::StreamLimits {
@@ -53,6 +56,14 @@ pub fn run(a: ServeArgs) -> Result<bool> {
         max_book_levels: a.max_stream_book_levels,
         ..Default::default()
     };
-    flowcast_server::serve_blocking(flowcast_server::Config { models, http, grpc, max_body_bytes, ops, streams })?;
+    flowcast_server::serve_blocking(flowcast_server::Config {
+        models,
+        http,
+        grpc,
+        max_body_bytes,
+        ops,
+        streams,
+        subscriptions: file.subscribe.clone(),
+    })?;
     Ok(true)
 }

@@ -168,43 +168,7 @@ pub fn assert_files_consistent(o: &Outcome, short_last: bool) {
     }
 }
 
-/// A running `nats-server -js` on a free loopback port with a temporary store, or `None` (with a
-/// message) when the binary is missing.
-pub struct Nats {
-    pub url: String,
-    child: std::process::Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub fn start_nats() -> Option<Nats> {
-    let bin = std::env::var("NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
-    if std::process::Command::new(&bin).arg("--version").output().is_err() {
-        eprintln!("SKIP: {bin} not found (apt-get install nats-server; .ci/run installs it)");
-        return None;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(&bin)
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-        .arg(dir.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start nats-server");
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Some(Nats { url: format!("nats://127.0.0.1:{port}"), child, _dir: dir });
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("nats-server did not listen on {port}");
+/// The loopback `nats-server -js` of the tests (`None`, with a message, without the binary).
+pub fn start_nats() -> Option<flowcast_live::bus::LocalNats> {
+    flowcast_live::bus::LocalNats::start()
 }
