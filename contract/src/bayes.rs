@@ -320,6 +320,20 @@ impl BayesOnline {
         &self.config
     }
 
+    /// Writes the state as JSON (`bayes_state.json` of a card; f64 round-trips exactly).
+    pub fn write(&self, path: &std::path::Path) -> Result<()> {
+        let s = serde_json::to_string(&self.state()).expect("state serialises");
+        std::fs::write(path, s + "\n").map_err(|e| ContractError::io(path, e))
+    }
+
+    /// Reads and checks a state written by [`BayesOnline::write`]; errors name the file and line.
+    pub fn read(path: &std::path::Path) -> Result<BayesOnline> {
+        let s = std::fs::read_to_string(path).map_err(|e| ContractError::io(path, e))?;
+        let st: BayesState =
+            serde_json::from_str(&s).map_err(|e| ContractError::card(path, &format!("line {}", e.line()), e.to_string()))?;
+        BayesOnline::from_state(st).map_err(|e| ContractError::card(path, "state", e.to_string()))
+    }
+
     pub fn posterior(&self) -> &Posterior {
         &self.posterior
     }

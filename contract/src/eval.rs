@@ -190,6 +190,7 @@ pub fn evaluate_with(run: &Path, data_dir: &Path, engine: &str, load: &Loader<'_
         // The contract's own families load here (no engine choice); the loader builds deep ones.
         let (p, model_engine): (Box<dyn Predictor>, &str) = match card.family {
             Family::Lightgbm => (Box::new(GbdtPredictor::load(dir, &card)?), "gbdt"),
+            Family::BayesOnline => (Box::new(crate::bayes::BayesOnline::load(dir, &card)?), "bayes"),
             Family::Deep => (load(dir, &card)?, engine),
         };
         let o = predict_set(p.as_ref(), test, &data.window_ofi, EVAL_CHUNK)?;

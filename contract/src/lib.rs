@@ -30,6 +30,7 @@ pub mod files;
 pub mod gbdt;
 pub mod metrics;
 pub mod predictions;
+pub mod prequential;
 pub mod predictor;
 pub mod prepare;
 pub mod preprocessing;
