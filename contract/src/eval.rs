@@ -60,6 +60,9 @@ impl Summary {
                 if let Some(ms) = self.json["models"].as_object() {
                     for (id, m) in ms.iter().filter(|(_, m)| m["target"] == tid.as_str()) {
                         s.push_str(&row(id, m));
+                        if m["prequential"].is_object() {
+                            s.push_str(&row(&format!("{id} (prequential)"), &m["prequential"]));
+                        }
                         let r = &m["regression"];
                         if r.is_object() {
                             let f = |k: &str| r[k].as_f64().map(|v| format!("{v:.4}")).unwrap_or("-".into());

@@ -198,6 +198,36 @@ impl LightgbmParams {
     }
 }
 
+/// Registry name of the Bayesian online regression family (`[[model]] name = "bayes_online"`).
+pub const BAYES_ONLINE: &str = flowcast_contract::bayes::NAME;
+
+/// Hyperparameters of a `bayes_online` model: the keys of [`flowcast_contract::bayes::BayesConfig`]
+/// except `alpha_bps`, which is the target's fitted α. Without `prior_b` it is set from the
+/// training data: prior_a × the variance of the training targets (bps²), so that the prior point
+/// estimate b₀/a₀ of σ² is the unconditional variance.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BayesParams {
+    pub config: flowcast_contract::bayes::BayesConfig,
+    /// `prior_b` was not given: fit it on the training targets.
+    pub prior_b_from_data: bool,
+}
+
+impl BayesParams {
+    /// The `[[model]]` table's hyperparameters, checked (α = 0 until the target sets it).
+    pub fn from_spec(m: &ModelSpec) -> std::result::Result<BayesParams, String> {
+        let mut map = m.params.clone();
+        if map.contains_key("alpha_bps") {
+            return Err(format!("[[model]] {} (bayes_online): alpha_bps is the target's α (set [label] alpha instead)", m.id()));
+        }
+        let prior_b_from_data = !map.contains_key("prior_b");
+        map.insert("alpha_bps".into(), serde_json::json!(0.0));
+        let config: flowcast_contract::bayes::BayesConfig =
+            serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| format!("[[model]] {} (bayes_online): {e}", m.id()))?;
+        config.validate().map_err(|e| format!("[[model]] {}: {e}", m.id()))?;
+        Ok(BayesParams { config, prior_b_from_data })
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OptimizerKind {
@@ -292,6 +322,15 @@ pub struct TrainingSpec {
     /// Cap on training batches per epoch (0 = all): for smoke runs and benchmarks.
     #[serde(default)]
     pub max_batches: usize,
+    /// Test windows scored by the permutation importance of each deep and bayes_online model
+    /// (`importance.json`; evenly spaced, the rows lightgbm's SHAP explains); 0 = off. Costs
+    /// (columns + 1) forward passes over them.
+    #[serde(default = "importance_rows")]
+    pub importance_rows: usize,
+}
+
+fn importance_rows() -> usize {
+    crate::explain::IMPORTANCE_ROWS
 }
 
 fn adam() -> OptimizerKind {
@@ -326,6 +365,7 @@ impl Default for TrainingSpec {
             class_weights: no_weights(),
             early_stopping: None,
             max_batches: 0,
+            importance_rows: importance_rows(),
         }
     }
 }
@@ -414,6 +454,9 @@ impl Experiment {
             }
             if m.name == LIGHTGBM {
                 LightgbmParams::from_spec(m)?;
+            }
+            if m.name == BAYES_ONLINE {
+                BayesParams::from_spec(m)?;
             }
         }
         for b in &self.baselines {

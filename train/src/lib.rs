@@ -3,6 +3,7 @@
 //! exported, reloadable run directory. See docs/training.md and docs/metrics.md.
 
 pub mod batch;
+pub mod bayes;
 pub mod bench;
 pub mod config;
 pub mod error;
