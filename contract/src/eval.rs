@@ -32,13 +32,13 @@ impl Summary {
             s.push_str(&format!("data       {d}\n"));
         }
         let head = format!(
-            "\n{:<28} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
-            "model (test split)", "samples", "accuracy", "macro-F1", "MCC", "kappa", "ROC-AUC", "PR-AUC"
+            "\n{:<32} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
+            "model (test split)", "samples", "accuracy", "macro-F1", "MCC", "kappa", "ROC-AUC", "PR-AUC", "log-loss", "Brier", "ECE"
         );
         let row = |name: &str, m: &Value| {
             let f = |k: &str| m[k].as_f64().map(|v| format!("{v:.4}")).unwrap_or("-".into());
             format!(
-                "{:<28} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
+                "{:<32} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
                 name,
                 m["samples"],
                 f("accuracy"),
@@ -46,7 +46,10 @@ impl Summary {
                 f("mcc"),
                 f("cohen_kappa"),
                 f("roc_auc_macro"),
-                f("pr_auc_macro")
+                f("pr_auc_macro"),
+                f("log_loss"),
+                f("brier"),
+                f("ece")
             )
         };
         if let Some(ts) = self.json["targets"].as_object() {
