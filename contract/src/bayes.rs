@@ -320,6 +320,27 @@ impl BayesOnline {
         &self.config
     }
 
+    /// Extra forgetting on top of the discount, once: P ← P/φ (capped as the discount is), a ←
+    /// φa, b ← φb for φ ∈ (0, 1] — the response to a detected changepoint
+    /// ([`crate::bayes_changepoint`]).
+    pub fn forget(&mut self, phi: f64) {
+        let cap = if self.config.cap_at_prior { self.config.prior_var } else { f64::INFINITY };
+        let p = &mut self.posterior;
+        p.d.iter_mut().for_each(|d| *d = (*d / phi).min(cap));
+        p.a *= phi;
+        p.b *= phi;
+    }
+
+    /// Back to the prior (the weights' mean and covariance; σ²'s point estimate b/a is kept with
+    /// the prior's degrees of freedom).
+    pub fn reset(&mut self) {
+        let s2 = self.posterior.b / self.posterior.a;
+        let updates = self.posterior.updates;
+        self.posterior = Posterior::prior(&self.config, self.dim());
+        self.posterior.b = s2 * self.posterior.a;
+        self.posterior.updates = updates;
+    }
+
     /// Writes the state as JSON (`bayes_state.json` of a card; f64 round-trips exactly).
     pub fn write(&self, path: &std::path::Path) -> Result<()> {
         let s = serde_json::to_string(&self.state()).expect("state serialises");

@@ -23,6 +23,7 @@
 
 pub mod baselines;
 pub mod bayes;
+pub mod bayes_changepoint;
 pub mod card;
 pub mod error;
 pub mod eval;

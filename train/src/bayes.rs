@@ -17,6 +17,7 @@ use crate::config::BayesParams;
 use crate::error::{Result, TrainError};
 use crate::lightgbm::{Job, Trained};
 use flowcast_contract::bayes::BayesOnline;
+use flowcast_contract::bayes_changepoint::AdaptiveBayes;
 use flowcast_contract::card::{sha256_file, Family, ModelCard, TrainingEntry, WeightsEntry};
 use flowcast_contract::files::{BAYES_DOC_FORMAT, BAYES_DOC_VERSION, BAYES_STATE_FILE, CARD_FORMAT, CARD_VERSION, PREDICTIONS_FILE};
 use flowcast_contract::metrics::{regression_metrics, Metrics};
@@ -49,7 +50,7 @@ fn score(set: &WindowSet, out: &Outputs, k: usize) -> (Metrics, Value) {
 
 /// Fits, scores (batch and prequential) and exports one `bayes_online` model.
 pub fn train_and_export(job: &Job<'_>, data: &PreparedData) -> Result<Trained> {
-    let BayesParams { mut config, prior_b_from_data } = BayesParams::from_spec(job.spec).map_err(TrainError::Invalid)?;
+    let BayesParams { mut config, prior_b_from_data, changepoint } = BayesParams::from_spec(job.spec).map_err(TrainError::Invalid)?;
     let pt = &data.targets[job.target];
     let f = data.n_features();
     let k = pt.def.n_classes();
@@ -69,13 +70,22 @@ pub fn train_and_export(job: &Job<'_>, data: &PreparedData) -> Result<Trained> {
         config.prior_b = config.prior_a * var.max(1e-12);
     }
     let t0 = std::time::Instant::now();
-    let mut model = BayesOnline::new(config.clone(), pt.train.window, f)?;
+    let model = BayesOnline::new(config.clone(), pt.train.window, f)?;
+    let mut adaptive = changepoint.clone().map(|c| AdaptiveBayes::new(model.clone(), c)).transpose()?;
+    let mut model = model;
     tracing::info!(model = job.id, target = %pt.def.id, rows = pt.train.len(), features = f, form = ?config.form, "fitting bayes_online");
     for i in 0..pt.train.len() {
         let v = pt.train.view(i);
-        model.update_row(&v[v.len() - f..], pt.train.values[i] as f64).map_err(|e| {
-            TrainError::Invalid(format!("[[model]] {}: training window {i} (row {}): {e}", job.id, pt.train.ends[i]))
-        })?;
+        let (row, y) = (&v[v.len() - f..], pt.train.values[i] as f64);
+        match &mut adaptive {
+            Some(a) => a.update_row(row, y),
+            None => model.update_row(row, y).map(|_| ()),
+        }
+        .map_err(|e| TrainError::Invalid(format!("[[model]] {}: training window {i} (row {}): {e}", job.id, pt.train.ends[i])))?;
+    }
+    let fired_train = adaptive.as_ref().map(|a| a.fired);
+    if let Some(a) = &adaptive {
+        model = a.model.clone();
     }
     let train_s = t0.elapsed().as_secs_f64();
     let us_per_update = train_s * 1e6 / pt.train.len().max(1) as f64;
@@ -90,9 +100,15 @@ pub fn train_and_export(job: &Job<'_>, data: &PreparedData) -> Result<Trained> {
     // Prequential: validation then test, learning from matured labels only.
     let seq = concat(&pt.validation, &pt.test);
     let mature = maturity_rows(&pt.def, &data.rows.ts, &seq.ends)?;
-    let mut online = model.clone();
     let t2 = std::time::Instant::now();
-    let pq = prequential(&mut online, &seq, &mature)?;
+    let (pq, fired_pq) = match adaptive {
+        Some(mut a) => {
+            let before = a.fired;
+            let pq = prequential(&mut a, &seq, &mature)?;
+            (pq, Some(a.fired - before))
+        }
+        None => (prequential(&mut model.clone(), &seq, &mature)?, None),
+    };
     let pq_s = t2.elapsed().as_secs_f64();
     let nv = pt.validation.len();
     let pq_test = slice(&pq.outputs, nv..seq.len());
@@ -107,7 +123,7 @@ pub fn train_and_export(job: &Job<'_>, data: &PreparedData) -> Result<Trained> {
         "format": BAYES_DOC_FORMAT, "version": BAYES_DOC_VERSION, "file": BAYES_STATE_FILE,
         "form": config.form, "discount": config.discount, "intercept": config.intercept, "features": f,
         "weights": model.dim(), "updates": model.posterior().updates, "input": "last row of each window",
-        "prior_b_from_data": prior_b_from_data,
+        "prior_b_from_data": prior_b_from_data, "changepoint": changepoint,
     });
     let mut test = m.headline();
     test["regression"] = reg.clone();
@@ -176,6 +192,7 @@ pub fn train_and_export(job: &Job<'_>, data: &PreparedData) -> Result<Trained> {
             "test": pm, "regression": preg, "updates": pq.updates, "seconds": pq_s,
             "validation": pq_val.as_ref().map(|(m, r)| json!({"metrics": m, "regression": r})),
             "predictions": PREQUENTIAL_FILE,
+            "changepoint": changepoint.as_ref().map(|c| json!({"response": c, "fired_in_training": fired_train, "fired_in_prequential": fired_pq})),
         },
         "importance_top": imp.as_ref().map(|i| i.top(&data.inputs.names, 10)),
     });

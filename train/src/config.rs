@@ -210,6 +210,9 @@ pub struct BayesParams {
     pub config: flowcast_contract::bayes::BayesConfig,
     /// `prior_b` was not given: fit it on the training targets.
     pub prior_b_from_data: bool,
+    /// `changepoint = {...}`: forget faster or reset on detected changepoints, in training and
+    /// in the prequential pass (`flowcast_contract::bayes_changepoint`).
+    pub changepoint: Option<flowcast_contract::bayes_changepoint::ChangeResponse>,
 }
 
 impl BayesParams {
@@ -220,11 +223,20 @@ impl BayesParams {
             return Err(format!("[[model]] {} (bayes_online): alpha_bps is the target's α (set [label] alpha instead)", m.id()));
         }
         let prior_b_from_data = !map.contains_key("prior_b");
+        let changepoint = match map.remove("changepoint") {
+            None => None,
+            Some(v) => {
+                let c: flowcast_contract::bayes_changepoint::ChangeResponse =
+                    serde_json::from_value(v).map_err(|e| format!("[[model]] {} (bayes_online): changepoint: {e}", m.id()))?;
+                c.validate().map_err(|e| format!("[[model]] {}: {e}", m.id()))?;
+                Some(c)
+            }
+        };
         map.insert("alpha_bps".into(), serde_json::json!(0.0));
         let config: flowcast_contract::bayes::BayesConfig =
             serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| format!("[[model]] {} (bayes_online): {e}", m.id()))?;
         config.validate().map_err(|e| format!("[[model]] {}: {e}", m.id()))?;
-        Ok(BayesParams { config, prior_b_from_data })
+        Ok(BayesParams { config, prior_b_from_data, changepoint })
     }
 }
 
