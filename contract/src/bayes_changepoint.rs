@@ -167,10 +167,10 @@ mod tests {
         let cfg = BayesConfig { discount: 1.0, ..Default::default() };
         let data = stream(3200);
         let mut plain = BayesOnline::new(cfg.clone(), 1, 1).unwrap();
-        let mut adapt = AdaptiveBayes::new(BayesOnline::new(cfg, 1, 1).unwrap(), ChangeResponse {
-            action: ChangeAction::Reset,
-            ..serde_json::from_str("{}").unwrap()
-        })
+        let mut adapt = AdaptiveBayes::new(
+            BayesOnline::new(cfg, 1, 1).unwrap(),
+            ChangeResponse { action: ChangeAction::Reset, ..serde_json::from_str("{}").unwrap() },
+        )
         .unwrap();
         for &(x, y) in &data[..3000] {
             plain.update_row(&[x], y).unwrap();

@@ -389,7 +389,10 @@ impl ModelCard {
         let inp = &self.preprocessing.inputs;
         let info = crate::predictor::Predictor::info(&m);
         if info.features != inp.names.len() {
-            return err("model.features", format!("{} reads {} features, preprocessing.inputs.names has {}", w.display(), info.features, inp.names.len()));
+            return err(
+                "model.features",
+                format!("{} reads {} features, preprocessing.inputs.names has {}", w.display(), info.features, inp.names.len()),
+            );
         }
         if info.window != inp.window {
             return err("preprocessing.inputs.window", format!("{}, but {} serves windows of {}", inp.window, w.display(), info.window));

@@ -11,13 +11,13 @@
 //! [`IMPORTANCE_ROWS`] of them, evenly spaced ([`spaced`]).
 
 use crate::error::{Result, TrainError};
+use arrow_array::{ArrayRef, Float32Array, RecordBatch, StringArray, UInt64Array};
+use arrow_schema::{DataType, Field, Schema};
 use flowcast_contract::predictor::{Batch, Outputs, Predictor};
 use flowcast_contract::window::{WindowBatcher, WindowSet};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde_json::{json, Value};
-use arrow_array::{ArrayRef, Float32Array, RecordBatch, StringArray, UInt64Array};
-use arrow_schema::{DataType, Field, Schema};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -132,7 +132,14 @@ fn predict_all(p: &dyn Predictor, x: &[f32], ofi: &[f64], n: usize, t: usize, f:
 
 /// Permutation importance of `p` on at most `max_rows` evenly spaced windows of `set` (one
 /// seeded permutation per column, seeded from (`seed`, column)). Costs columns + 1 passes.
-pub fn permutation_importance(p: &dyn Predictor, set: &WindowSet, window_ofi: &[f64], k: usize, seed: u64, max_rows: usize) -> Result<Importance> {
+pub fn permutation_importance(
+    p: &dyn Predictor,
+    set: &WindowSet,
+    window_ofi: &[f64],
+    k: usize,
+    seed: u64,
+    max_rows: usize,
+) -> Result<Importance> {
     let idx = spaced(set.len(), max_rows);
     let (n, t, f) = (idx.len(), set.window, set.data.cols());
     let mut x = Vec::new();

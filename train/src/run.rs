@@ -355,7 +355,8 @@ pub fn run_prepared(
             flowcast_models::export::save(&trained.model, &trained.config, &dir)?;
             write_predictions(&dir.join(PREDICTIONS_FILE), &pt.test, &data.rows, &pt.def.classes, &out)?;
             let importance = if exp.training.importance_rows > 0 {
-                let imp = crate::explain::permutation_importance(&bp, &pt.test, &data.window_ofi, k, exp.seed, exp.training.importance_rows)?;
+                let imp =
+                    crate::explain::permutation_importance(&bp, &pt.test, &data.window_ofi, k, exp.seed, exp.training.importance_rows)?;
                 write_json(&dir.join("importance.json"), &imp.to_json(&id, &tid, &data.inputs.names))?;
                 Some(imp.top(&data.inputs.names, 10))
             } else {
