@@ -10,6 +10,7 @@ pub mod error;
 pub mod explain;
 pub mod lightgbm;
 pub mod progress;
+pub mod reliability;
 pub mod reproduce;
 pub mod run;
 pub mod serve_bench;

@@ -13,7 +13,8 @@
 //!                     importance.json, shap.parquet (crate::lightgbm);
 //!                     bayes_online models: bayes_state.json, model.json, predictions.parquet,
 //!                     predictions_prequential.parquet (crate::bayes);
-//!                     deep and bayes_online models: importance.json (permutation, crate::explain)
+//!                     deep and bayes_online models: importance.json (permutation, crate::explain);
+//!                     every model: reliability.svg (crate::reliability)
 //! ```
 
 use crate::batch::BurnPredictor;
@@ -416,6 +417,19 @@ pub fn run_prepared(
                 id,
                 json!({"target": tid, "test": m, "history": trained.state.history, "params": trained.params, "importance_top": importance}),
             );
+        }
+    }
+    // A reliability diagram per model (batch test; and prequential where the model has one).
+    for (id, v) in &full {
+        let mut series = Vec::new();
+        if let Some(b) = crate::reliability::bins_of(&v["test"]["reliability"]) {
+            series.push(("test", b));
+        }
+        if let Some(b) = crate::reliability::bins_of(&v["prequential"]["test"]["reliability"]) {
+            series.push(("test, prequential", b));
+        }
+        if !series.is_empty() {
+            crate::reliability::write_svg(&run_dir.join(id).join("reliability.svg"), &format!("{id}: reliability"), &series)?;
         }
     }
     let first = targets_full.values().next().cloned().unwrap_or(Value::Null);
