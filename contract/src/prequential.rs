@@ -80,7 +80,7 @@ pub fn prequential(model: &mut dyn OnlinePredictor, set: &WindowSet, mature: &[u
     let mut out = Outputs::new(model.info().classes.len());
     let mut pending: BinaryHeap<Reverse<(usize, usize)>> = BinaryHeap::new();
     let mut updates = 0;
-    for j in 0..n {
+    for (j, &m_j) in mature.iter().enumerate() {
         let e = set.ends[j] as usize;
         while let Some(&Reverse((m, i))) = pending.peek() {
             if m > e {
@@ -93,7 +93,7 @@ pub fn prequential(model: &mut dyn OnlinePredictor, set: &WindowSet, mature: &[u
         }
         let b = Batch { x: set.view(j), batch: 1, window: t, features: f, window_ofi: None };
         model.predict(&b, &mut out)?;
-        pending.push(Reverse((mature[j], j)));
+        pending.push(Reverse((m_j, j)));
     }
     Ok(PrequentialOutcome { outputs: out, updates })
 }

@@ -58,7 +58,14 @@ fn bayes_online_trains_exports_scores_prequentially_and_evaluates() {
     let metrics: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run_dir.join("metrics.json")).unwrap()).unwrap();
     for id in ["full", "diag"] {
         let d = run_dir.join(id);
-        for f in ["bayes_state.json", "model.json", "predictions.parquet", "predictions_prequential.parquet", "importance.json", "reliability.svg"] {
+        for f in [
+            "bayes_state.json",
+            "model.json",
+            "predictions.parquet",
+            "predictions_prequential.parquet",
+            "importance.json",
+            "reliability.svg",
+        ] {
             assert!(d.join(f).is_file(), "{id}: {f} missing");
         }
         let card = ModelCard::load(&d).unwrap();
