@@ -1,7 +1,7 @@
 //! The `bayes_online` family end to end: an experiment fits a full and a diagonal model; the run
 //! directory holds the state, the card, both predictions files and the permutation importance;
 //! the metrics carry batch and prequential test metrics with calibration; the card rejects
-//! tampering naming the field; `eval` reloads the state through the card and predicts the
+//! tampering naming the field; `reproduce` is bit-identical; `eval` reloads the state through the card and predicts the
 //! training run's test windows exactly as the run did.
 
 use flowcast_contract::card::{Family, ModelCard};
@@ -92,6 +92,11 @@ fn bayes_online_trains_exports_scores_prequentially_and_evaluates() {
         eprintln!("{id}: batch {}\n  prequential {}", h, h["prequential"]);
     }
     tampered_cards_are_rejected(&run_dir.join("full"));
+
+    // Deterministic: a reproduction gives the same state files and every test number.
+    let r = flowcast_train::reproduce::reproduce(&run_dir, &RunOptions { progress: Mode::Quiet, ..RunOptions::default() }).unwrap();
+    assert_eq!(r.json["reproduction"]["identical"], true, "{}", r.json["reproduction"]);
+    assert_eq!(r.json["reproduction"]["models"]["full"]["weights_identical"], true);
 
     // eval on the same events stored as a dataset: the reloaded state, the run's predictions.
     let ds = flowcast_train::run::load_data(&exp).unwrap();
