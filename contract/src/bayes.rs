@@ -42,7 +42,7 @@
 //! P(stationary) = the rest, F the Student-t CDF ([`StudentT`], the regularised incomplete beta
 //! function by its continued fraction, Numerical Recipes 3rd ed. §6.4 `betacf`, modified Lentz).
 //!
-//! [`Changepoints`] (optional, not wired into the predictor): Bayesian online changepoint
+//! [`Changepoints`] (optional; wired into training by `crate::bayes_changepoint`): Bayesian online changepoint
 //! detection (Adams & MacKay 2007) on the standardised residuals that
 //! [`BayesOnline::update_row`] returns.
 
