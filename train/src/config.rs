@@ -506,6 +506,28 @@ hidden = 8
     }
 
     #[test]
+    fn bayes_online_params_are_checked_and_alpha_comes_from_the_target() {
+        let with = |extra: &str| {
+            Experiment::from_toml(&MIN.replace("name = \"lstm\"\nhidden = 8", &format!("name = \"bayes_online\"\n{extra}")), "t.toml")
+        };
+        let e = with("form = \"diagonal\"\nchangepoint = { action = \"reset\", within = 20 }").unwrap();
+        let p = BayesParams::from_spec(&e.models[0]).unwrap();
+        assert_eq!(p.config.form, flowcast_contract::bayes::Form::Diagonal);
+        assert!(p.prior_b_from_data);
+        assert_eq!(p.changepoint.unwrap().within, 20);
+        for (bad, word) in [
+            ("alpha_bps = 1.0", "alpha_bps"),
+            ("discount = 1.5", "discount"),
+            ("forms = \"full\"", "forms"),
+            ("changepoint = { within = 0 }", "within"),
+        ] {
+            let msg = with(bad).unwrap_err().to_string();
+            assert!(msg.contains(word), "{bad}: {msg}");
+        }
+        assert!(!BayesParams::from_spec(&with("prior_b = 3.0").unwrap().models[0]).unwrap().prior_b_from_data);
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_name_the_problem() {
         let bad = MIN.replace("kind = \"book\"", "kind = \"book\"\nwindoww = 3");
         let e = Experiment::from_toml(&bad, "t.toml").unwrap_err().to_string();
