@@ -164,6 +164,8 @@ pub fn load(spec: &SignalSpec, ds: &Dataset) -> Result<Signals> {
         // pure-Rust model.txt evaluator for lightgbm (no burn, no C++).
         let pred: Box<dyn flowcast_contract::Predictor> = match card.family {
             flowcast_contract::card::Family::Lightgbm => Box::new(flowcast_contract::gbdt::GbdtPredictor::load(dir, &card)?),
+            // The frozen posterior of the card (the backtest replays; it does not learn).
+            flowcast_contract::card::Family::BayesOnline => Box::new(flowcast_contract::bayes::BayesOnline::load(dir, &card)?),
             flowcast_contract::card::Family::Deep => Box::new(flowcast_serve::CandlePredictor::load(dir)?.0),
         };
         let mut card_rule = SignalRule::of_card(&card);

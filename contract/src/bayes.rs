@@ -42,7 +42,7 @@
 //! P(stationary) = the rest, F the Student-t CDF ([`StudentT`], the regularised incomplete beta
 //! function by its continued fraction, Numerical Recipes 3rd ed. §6.4 `betacf`, modified Lentz).
 //!
-//! [`Changepoints`] (optional, not wired into the predictor): Bayesian online changepoint
+//! [`Changepoints`] (optional; wired into training by `crate::bayes_changepoint`): Bayesian online changepoint
 //! detection (Adams & MacKay 2007) on the standardised residuals that
 //! [`BayesOnline::update_row`] returns.
 
@@ -318,6 +318,41 @@ impl BayesOnline {
 
     pub fn config(&self) -> &BayesConfig {
         &self.config
+    }
+
+    /// Extra forgetting on top of the discount, once: P ← P/φ (capped as the discount is), a ←
+    /// φa, b ← φb for φ ∈ (0, 1] — the response to a detected changepoint
+    /// ([`crate::bayes_changepoint`]).
+    pub fn forget(&mut self, phi: f64) {
+        let cap = if self.config.cap_at_prior { self.config.prior_var } else { f64::INFINITY };
+        let p = &mut self.posterior;
+        p.d.iter_mut().for_each(|d| *d = (*d / phi).min(cap));
+        p.a *= phi;
+        p.b *= phi;
+    }
+
+    /// Back to the prior (the weights' mean and covariance; σ²'s point estimate b/a is kept with
+    /// the prior's degrees of freedom).
+    pub fn reset(&mut self) {
+        let s2 = self.posterior.b / self.posterior.a;
+        let updates = self.posterior.updates;
+        self.posterior = Posterior::prior(&self.config, self.dim());
+        self.posterior.b = s2 * self.posterior.a;
+        self.posterior.updates = updates;
+    }
+
+    /// Writes the state as JSON (`bayes_state.json` of a card; f64 round-trips exactly).
+    pub fn write(&self, path: &std::path::Path) -> Result<()> {
+        let s = serde_json::to_string(&self.state()).expect("state serialises");
+        std::fs::write(path, s + "\n").map_err(|e| ContractError::io(path, e))
+    }
+
+    /// Reads and checks a state written by [`BayesOnline::write`]; errors name the file and line.
+    pub fn read(path: &std::path::Path) -> Result<BayesOnline> {
+        let s = std::fs::read_to_string(path).map_err(|e| ContractError::io(path, e))?;
+        let st: BayesState =
+            serde_json::from_str(&s).map_err(|e| ContractError::card(path, &format!("line {}", e.line()), e.to_string()))?;
+        BayesOnline::from_state(st).map_err(|e| ContractError::card(path, "state", e.to_string()))
     }
 
     pub fn posterior(&self) -> &Posterior {

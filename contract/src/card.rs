@@ -5,7 +5,9 @@
 
 use crate::baselines::Baseline;
 use crate::error::{ContractError, Result};
-use crate::files::{CARD_FILE, CARD_FORMAT, CARD_VERSION, CONFIG_FILE, LIGHTGBM_DOC_FORMAT, LIGHTGBM_DOC_VERSION};
+use crate::files::{
+    BAYES_DOC_FORMAT, BAYES_DOC_VERSION, CARD_FILE, CARD_FORMAT, CARD_VERSION, CONFIG_FILE, LIGHTGBM_DOC_FORMAT, LIGHTGBM_DOC_VERSION,
+};
 use crate::gbdt::{GbdtModel, Objective};
 use crate::preprocessing::{book_names, ColumnKind, DataInfo, Preprocessing};
 use crate::spec::ModelSpec;
@@ -56,14 +58,18 @@ pub enum Family {
     Deep,
     /// Gradient-boosted trees in LightGBM's text format (`model.txt`), read by `gbdt`.
     Lightgbm,
+    /// Bayesian online linear regression (`bayes_state.json`), read by `bayes`.
+    #[serde(rename = "bayes_online")]
+    BayesOnline,
 }
 
 impl Family {
-    pub const ALL: [Family; 2] = [Family::Deep, Family::Lightgbm];
+    pub const ALL: [Family; 3] = [Family::Deep, Family::Lightgbm, Family::BayesOnline];
     pub fn name(self) -> &'static str {
         match self {
             Family::Deep => "deep",
             Family::Lightgbm => "lightgbm",
+            Family::BayesOnline => "bayes_online",
         }
     }
 }
@@ -215,6 +221,7 @@ impl ModelCard {
         match self.family {
             Family::Deep => self.validate_deep_model(dir)?,
             Family::Lightgbm => self.validate_lightgbm(dir)?,
+            Family::BayesOnline => self.validate_bayes(dir)?,
         }
         if self.classes != target.classes {
             return err("classes", format!("{:?} differ from preprocessing.target.classes {:?}", self.classes, target.classes));
@@ -262,7 +269,7 @@ impl ModelCard {
         }
         match self.family {
             Family::Deep => self.validate_deep_files(dir),
-            Family::Lightgbm => Ok(()),
+            Family::Lightgbm | Family::BayesOnline => Ok(()),
         }
     }
 
@@ -355,6 +362,58 @@ impl ModelCard {
             (OutputKind::Regression, Objective::Regression { .. }) => Ok(()),
             (o, _) => err("model.objective", format!("{:?} does not predict a {o:?} target over {k} classes", m.objective_line)),
         }
+    }
+}
+
+impl ModelCard {
+    /// The model document and `bayes_state.json` of a `bayes_online` card: the hash as
+    /// recorded, a state that parses and checks, over the card's columns, window and α.
+    fn validate_bayes(&self, dir: &Path) -> Result<()> {
+        let p = dir.join(CARD_FILE);
+        let err = |field: &str, r: String| Err(ContractError::card(&p, field, r));
+        if self.model["format"] != BAYES_DOC_FORMAT {
+            return err("family", format!("\"bayes_online\", but the model document's format is {}", self.model["format"]));
+        }
+        if self.model["version"] != BAYES_DOC_VERSION {
+            return err("model.version", format!("{}, expected {BAYES_DOC_VERSION}", self.model["version"]));
+        }
+        if !self.weights.tensors.is_empty() {
+            return err("weights.tensors", "a bayes_online model has no tensors".into());
+        }
+        let w = dir.join(&self.weights.file);
+        let sha = sha256_file(&w)?;
+        if sha != self.weights.sha256 {
+            return err("weights.sha256", format!("{} does not match {} ({sha})", self.weights.sha256, w.display()));
+        }
+        let m = crate::bayes::BayesOnline::read(&w)?;
+        let inp = &self.preprocessing.inputs;
+        let info = crate::predictor::Predictor::info(&m);
+        if info.features != inp.names.len() {
+            return err(
+                "model.features",
+                format!("{} reads {} features, preprocessing.inputs.names has {}", w.display(), info.features, inp.names.len()),
+            );
+        }
+        if info.window != inp.window {
+            return err("preprocessing.inputs.window", format!("{}, but {} serves windows of {}", inp.window, w.display(), info.window));
+        }
+        if self.classes != info.classes {
+            return err("classes", format!("{:?}, but bayes_online predicts {:?}", self.classes, info.classes));
+        }
+        let want = self.preprocessing.target.alpha * crate::target::BPS;
+        let got = m.config().alpha_bps;
+        if (got - want).abs() > 1e-9 * want.abs().max(1.0) {
+            return err("preprocessing.target.alpha", format!("{want} bps, but {} classifies at ±{got} bps", w.display()));
+        }
+        Ok(())
+    }
+}
+
+/// Loading a bayes predictor from a card lives here, beside the card (as for gbdt).
+impl crate::bayes::BayesOnline {
+    /// Loads `dir/bayes_state.json` for a validated card.
+    pub fn load(dir: &Path, card: &ModelCard) -> Result<crate::bayes::BayesOnline> {
+        crate::bayes::BayesOnline::read(&dir.join(&card.weights.file))
     }
 }
 

@@ -32,13 +32,13 @@ impl Summary {
             s.push_str(&format!("data       {d}\n"));
         }
         let head = format!(
-            "\n{:<28} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
-            "model (test split)", "samples", "accuracy", "macro-F1", "MCC", "kappa", "ROC-AUC", "PR-AUC"
+            "\n{:<32} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
+            "model (test split)", "samples", "accuracy", "macro-F1", "MCC", "kappa", "ROC-AUC", "PR-AUC", "log-loss", "Brier", "ECE"
         );
         let row = |name: &str, m: &Value| {
             let f = |k: &str| m[k].as_f64().map(|v| format!("{v:.4}")).unwrap_or("-".into());
             format!(
-                "{:<28} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
+                "{:<32} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
                 name,
                 m["samples"],
                 f("accuracy"),
@@ -46,7 +46,10 @@ impl Summary {
                 f("mcc"),
                 f("cohen_kappa"),
                 f("roc_auc_macro"),
-                f("pr_auc_macro")
+                f("pr_auc_macro"),
+                f("log_loss"),
+                f("brier"),
+                f("ece")
             )
         };
         if let Some(ts) = self.json["targets"].as_object() {
@@ -60,6 +63,9 @@ impl Summary {
                 if let Some(ms) = self.json["models"].as_object() {
                     for (id, m) in ms.iter().filter(|(_, m)| m["target"] == tid.as_str()) {
                         s.push_str(&row(id, m));
+                        if m["prequential"].is_object() {
+                            s.push_str(&row(&format!("{id} (prequential)"), &m["prequential"]));
+                        }
                         let r = &m["regression"];
                         if r.is_object() {
                             let f = |k: &str| r[k].as_f64().map(|v| format!("{v:.4}")).unwrap_or("-".into());
@@ -190,6 +196,7 @@ pub fn evaluate_with(run: &Path, data_dir: &Path, engine: &str, load: &Loader<'_
         // The contract's own families load here (no engine choice); the loader builds deep ones.
         let (p, model_engine): (Box<dyn Predictor>, &str) = match card.family {
             Family::Lightgbm => (Box::new(GbdtPredictor::load(dir, &card)?), "gbdt"),
+            Family::BayesOnline => (Box::new(crate::bayes::BayesOnline::load(dir, &card)?), "bayes"),
             Family::Deep => (load(dir, &card)?, engine),
         };
         let o = predict_set(p.as_ref(), test, &data.window_ofi, EVAL_CHUNK)?;

@@ -30,3 +30,10 @@ pub const LIGHTGBM_MODEL_FILE: &str = "model.txt";
 /// The card's `model` document of a `lightgbm` model: `{"format", "version", "objective", ...}`.
 pub const LIGHTGBM_DOC_FORMAT: &str = "flowcast-lightgbm";
 pub const LIGHTGBM_DOC_VERSION: u64 = 1;
+
+/// A `bayes_online` model: its [`crate::bayes::BayesState`] (config, window, features, posterior)
+/// as JSON — a few thousand numbers, human-readable, exact (serde_json round-trips f64).
+pub const BAYES_STATE_FILE: &str = "bayes_state.json";
+/// The card's `model` document of a `bayes_online` model: `{"format", "version", "file", ...}`.
+pub const BAYES_DOC_FORMAT: &str = "flowcast-bayes-online";
+pub const BAYES_DOC_VERSION: u64 = 1;

@@ -10,8 +10,9 @@
 //!   preprocessing (so evaluation/serving inputs are the training inputs);
 //! - [`predictor`]: the `Predictor` trait (and `OnlinePredictor`);
 //! - [`baselines`]: majority and OFI-logistic as ordinary predictors in a registry;
-//! - [`bayes`]: Bayesian online regression (`bayes_online`), an `OnlinePredictor` (not yet wired
-//!   into experiments);
+//! - [`bayes`]: Bayesian online regression (`bayes_online`), an `OnlinePredictor` (cards of family
+//!   `bayes_online`); [`bayes_changepoint`]: its optional changepoint-driven forgetting;
+//! - [`prequential`]: online evaluation that hands labels over only once they have matured;
 //! - [`gbdt`]: a pure-Rust evaluator of LightGBM's text model format (`lightgbm` cards);
 //! - [`metrics`], [`predictions`]: scoring and the predictions file;
 //! - [`card`]: the model card and its validation;
@@ -23,6 +24,7 @@
 
 pub mod baselines;
 pub mod bayes;
+pub mod bayes_changepoint;
 pub mod card;
 pub mod error;
 pub mod eval;
@@ -33,6 +35,7 @@ pub mod predictions;
 pub mod predictor;
 pub mod prepare;
 pub mod preprocessing;
+pub mod prequential;
 pub mod signal;
 pub mod spec;
 pub mod stream;

@@ -30,6 +30,68 @@ pub struct Metrics {
     /// Mean cross-entropy −ln p(true class), probabilities clamped at 1e-12; `None` when the
     /// scores are not probabilities (hard baselines still give one-hot probabilities).
     pub log_loss: Option<f64>,
+    /// Multiclass Brier score (Brier 1950): mean over samples of Σ_c (p_c − 1[y = c])², in
+    /// [0, 2]; `None` when the scores are not probabilities.
+    #[serde(default)]
+    pub brier: Option<f64>,
+    /// Expected calibration error of the top-label confidence over [`CALIBRATION_BINS`]
+    /// equal-width bins (Naeini, Cooper & Hauskrecht 2015; Guo et al. 2017, eq. 3):
+    /// Σ_b (|B_b|/n)·|acc(B_b) − conf(B_b)|; `None` when the scores are not probabilities.
+    #[serde(default)]
+    pub ece: Option<f64>,
+    /// The reliability diagram behind `ece`: one entry per bin (empty bins included).
+    #[serde(default)]
+    pub reliability: Vec<ReliabilityBin>,
+}
+
+/// Bins of the expected calibration error and the reliability diagram (Guo et al. 2017 use 15).
+pub const CALIBRATION_BINS: usize = 15;
+
+/// One bin ((lower, upper] of top-label confidence; the first also holds 0) of a reliability
+/// diagram: how many samples, their mean confidence and the fraction whose top class was right.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReliabilityBin {
+    pub lower: f64,
+    pub upper: f64,
+    pub count: u64,
+    /// Mean max-probability of the bin's samples (`None` when empty).
+    pub confidence: Option<f64>,
+    /// Fraction of the bin's samples whose arg-max is the true class (`None` when empty).
+    pub accuracy: Option<f64>,
+}
+
+/// Brier score, ECE and reliability bins of `probs` (`y.len() × k`) against `y`, with `bins`
+/// equal-width confidence bins. Empty `y` gives `(0, 0, empty bins)`.
+pub fn calibration(y: &[usize], probs: &[f32], k: usize, bins: usize) -> (f64, f64, Vec<ReliabilityBin>) {
+    let n = y.len();
+    let mut brier = 0.0f64;
+    let (mut cnt, mut conf, mut hit) = (vec![0u64; bins], vec![0.0f64; bins], vec![0u64; bins]);
+    for (i, &t) in y.iter().enumerate() {
+        let row = &probs[i * k..(i + 1) * k];
+        for (c, &p) in row.iter().enumerate() {
+            let d = p as f64 - (c == t) as u8 as f64;
+            brier += d * d;
+        }
+        let top = argmax(row);
+        let p = (row[top] as f64).clamp(0.0, 1.0);
+        // Bin b holds ((b)/M, (b + 1)/M]: ⌈p·M⌉ − 1, with p = 0 in the first.
+        let b = ((p * bins as f64).ceil() as usize).clamp(1, bins) - 1;
+        cnt[b] += 1;
+        conf[b] += p;
+        hit[b] += (top == t) as u64;
+    }
+    let mut ece = 0.0;
+    let rel = (0..bins)
+        .map(|b| {
+            let c = cnt[b];
+            let (mc, ma) = if c > 0 { (Some(conf[b] / c as f64), Some(hit[b] as f64 / c as f64)) } else { (None, None) };
+            if let (Some(mc), Some(ma)) = (mc, ma) {
+                ece += c as f64 / n as f64 * (ma - mc).abs();
+            }
+            ReliabilityBin { lower: b as f64 / bins as f64, upper: (b + 1) as f64 / bins as f64, count: c, confidence: mc, accuracy: ma }
+        })
+        .collect();
+    (if n > 0 { brier / n as f64 } else { 0.0 }, ece, rel)
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -79,6 +141,12 @@ impl Metrics {
             ll -= p.clamp(1e-12, 1.0).ln();
         }
         let log_loss = (ll_ok && n > 0).then(|| ll / n as f64);
+        let (brier, ece, reliability) = if ll_ok && n > 0 {
+            let (b, e, r) = calibration(y, probs, k, CALIBRATION_BINS);
+            (Some(b), Some(e), r)
+        } else {
+            (None, None, Vec::new())
+        };
         let (accuracy, macro_f1, mcc, cohen_kappa, mut per_class) = from_confusion(&confusion);
         let mut scores = Vec::with_capacity(n);
         for (c, m) in per_class.iter_mut().enumerate() {
@@ -91,7 +159,21 @@ impl Metrics {
         let mean = |v: Vec<f64>| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
         let roc_auc_macro = mean(per_class.iter().filter_map(|m| m.roc_auc).collect());
         let pr_auc_macro = mean(per_class.iter().filter_map(|m| m.pr_auc).collect());
-        Metrics { samples: n, accuracy, macro_f1, mcc, cohen_kappa, per_class, roc_auc_macro, pr_auc_macro, confusion, log_loss }
+        Metrics {
+            samples: n,
+            accuracy,
+            macro_f1,
+            mcc,
+            cohen_kappa,
+            per_class,
+            roc_auc_macro,
+            pr_auc_macro,
+            confusion,
+            log_loss,
+            brier,
+            ece,
+            reliability,
+        }
     }
 
     /// Metrics of hard predictions (one-hot probabilities: AUCs then measure the hard rule).
@@ -113,6 +195,9 @@ impl Metrics {
             "cohen_kappa": self.cohen_kappa,
             "roc_auc_macro": self.roc_auc_macro,
             "pr_auc_macro": self.pr_auc_macro,
+            "log_loss": self.log_loss,
+            "brier": self.brier,
+            "ece": self.ece,
         })
     }
 }
@@ -230,6 +315,31 @@ mod tests {
         assert_eq!(m.cohen_kappa, 0.0);
         assert_eq!(m.per_class[0].precision, 0.0);
         assert_eq!(m.per_class[1].recall, 1.0);
+    }
+
+    #[test]
+    fn brier_ece_and_reliability_match_hand_computed_values() {
+        // 4 samples, 2 classes, 2 bins ((0, .5], (.5, 1]).
+        // rows: [.9,.1] y0 (top .9 right), [.6,.4] y1 (top .6 wrong), [.3,.7] y1 (top .7 right),
+        //       [.5,.5] y0 (top class 0 by first max, .5, right).
+        let y = [0, 1, 1, 0];
+        let p = [0.9, 0.1, 0.6, 0.4, 0.3, 0.7, 0.5, 0.5];
+        let (brier, ece, rel) = calibration(&y, &p, 2, 2);
+        // Brier: (.01+.01) + (.36+.36) + (.09+.09) + (.25+.25) = 1.42 → 1.42 / 4 = 0.355.
+        assert!((brier - 0.355).abs() < 1e-6, "{brier}");
+        // Bin 0: {.5 right}: conf .5, acc 1. Bin 1: {.9 right, .6 wrong, .7 right}: conf 2.2/3, acc 2/3.
+        assert_eq!((rel[0].count, rel[1].count), (1, 3));
+        assert!((rel[1].confidence.unwrap() - 2.2 / 3.0).abs() < 1e-6 && (rel[1].accuracy.unwrap() - 2.0 / 3.0).abs() < 1e-12);
+        // ECE = 1/4·|1 − .5| + 3/4·|2/3 − 2.2/3| = .125 + .05 = .175.
+        assert!((ece - 0.175).abs() < 1e-6, "{ece}");
+        // Metrics carries them with 15 bins; a perfect confident forecast has Brier 0 and ECE 0.
+        let m = Metrics::compute(&[0, 1], &[1.0, 0.0, 0.0, 1.0], 2);
+        assert_eq!((m.brier, m.ece, m.reliability.len()), (Some(0.0), Some(0.0), CALIBRATION_BINS));
+        assert_eq!(m.reliability[CALIBRATION_BINS - 1].count, 2);
+        // Uniform 1/3 over 3 classes: Brier = (2/3)² + 2·(1/3)² = 2/3; ECE = |acc − 1/3|.
+        let m = Metrics::compute(&[0, 1, 2], &[1.0 / 3.0; 9], 3);
+        assert!((m.brier.unwrap() - 2.0 / 3.0).abs() < 1e-6);
+        assert!((m.ece.unwrap() - (1.0 / 3.0 - 1.0 / 3.0f32 as f64)).abs() < 1e-6, "{:?}", m.ece);
     }
 
     #[test]

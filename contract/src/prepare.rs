@@ -20,7 +20,7 @@
 use crate::error::{ContractError, Result};
 use crate::preprocessing::{ColumnKind, ColumnsSpec, DataInfo, InputDef, NormSpec, Preprocessing, SplitSpec};
 use crate::stream::{normalise_row, RowBuilder};
-use crate::target::{OutputKind, TargetDef, TargetSpec, BPS, DIRECTION_CLASSES};
+use crate::target::{TargetDef, TargetSpec, BPS, DIRECTION_CLASSES};
 use crate::window::{Matrix, MemoryReport, WindowSet};
 use flowcast_datasets::features::ofi::ofi_event;
 use flowcast_datasets::features::{self, FeatureSet, FeatureSpec};
@@ -150,7 +150,7 @@ fn window_sums(e: &[f64], t: usize) -> Vec<f64> {
 /// Windows of `t` rows ending in `range` with a class at the end, finite inputs throughout and
 /// no gap inside (all rows of one `segment`: nothing is carried across a hole in the data, as
 /// the feature engine resets and stream mode restarts its window there); `values` (bps per row)
-/// is attached when given (regression targets).
+/// is attached when given (the prepare functions always give it).
 /// Per row: whether its inputs are all finite, and its gap-free segment.
 #[derive(Clone, Copy)]
 struct RowMask<'a> {
@@ -376,7 +376,9 @@ pub fn prepare(ds: &Dataset, spec: PrepareSpec<'_>) -> Result<PreparedData> {
     let mut targets = Vec::with_capacity(spec.targets.len());
     for (ts, l) in spec.targets.iter().zip(&labels) {
         let (class, values, def) = classes_of(l, ts)?;
-        let v = (def.output == OutputKind::Regression).then_some(&values[..]);
+        // Every window carries its target value (bps): regression targets train on it and the
+        // online models (`bayes_online`) regress it for direction targets too.
+        let v = Some(&values[..]);
         let train =
             windows(&matrix, RowMask { valid: &valid, segment: &rows.segment }, &class, v, splits.train.clone(), t, cols.train_stride);
         if train.is_empty() {
@@ -427,7 +429,9 @@ pub fn prepare_with(ds: &Dataset, inputs: &InputDef, targets: &[TargetDef]) -> R
     let mut out = Vec::with_capacity(targets.len());
     for ((def, spec), l) in targets.iter().zip(&specs).zip(&labels) {
         let (class, values, _) = classes_of(l, spec)?;
-        let v = (def.output == OutputKind::Regression).then_some(&values[..]);
+        // Every window carries its target value (bps): regression targets train on it and the
+        // online models (`bayes_online`) regress it for direction targets too.
+        let v = Some(&values[..]);
         let test = windows(&matrix, RowMask { valid: &valid, segment: &rows.segment }, &class, v, 0..n, t, 1);
         if test.is_empty() {
             return Err(invalid(format!("target {}: no complete labelled window in the evaluation data", def.id)));

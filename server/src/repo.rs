@@ -35,6 +35,10 @@ pub fn candle_loader() -> Loader {
                 Arc::new(flowcast_contract::gbdt::GbdtPredictor::load(dir, &card).map_err(|e| e.to_string())?)
             }
             flowcast_contract::card::Family::Deep => Arc::new(flowcast_serve::CandlePredictor::load(dir).map_err(|e| e.to_string())?.0),
+            // Served frozen (the posterior of the card; the server does not learn online).
+            flowcast_contract::card::Family::BayesOnline => {
+                Arc::new(flowcast_contract::bayes::BayesOnline::load(dir, &card).map_err(|e| e.to_string())?)
+            }
         };
         let parameters = vec![
             ("architecture".to_string(), p.info().name.clone()),

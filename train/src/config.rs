@@ -216,6 +216,48 @@ impl LightgbmParams {
     }
 }
 
+/// Registry name of the Bayesian online regression family (`[[model]] name = "bayes_online"`).
+pub const BAYES_ONLINE: &str = flowcast_contract::bayes::NAME;
+
+/// Hyperparameters of a `bayes_online` model: the keys of [`flowcast_contract::bayes::BayesConfig`]
+/// except `alpha_bps`, which is the target's fitted α. Without `prior_b` it is set from the
+/// training data: prior_a × the variance of the training targets (bps²), so that the prior point
+/// estimate b₀/a₀ of σ² is the unconditional variance.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BayesParams {
+    pub config: flowcast_contract::bayes::BayesConfig,
+    /// `prior_b` was not given: fit it on the training targets.
+    pub prior_b_from_data: bool,
+    /// `changepoint = {...}`: forget faster or reset on detected changepoints, in training and
+    /// in the prequential pass (`flowcast_contract::bayes_changepoint`).
+    pub changepoint: Option<flowcast_contract::bayes_changepoint::ChangeResponse>,
+}
+
+impl BayesParams {
+    /// The `[[model]]` table's hyperparameters, checked (α = 0 until the target sets it).
+    pub fn from_spec(m: &ModelSpec) -> std::result::Result<BayesParams, String> {
+        let mut map = m.params.clone();
+        if map.contains_key("alpha_bps") {
+            return Err(format!("[[model]] {} (bayes_online): alpha_bps is the target's α (set [label] alpha instead)", m.id()));
+        }
+        let prior_b_from_data = !map.contains_key("prior_b");
+        let changepoint = match map.remove("changepoint") {
+            None => None,
+            Some(v) => {
+                let c: flowcast_contract::bayes_changepoint::ChangeResponse =
+                    serde_json::from_value(v).map_err(|e| format!("[[model]] {} (bayes_online): changepoint: {e}", m.id()))?;
+                c.validate().map_err(|e| format!("[[model]] {}: {e}", m.id()))?;
+                Some(c)
+            }
+        };
+        map.insert("alpha_bps".into(), serde_json::json!(0.0));
+        let config: flowcast_contract::bayes::BayesConfig =
+            serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| format!("[[model]] {} (bayes_online): {e}", m.id()))?;
+        config.validate().map_err(|e| format!("[[model]] {}: {e}", m.id()))?;
+        Ok(BayesParams { config, prior_b_from_data, changepoint })
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OptimizerKind {
@@ -310,6 +352,15 @@ pub struct TrainingSpec {
     /// Cap on training batches per epoch (0 = all): for smoke runs and benchmarks.
     #[serde(default)]
     pub max_batches: usize,
+    /// Test windows scored by the permutation importance of each deep and bayes_online model
+    /// (`importance.json`; evenly spaced, the rows lightgbm's SHAP explains); 0 = off. Costs
+    /// (columns + 1) forward passes over them.
+    #[serde(default = "importance_rows")]
+    pub importance_rows: usize,
+}
+
+fn importance_rows() -> usize {
+    crate::explain::IMPORTANCE_ROWS
 }
 
 fn adam() -> OptimizerKind {
@@ -344,6 +395,7 @@ impl Default for TrainingSpec {
             class_weights: no_weights(),
             early_stopping: None,
             max_batches: 0,
+            importance_rows: importance_rows(),
         }
     }
 }
@@ -433,6 +485,9 @@ impl Experiment {
             if m.name == LIGHTGBM {
                 LightgbmParams::from_spec(m)?;
             }
+            if m.name == BAYES_ONLINE {
+                BayesParams::from_spec(m)?;
+            }
         }
         for b in &self.baselines {
             if !flowcast_contract::baselines::BASELINES.contains(&b.as_str()) {
@@ -466,6 +521,28 @@ hidden = 8
         assert_eq!(e.training.optimizer, OptimizerKind::Adam);
         assert_eq!(e.targets[0].kind, LabelKind::Smoothed);
         assert_eq!(e.device, "cpu");
+    }
+
+    #[test]
+    fn bayes_online_params_are_checked_and_alpha_comes_from_the_target() {
+        let with = |extra: &str| {
+            Experiment::from_toml(&MIN.replace("name = \"lstm\"\nhidden = 8", &format!("name = \"bayes_online\"\n{extra}")), "t.toml")
+        };
+        let e = with("form = \"diagonal\"\nchangepoint = { action = \"reset\", within = 20 }").unwrap();
+        let p = BayesParams::from_spec(&e.models[0]).unwrap();
+        assert_eq!(p.config.form, flowcast_contract::bayes::Form::Diagonal);
+        assert!(p.prior_b_from_data);
+        assert_eq!(p.changepoint.unwrap().within, 20);
+        for (bad, word) in [
+            ("alpha_bps = 1.0", "alpha_bps"),
+            ("discount = 1.5", "discount"),
+            ("forms = \"full\"", "forms"),
+            ("changepoint = { within = 0 }", "within"),
+        ] {
+            let msg = with(bad).unwrap_err().to_string();
+            assert!(msg.contains(word), "{bad}: {msg}");
+        }
+        assert!(!BayesParams::from_spec(&with("prior_b = 3.0").unwrap().models[0]).unwrap().prior_b_from_data);
     }
 
     #[test]

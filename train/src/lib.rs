@@ -3,12 +3,14 @@
 //! exported, reloadable run directory. See docs/training.md and docs/metrics.md.
 
 pub mod batch;
+pub mod bayes;
 pub mod bench;
 pub mod config;
 pub mod error;
 pub mod explain;
 pub mod lightgbm;
 pub mod progress;
+pub mod reliability;
 pub mod reproduce;
 pub mod run;
 pub mod serve_bench;

@@ -77,7 +77,18 @@ pub fn reproduce(run_dir: &Path, opts: &RunOptions) -> Result<Summary> {
     for id in ids.iter().map(String::as_str) {
         let (mut max, mut differ) = (0.0f64, Vec::new());
         compare(&old_metrics["models"][id]["test"], &new_metrics["models"][id]["test"], "", &mut max, &mut differ);
-        let w = |d: &Path| flowcast_contract::card::tensors_sha256(&d.join(id).join(flowcast_contract::files::WEIGHTS_FILE));
+        // Deep weights by their tensors (safetensors headers are not byte-stable); the other
+        // families' files (model.txt, bayes_state.json) by their bytes.
+        let w = |d: &Path| -> Result<String> {
+            let card = read_json(&d.join(id).join(flowcast_contract::files::CARD_FILE))?;
+            let file = card["weights"]["file"].as_str().unwrap_or(flowcast_contract::files::WEIGHTS_FILE);
+            let path = d.join(id).join(file);
+            Ok(if card["family"] == flowcast_contract::card::Family::Deep.name() {
+                flowcast_contract::card::tensors_sha256(&path)?
+            } else {
+                flowcast_contract::card::sha256_file(&path)?
+            })
+        };
         let weights_identical = w(run_dir)? == w(&new_dir)?;
         identical &= weights_identical && differ.is_empty();
         models.insert(

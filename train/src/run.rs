@@ -10,7 +10,11 @@
 //!                     predictions.parquet, tensorboard/events.out.tfevents.*,
 //!                     checkpoints/{last,best}/ (model.bpk, optimizer.bpk, state.json);
 //!                     lightgbm models: model.txt, model.json, predictions.parquet,
-//!                     importance.json, shap.parquet (crate::lightgbm)
+//!                     importance.json, shap.parquet (crate::lightgbm);
+//!                     bayes_online models: bayes_state.json, model.json, predictions.parquet,
+//!                     predictions_prequential.parquet (crate::bayes);
+//!                     deep and bayes_online models: importance.json (permutation, crate::explain);
+//!                     every model: reliability.svg (crate::reliability)
 //! ```
 
 use crate::batch::BurnPredictor;
@@ -299,6 +303,25 @@ pub fn run_prepared(
                 full.insert(id, t.full);
                 continue;
             }
+            if spec.name == crate::config::BAYES_ONLINE {
+                let id = run_model_id(exp, spec, &tid);
+                let dir = run_dir.join(&id);
+                std::fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
+                let job = crate::lightgbm::Job {
+                    exp,
+                    spec,
+                    id: &id,
+                    dir: &dir,
+                    target: ti,
+                    baselines: &fitted,
+                    baseline_headline: &bhead,
+                    device: "cpu",
+                };
+                let t = crate::bayes::train_and_export(&job, data)?;
+                models.insert(id.clone(), t.headline);
+                full.insert(id, t.full);
+                continue;
+            }
             if pt.def.output != OutputKind::Direction {
                 return Err(TrainError::Invalid(format!(
                     "[[model]] {}: target {tid} is a regression target; the deep models predict direction classes (name targets = [...] on the model)",
@@ -332,6 +355,14 @@ pub fn run_prepared(
             let m = Metrics::compute(&pt.test.targets(), &out.probs, k);
             flowcast_models::export::save(&trained.model, &trained.config, &dir)?;
             write_predictions(&dir.join(PREDICTIONS_FILE), &pt.test, &data.rows, &pt.def.classes, &out)?;
+            let importance = if exp.training.importance_rows > 0 {
+                let imp =
+                    crate::explain::permutation_importance(&bp, &pt.test, &data.window_ofi, k, exp.seed, exp.training.importance_rows)?;
+                write_json(&dir.join("importance.json"), &imp.to_json(&id, &tid, &data.inputs.names))?;
+                Some(imp.top(&data.inputs.names, 10))
+            } else {
+                None
+            };
             let weights = dir.join(WEIGHTS_FILE);
             let card = ModelCard {
                 format: CARD_FORMAT.into(),
@@ -382,7 +413,23 @@ pub fn run_prepared(
                 );
             }
             models.insert(id.clone(), h);
-            full.insert(id, json!({"target": tid, "test": m, "history": trained.state.history, "params": trained.params}));
+            full.insert(
+                id,
+                json!({"target": tid, "test": m, "history": trained.state.history, "params": trained.params, "importance_top": importance}),
+            );
+        }
+    }
+    // A reliability diagram per model (batch test; and prequential where the model has one).
+    for (id, v) in &full {
+        let mut series = Vec::new();
+        if let Some(b) = crate::reliability::bins_of(&v["test"]["reliability"]) {
+            series.push(("test", b));
+        }
+        if let Some(b) = crate::reliability::bins_of(&v["prequential"]["test"]["reliability"]) {
+            series.push(("test, prequential", b));
+        }
+        if !series.is_empty() {
+            crate::reliability::write_svg(&run_dir.join(id).join("reliability.svg"), &format!("{id}: reliability"), &series)?;
         }
     }
     let first = targets_full.values().next().cloned().unwrap_or(Value::Null);

@@ -90,9 +90,15 @@ fn tiny_run_writes_every_artifact_and_reloads() {
             "checkpoints/last/optimizer.bpk",
             "checkpoints/last/state.json",
             "checkpoints/best/model.bpk",
+            "importance.json",
+            "reliability.svg",
         ] {
             assert!(d.join(f).is_file(), "{}/{f}", m.id());
         }
+        // Permutation importance: one Δ log loss per input column, on the test windows.
+        let imp: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("importance.json")).unwrap()).unwrap();
+        assert_eq!(imp["importance"].as_array().unwrap().len(), rj["columns"].as_array().unwrap().len());
+        assert!(imp["importance"].as_array().unwrap().iter().all(|e| e["delta_log_loss"].as_f64().is_some_and(f64::is_finite)), "{imp}");
         // TensorBoard: every tag of both epochs, readable (CRCs checked).
         let ev = std::fs::read_dir(d.join("tensorboard")).unwrap().next().unwrap().unwrap().path();
         let scalars = read_scalars(&ev).unwrap();
