@@ -4,6 +4,8 @@
 //! contract's `Predictor` ([`CandlePredictor`]).
 
 pub mod error;
+pub mod fast;
+pub mod kernels;
 pub mod layers;
 pub mod models;
 pub mod predictor;
@@ -18,9 +20,9 @@ use flowcast_contract::files::{CONFIG_FILE, WEIGHTS_FILE};
 use std::path::Path;
 use weights::Weights;
 
-enum Net {
-    Rnn(models::RnnClassifier),
-    DeepLob(models::DeepLob),
+pub(crate) enum Net {
+    Rnn(models::RnnClassifier, fast::FastRnn),
+    DeepLob(models::DeepLob, fast::FastDeepLob),
     TransLob(models::TransLob),
 }
 
@@ -41,8 +43,16 @@ impl Model {
     pub fn load(spec: &ModelSpec, weights: &Path) -> Result<Self> {
         let mut ws = Weights::load(weights)?;
         let net = match spec {
-            ModelSpec::Lstm(c) | ModelSpec::Gru(c) => Net::Rnn(models::RnnClassifier::load(&mut ws, c)?),
-            ModelSpec::Deeplob(c) => Net::DeepLob(models::DeepLob::load(&mut ws, c)?),
+            ModelSpec::Lstm(c) | ModelSpec::Gru(c) => {
+                let m = models::RnnClassifier::load(&mut ws, c)?;
+                let f = fast::FastRnn::of(&m)?;
+                Net::Rnn(m, f)
+            }
+            ModelSpec::Deeplob(c) => {
+                let m = models::DeepLob::load(&mut ws, c)?;
+                let f = fast::FastDeepLob::of(&m)?;
+                Net::DeepLob(m, f)
+            }
             ModelSpec::Transformer(c) => Net::TransLob(models::TransLob::load(&mut ws, c)?),
         };
         ws.finish()?;
@@ -53,26 +63,45 @@ impl Model {
         &self.spec
     }
 
-    /// Logits: [batch, seq, features] f32 → [batch, classes].
+    /// Logits through the candle twins (the reference the fast path is tested against):
+    /// [batch, seq, features] f32 → [batch, classes].
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (_, _, f) = x.dims3()?;
         if f != self.spec.n_features() {
             return Err(ServeError::Input(format!("{} expects {} features per step, got {f}", self.spec.name(), self.spec.n_features())));
         }
         match &self.net {
-            Net::Rnn(m) => m.forward(x),
-            Net::DeepLob(m) => m.forward(x),
+            Net::Rnn(m, _) => m.forward(x),
+            Net::DeepLob(m, _) => m.forward(x),
             Net::TransLob(m) => m.forward(x),
         }
     }
 
     /// Logits for a row-major `[batch, seq, features]` buffer; returns `[batch × classes]`.
+    /// Recurrent models and DeepLOB run on the fast kernels ([`fast`]), the transformer on candle.
     pub fn logits(&self, data: &[f32], batch: usize, seq: usize) -> Result<Vec<f32>> {
+        let f = self.check(data, batch, seq)?;
+        match &self.net {
+            Net::Rnn(_, fast) if seq > 0 => Ok(fast.logits(data, batch, seq)),
+            Net::DeepLob(m, fast) if seq > flowcast_contract::spec::DEEPLOB_TIME_SHRINK && f == 4 * m.levels => {
+                Ok(fast.logits(data, batch, seq))
+            }
+            _ => self.logits_reference(data, batch, seq),
+        }
+    }
+
+    /// [`Model::logits`] through the candle twins only.
+    pub fn logits_reference(&self, data: &[f32], batch: usize, seq: usize) -> Result<Vec<f32>> {
+        self.check(data, batch, seq)?;
+        let x = Tensor::from_slice(data, (batch, seq, self.spec.n_features()), &Device::Cpu)?;
+        Ok(self.forward(&x)?.flatten_all()?.to_vec1()?)
+    }
+
+    fn check(&self, data: &[f32], batch: usize, seq: usize) -> Result<usize> {
         let f = self.spec.n_features();
         if data.len() != batch * seq * f {
             return Err(ServeError::Input(format!("buffer of {} values is not {batch}×{seq}×{f}", data.len())));
         }
-        let x = Tensor::from_slice(data, (batch, seq, f), &Device::Cpu)?;
-        Ok(self.forward(&x)?.flatten_all()?.to_vec1()?)
+        Ok(f)
     }
 }
