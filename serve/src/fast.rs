@@ -15,7 +15,7 @@
 //! share runs in sub-batches that fit in cache; scratch buffers are per thread and reused.
 
 use crate::error::Result;
-use crate::kernels::{conv_epilogue, gru_cell, lstm_cell, matmul};
+use crate::kernels::{causal_softmax, conv_epilogue, gelu_bias, gru_cell, layer_norm, lstm_cell, matmul, relu_bias};
 use crate::layers::{BatchNorm, Conv2d, Gru, Linear, Lstm};
 use crate::models::{self, ConvUnit, DeepLob, Recurrent, RnnClassifier};
 use candle_core::Tensor;
@@ -491,11 +491,204 @@ impl FastDeepLob {
     }
 }
 
+/// A causal dilated convolution: taps `[k, c_in, c_out]`; tap j reads the input `dilation·(k−1−j)`
+/// steps back.
+struct Causal {
+    w: Vec<f32>,
+    bias: Vec<f32>,
+    k: usize,
+    dilation: usize,
+    c_in: usize,
+    c_out: usize,
+}
+
+struct Encoder {
+    /// Query, key and value projections side by side: `[d, 3d]`.
+    qkv: Dense,
+    o: Dense,
+    inner: Dense,
+    outer: Dense,
+    norm_1: (Vec<f32>, Vec<f32>),
+    norm_2: (Vec<f32>, Vec<f32>),
+}
+
+#[derive(Default)]
+struct TransLobScratch {
+    a: Vec<f32>,
+    b: Vec<f32>,
+    h: Vec<f32>,
+    qkv: Vec<f32>,
+    kt: Vec<f32>,
+    v: Vec<f32>,
+    scores: Vec<f32>,
+    ctx: Vec<f32>,
+    x1: Vec<f32>,
+    ff: Vec<f32>,
+    hidden: Vec<f32>,
+}
+
+thread_local! {
+    static TRANSLOB_SCRATCH: RefCell<TransLobScratch> = RefCell::default();
+}
+
+/// [`TransLob`](crate::models::TransLob) on the fast kernels: the same layers on `[T, d]`
+/// row-major activations per sample; attention per head as two products over `[T, T]` scores
+/// with the causal mask applied inside the softmax.
+pub struct FastTransLob {
+    convs: Vec<Causal>,
+    norm: (Vec<f32>, Vec<f32>),
+    layers: Vec<Encoder>,
+    fc1: Dense,
+    fc2: Dense,
+    heads: usize,
+    d_input: usize,
+}
+
+impl FastTransLob {
+    pub(crate) fn of(m: &crate::models::TransLob) -> Result<Self> {
+        let convs = m
+            .convs
+            .iter()
+            .map(|c| {
+                let (c_out, c_in, k) = c.w.dims3()?;
+                let w = host(&c.w)?;
+                let mut t = vec![0.0; k * c_in * c_out];
+                for o in 0..c_out {
+                    for i in 0..c_in {
+                        for j in 0..k {
+                            t[(j * c_in + i) * c_out + o] = w[(o * c_in + i) * k + j];
+                        }
+                    }
+                }
+                Ok(Causal { w: t, bias: host(&c.b)?, k, dilation: c.dilation, c_in, c_out })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let ln = |n: &crate::layers::LayerNorm| -> Result<(Vec<f32>, Vec<f32>)> { Ok((host(&n.gamma)?, host(&n.beta)?)) };
+        let layers = m
+            .layers
+            .iter()
+            .map(|l| {
+                let (q, k, v) = (Dense::of(&l.mha.q)?, Dense::of(&l.mha.k)?, Dense::of(&l.mha.v)?);
+                let d = q.d_in;
+                let qkv = Dense { w: hcat(&[q.w, k.w, v.w], d), b: [q.b, k.b, v.b].concat(), d_in: d, d_out: 3 * d };
+                Ok(Encoder {
+                    qkv,
+                    o: Dense::of(&l.mha.o)?,
+                    inner: Dense::of(&l.inner)?,
+                    outer: Dense::of(&l.outer)?,
+                    norm_1: ln(&l.norm_1)?,
+                    norm_2: ln(&l.norm_2)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let d_input = convs.first().map(|c| c.c_in).unwrap_or(0);
+        Ok(FastTransLob { convs, norm: ln(&m.norm)?, layers, fc1: Dense::of(&m.fc1)?, fc2: Dense::of(&m.fc2)?, heads: m.heads, d_input })
+    }
+
+    /// Logits `[batch, classes]` of `x` `[batch, window, features]` (window checked by the caller).
+    pub fn logits(&self, x: &[f32], batch: usize, t: usize) -> Vec<f32> {
+        let classes = self.fc2.d_out;
+        let mut out = vec![0.0; batch * classes];
+        split_batch(x, batch, t * self.d_input, &mut out, classes, |x, b, o| {
+            TRANSLOB_SCRATCH.with_borrow_mut(|sc| self.chunk(x, b, t, o, sc));
+        });
+        out
+    }
+
+    fn chunk(&self, x: &[f32], b: usize, t: usize, logits: &mut [f32], sc: &mut TransLobScratch) {
+        let ch = self.norm.0.len();
+        let d = ch + 1;
+        let h = grow(&mut sc.h, b * t * d);
+        let denom = (t.max(2) - 1) as f32;
+        for i in 0..b {
+            // Causal convolutions + ReLU on [T, C] rows of this sample.
+            let (mut cur, mut ld): (&[f32], usize) = (&x[i * t * self.d_input..(i + 1) * t * self.d_input], self.d_input);
+            let (mut pa, mut pb) = (&mut sc.a, &mut sc.b);
+            for c in &self.convs {
+                let y = grow(pa, t * c.c_out);
+                for r in 0..t {
+                    y[r * c.c_out..(r + 1) * c.c_out].copy_from_slice(&c.bias);
+                }
+                for j in 0..c.k {
+                    let shift = c.dilation * (c.k - 1 - j);
+                    if shift < t {
+                        let tap = &c.w[j * c.c_in * c.c_out..(j + 1) * c.c_in * c.c_out];
+                        matmul(t - shift, c.c_in, c.c_out, cur, ld, tap, &mut y[shift * c.c_out..], c.c_out, true);
+                    }
+                }
+                for v in y.iter_mut() {
+                    *v = v.max(0.0);
+                }
+                std::mem::swap(&mut pa, &mut pb);
+                cur = &pb[..t * c.c_out];
+                ld = c.c_out;
+            }
+            // LayerNorm over channels, then the position channel: [T, C + 1].
+            let hs = &mut h[i * t * d..(i + 1) * t * d];
+            for r in 0..t {
+                hs[r * d..r * d + ch].copy_from_slice(&cur[r * ch..(r + 1) * ch]);
+                hs[r * d + ch] = -1.0 + 2.0 * r as f32 / denom;
+            }
+            layer_norm(hs, d, &self.norm.0, &self.norm.1);
+        }
+        let rows = b * t;
+        let dk = d / self.heads;
+        let scale = 1.0 / (dk as f32).sqrt();
+        for l in &self.layers {
+            let qkv = grow(&mut sc.qkv, rows * 3 * d);
+            l.qkv.forward(h, d, rows, qkv);
+            let ctx = grow(&mut sc.ctx, rows * d);
+            let kt = grow(&mut sc.kt, dk * t);
+            let v = grow(&mut sc.v, t * dk);
+            let s = grow(&mut sc.scores, t * t);
+            for i in 0..b {
+                let q0 = i * t * 3 * d;
+                for hd in 0..self.heads {
+                    for r in 0..t {
+                        for c in 0..dk {
+                            kt[c * t + r] = qkv[q0 + r * 3 * d + d + hd * dk + c];
+                            v[r * dk + c] = qkv[q0 + r * 3 * d + 2 * d + hd * dk + c];
+                        }
+                    }
+                    matmul(t, dk, t, &qkv[q0 + hd * dk..], 3 * d, kt, s, t, false);
+                    causal_softmax(s, t, scale);
+                    matmul(t, t, dk, s, t, v, &mut ctx[i * t * d + hd * dk..], d, false);
+                }
+            }
+            // x1 = LN1(h + ctx·Wo + bo); h = LN2(x1 + W2·GELU(W1·x1 + b1) + b2).
+            let x1 = grow(&mut sc.x1, rows * d);
+            x1.copy_from_slice(h);
+            matmul(rows, d, d, ctx, d, &l.o.w, x1, d, true);
+            add_bias(x1, &l.o.b);
+            layer_norm(x1, d, &l.norm_1.0, &l.norm_1.1);
+            let ff = grow(&mut sc.ff, rows * l.inner.d_out);
+            matmul(rows, d, l.inner.d_out, x1, d, &l.inner.w, ff, l.inner.d_out, false);
+            gelu_bias(ff, &l.inner.b);
+            h.copy_from_slice(x1);
+            matmul(rows, l.inner.d_out, d, ff, l.inner.d_out, &l.outer.w, h, d, true);
+            add_bias(h, &l.outer.b);
+            layer_norm(h, d, &l.norm_2.0, &l.norm_2.1);
+        }
+        let hidden = grow(&mut sc.hidden, b * self.fc1.d_out);
+        matmul(b, t * d, self.fc1.d_out, h, t * d, &self.fc1.w, hidden, self.fc1.d_out, false);
+        relu_bias(hidden, &self.fc1.b);
+        self.fc2.forward(hidden, self.fc1.d_out, b, logits);
+    }
+}
+
+/// Adds a per-column bias to every row.
+fn add_bias(y: &mut [f32], bias: &[f32]) {
+    for row in y.chunks_exact_mut(bias.len()) {
+        for (v, b) in row.iter_mut().zip(bias) {
+            *v += b;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use crate::weights::Weights;
     use crate::{Model, ModelSpec};
-    use flowcast_contract::spec::{DeepLobSpec, RnnCell, RnnSpec};
+    use flowcast_contract::spec::{DeepLobSpec, RnnCell, RnnSpec, TransLobSpec};
 
     fn inputs(n: usize, seed: u64) -> Vec<f32> {
         let mut s = seed;
@@ -508,21 +701,7 @@ mod tests {
     }
 
     fn model(spec: ModelSpec, seed: u64) -> Model {
-        let mut ws = Weights::random(seed);
-        let net = match &spec {
-            ModelSpec::Lstm(c) | ModelSpec::Gru(c) => {
-                let m = crate::models::RnnClassifier::load(&mut ws, c).unwrap();
-                let f = super::FastRnn::of(&m).unwrap();
-                crate::Net::Rnn(m, f)
-            }
-            ModelSpec::Deeplob(c) => {
-                let m = crate::models::DeepLob::load(&mut ws, c).unwrap();
-                let f = super::FastDeepLob::of(&m).unwrap();
-                crate::Net::DeepLob(m, f)
-            }
-            ModelSpec::Transformer(_) => unreachable!(),
-        };
-        Model { spec, net }
+        Model::random(&spec, seed).unwrap()
     }
 
     /// Fast path == candle reference (itself tested == burn in tests/tests/models_parity.rs).
@@ -538,6 +717,26 @@ mod tests {
             assert!(spread > 1e-3, "{}: degenerate logits {reference:?}", m.spec().name());
             assert!(diff <= 1e-5, "{} batch {b}: fast and candle differ by {diff}\nfast {fast:?}\nref  {reference:?}", m.spec().name());
         }
+    }
+
+    #[test]
+    fn translob_fast_equals_candle() {
+        let spec = |window, conv_channels, conv_layers, heads, depth, d_ff| TransLobSpec {
+            d_input: 10,
+            n_classes: 3,
+            window,
+            conv_channels,
+            conv_layers,
+            kernel_size: 2,
+            heads,
+            depth,
+            d_ff,
+            mlp_hidden: 16,
+            dropout: 0.0,
+        };
+        agree(ModelSpec::Transformer(spec(20, 14, 5, 3, 2, 0)), &[1, 3, 7], 20, 9);
+        agree(ModelSpec::Transformer(spec(16, 15, 3, 4, 1, 24)), &[1, 2], 16, 10);
+        agree(ModelSpec::Transformer(TransLobSpec { d_input: 40, mlp_hidden: 64, ..spec(100, 14, 5, 3, 2, 0) }), &[2], 100, 11);
     }
 
     fn rnn(cell: RnnCell, d_input: usize, hidden: usize, layers: usize, bidirectional: bool) -> RnnSpec {

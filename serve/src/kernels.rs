@@ -197,6 +197,84 @@ multiversion! {
     }
 }
 
+/// erf x to ~5e-7 absolute in f32 (Abramowitz & Stegun 7.1.26: 1.5e-7 in exact arithmetic), branch-free.
+#[inline(always)]
+pub fn erf(x: f32) -> f32 {
+    let a = x.abs();
+    let t = 1.0 / (1.0 + 0.327_591_1 * a);
+    let p = ((((1.061_405_4 * t - 1.453_152_1) * t + 1.421_413_8) * t - 0.284_496_74) * t + 0.254_829_6) * t;
+    (1.0 - p * exp(-a * a)).copysign(x)
+}
+
+multiversion! {
+    fn gelu_bias(y: &mut [f32], bias: &[f32]) {
+        // GELU(y + bias) in place, exact (erf) form as burn's and candle's `gelu`.
+        let c = bias.len();
+        for row in y.chunks_exact_mut(c) {
+            for j in 0..c {
+                let v = row[j] + bias[j];
+                row[j] = 0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
+            }
+        }
+    }
+}
+
+multiversion! {
+    fn relu_bias(y: &mut [f32], bias: &[f32]) {
+        let c = bias.len();
+        for row in y.chunks_exact_mut(c) {
+            for j in 0..c {
+                row[j] = (row[j] + bias[j]).max(0.0);
+            }
+        }
+    }
+}
+
+multiversion! {
+    fn layer_norm(y: &mut [f32], ld: usize, gamma: &[f32], beta: &[f32]) {
+        // Per row (first gamma.len() values of rows `ld` apart): biased variance, ε = 1e-5.
+        let d = gamma.len();
+        for row in y.chunks_mut(ld) {
+            let row = &mut row[..d];
+            let mean = row.iter().sum::<f32>() / d as f32;
+            let mut var = 0.0;
+            for v in row.iter_mut() {
+                *v -= mean;
+                var += *v * *v;
+            }
+            let sd = (var / d as f32 + 1e-5).sqrt();
+            for j in 0..d {
+                row[j] = row[j] / sd * gamma[j] + beta[j];
+            }
+        }
+    }
+}
+
+multiversion! {
+    fn causal_softmax(s: &mut [f32], t: usize, scale: f32) {
+        // Rows i of a [t, t] score matrix: softmax of scale·s[i, ..=i], zero after (burn masks
+        // the future with −1e4, whose exponential is exactly 0 in f32).
+        for i in 0..t {
+            let row = &mut s[i * t..(i + 1) * t];
+            let (live, dead) = row.split_at_mut(i + 1);
+            let mut max = f32::NEG_INFINITY;
+            for v in live.iter_mut() {
+                *v *= scale;
+                max = max.max(*v);
+            }
+            let mut sum = 0.0;
+            for v in live.iter_mut() {
+                *v = exp(*v - max);
+                sum += *v;
+            }
+            for v in live.iter_mut() {
+                *v /= sum;
+            }
+            dead.fill(0.0);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,9 +288,21 @@ mod tests {
             worst.1 = worst.1.max((sigmoid(x) - 1.0 / (1.0 + (-x).exp())).abs());
             worst.2 = worst.2.max((tanh(x) - x.tanh()).abs());
         }
+        let worst_erf = (-4000..=4000).map(|i| i as f32 / 1000.0).map(|x| (erf(x) - erf_ref(x as f64) as f32).abs()).fold(0f32, f32::max);
+        assert!(worst_erf < 6e-7, "erf {worst_erf}");
         assert!(worst.0 < 4e-7 && worst.1 < 2e-7 && worst.2 < 3e-7, "{worst:?}");
         assert_eq!(exp(-200.0), (-87.3f32).exp().max(exp(-200.0)));
         assert!(exp(200.0).is_finite() && sigmoid(-200.0) >= 0.0 && tanh(-200.0) == -1.0 && tanh(200.0) == 1.0);
+    }
+
+    /// erf by its Maclaurin series in f64 (converges fast for |x| ≤ 4).
+    fn erf_ref(x: f64) -> f64 {
+        let (mut term, mut sum) = (x, x);
+        for n in 1..200 {
+            term *= -x * x / n as f64;
+            sum += term / (2 * n + 1) as f64;
+        }
+        sum * 2.0 / std::f64::consts::PI.sqrt()
     }
 
     #[test]

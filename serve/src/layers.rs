@@ -55,8 +55,8 @@ impl BatchNorm {
 
 /// burn `LayerNorm` over the last dimension (biased variance, ε = 1e-5).
 pub struct LayerNorm {
-    gamma: Tensor,
-    beta: Tensor,
+    pub(crate) gamma: Tensor,
+    pub(crate) beta: Tensor,
 }
 
 pub const LN_EPS: f64 = 1e-5;
@@ -147,10 +147,10 @@ impl Conv2d {
 /// Causal dilated 1-D convolution (burn `Conv1d` with explicit left padding
 /// dilation·(k−1), right 0): weight `[out, in, k]`, bias `[out]`.
 pub struct CausalConv1d {
-    w: Tensor,
-    b: Tensor,
-    dilation: usize,
-    left: usize,
+    pub(crate) w: Tensor,
+    pub(crate) b: Tensor,
+    pub(crate) dilation: usize,
+    pub(crate) left: usize,
 }
 
 impl CausalConv1d {

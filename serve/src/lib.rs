@@ -23,7 +23,7 @@ use weights::Weights;
 pub(crate) enum Net {
     Rnn(models::RnnClassifier, fast::FastRnn),
     DeepLob(models::DeepLob, fast::FastDeepLob),
-    TransLob(models::TransLob),
+    TransLob(models::TransLob, fast::FastTransLob),
 }
 
 /// A loaded model, ready for inference.
@@ -42,20 +42,35 @@ impl Model {
     /// tensor must be there with its exact shape and none may be left over.
     pub fn load(spec: &ModelSpec, weights: &Path) -> Result<Self> {
         let mut ws = Weights::load(weights)?;
+        let m = Self::build(spec, &mut ws)?;
+        ws.finish()?;
+        Ok(m)
+    }
+
+    /// A model of `spec` with seeded random weights ([`Weights::random`]), for benchmarks.
+    pub fn random(spec: &ModelSpec, seed: u64) -> Result<Self> {
+        Self::build(spec, &mut Weights::random(seed))
+    }
+
+    fn build(spec: &ModelSpec, ws: &mut Weights) -> Result<Self> {
+        let ws = &mut *ws;
         let net = match spec {
             ModelSpec::Lstm(c) | ModelSpec::Gru(c) => {
-                let m = models::RnnClassifier::load(&mut ws, c)?;
+                let m = models::RnnClassifier::load(ws, c)?;
                 let f = fast::FastRnn::of(&m)?;
                 Net::Rnn(m, f)
             }
             ModelSpec::Deeplob(c) => {
-                let m = models::DeepLob::load(&mut ws, c)?;
+                let m = models::DeepLob::load(ws, c)?;
                 let f = fast::FastDeepLob::of(&m)?;
                 Net::DeepLob(m, f)
             }
-            ModelSpec::Transformer(c) => Net::TransLob(models::TransLob::load(&mut ws, c)?),
+            ModelSpec::Transformer(c) => {
+                let m = models::TransLob::load(ws, c)?;
+                let f = fast::FastTransLob::of(&m)?;
+                Net::TransLob(m, f)
+            }
         };
-        ws.finish()?;
         Ok(Model { spec: spec.clone(), net })
     }
 
@@ -73,12 +88,13 @@ impl Model {
         match &self.net {
             Net::Rnn(m, _) => m.forward(x),
             Net::DeepLob(m, _) => m.forward(x),
-            Net::TransLob(m) => m.forward(x),
+            Net::TransLob(m, _) => m.forward(x),
         }
     }
 
     /// Logits for a row-major `[batch, seq, features]` buffer; returns `[batch × classes]`.
-    /// Recurrent models and DeepLOB run on the fast kernels ([`fast`]), the transformer on candle.
+    /// Runs on the fast kernels ([`fast`]); inputs they do not take (too short a window) go to
+    /// the candle twins, which refuse them with the reason.
     pub fn logits(&self, data: &[f32], batch: usize, seq: usize) -> Result<Vec<f32>> {
         let f = self.check(data, batch, seq)?;
         match &self.net {
@@ -86,6 +102,7 @@ impl Model {
             Net::DeepLob(m, fast) if seq > flowcast_contract::spec::DEEPLOB_TIME_SHRINK && f == 4 * m.levels => {
                 Ok(fast.logits(data, batch, seq))
             }
+            Net::TransLob(m, fast) if seq == m.window => Ok(fast.logits(data, batch, seq)),
             _ => self.logits_reference(data, batch, seq),
         }
     }

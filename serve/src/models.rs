@@ -187,21 +187,21 @@ impl DeepLob {
 }
 
 /// burn `MultiHeadAttention` (self-attention, min_float −1e4 masking).
-struct Attention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    o: Linear,
-    heads: usize,
+pub(crate) struct Attention {
+    pub(crate) q: Linear,
+    pub(crate) k: Linear,
+    pub(crate) v: Linear,
+    pub(crate) o: Linear,
+    pub(crate) heads: usize,
 }
 
 /// burn `TransformerEncoderLayer`, post-norm (norm_first = false).
-struct EncoderLayer {
-    mha: Attention,
-    inner: Linear,
-    outer: Linear,
-    norm_1: LayerNorm,
-    norm_2: LayerNorm,
+pub(crate) struct EncoderLayer {
+    pub(crate) mha: Attention,
+    pub(crate) inner: Linear,
+    pub(crate) outer: Linear,
+    pub(crate) norm_1: LayerNorm,
+    pub(crate) norm_2: LayerNorm,
 }
 
 /// burn's `MultiHeadAttentionConfig::min_float`, the value masked scores are set to.
@@ -244,13 +244,13 @@ impl EncoderLayer {
 
 /// TransLOB-style transformer (`flowcast_models::translob`).
 pub struct TransLob {
-    convs: Vec<CausalConv1d>,
-    norm: LayerNorm,
-    layers: Vec<EncoderLayer>,
-    fc1: Linear,
-    fc2: Linear,
-    window: usize,
-    heads: usize,
+    pub(crate) convs: Vec<CausalConv1d>,
+    pub(crate) norm: LayerNorm,
+    pub(crate) layers: Vec<EncoderLayer>,
+    pub(crate) fc1: Linear,
+    pub(crate) fc2: Linear,
+    pub(crate) window: usize,
+    pub(crate) heads: usize,
 }
 
 impl TransLob {

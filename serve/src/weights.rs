@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 pub struct Weights {
     path: PathBuf,
     map: HashMap<String, Tensor>,
-    /// Tests only: synthesise any tensor asked for (seeded), instead of reading a file.
-    #[cfg(test)]
+    /// Benchmarks and tests: synthesise any tensor asked for (seeded), instead of reading a file.
     random: Option<std::cell::Cell<u64>>,
 }
 
@@ -30,15 +29,14 @@ impl Weights {
         Ok(Weights {
             path: path.to_path_buf(),
             map,
-            #[cfg(test)]
             random: None,
         })
     }
 
-    /// Tests only: weights that hand out deterministic U(−0.5, 0.5) tensors of whatever shape is
-    /// asked for (BatchNorm running variances U(0.5, 1.5)), so a model of any spec can be built.
-    #[cfg(test)]
-    pub(crate) fn random(seed: u64) -> Self {
+    /// Weights that hand out deterministic U(−0.5, 0.5) tensors of whatever shape is asked for
+    /// (BatchNorm running variances U(0.5, 1.5)), so a model of any spec can be built without an
+    /// export: for benchmarks (the cost does not depend on the values) and tests.
+    pub fn random(seed: u64) -> Self {
         Weights { path: PathBuf::from("<random>"), map: HashMap::new(), random: Some(std::cell::Cell::new(seed)) }
     }
 
@@ -48,7 +46,6 @@ impl Weights {
 
     /// Removes and returns `name`, which must be f32 of exactly `shape`.
     pub fn take(&mut self, name: &str, shape: &[usize]) -> Result<Tensor> {
-        #[cfg(test)]
         if let Some(state) = &self.random {
             let n: usize = shape.iter().product();
             let v: Vec<f32> = (0..n)
