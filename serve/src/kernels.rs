@@ -126,7 +126,9 @@ pub fn exp(x: f32) -> f32 {
     let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
     let p = ((((1.987_569_1e-4 * r + 1.398_2e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 0.166_666_65) * r + 0.5;
     let y = p * r * r + r + 1.0;
-    y * f32::from_bits(((n as i32 + 127) << 23) as u32)
+    // SAFETY: x is clamped, so n is an integer in [−126, 127].
+    let n = unsafe { n.to_int_unchecked::<i32>() };
+    y * f32::from_bits(((n + 127) << 23) as u32)
 }
 
 #[inline(always)]
@@ -149,6 +151,8 @@ multiversion! {
         // Per channel (fastest axis) of rows `ld` apart: act(y + bias) · scale + shift (inference
         // BatchNorm folded into one scale and shift).
         let c = bias.len();
+        // Equal lengths up front, so the loops below carry no bounds checks and vectorise.
+        let (scale, shift) = (&scale[..c], &shift[..c]);
         for row in y.chunks_mut(ld) {
             let row = &mut row[..c];
             if tanh_act {
@@ -172,6 +176,7 @@ multiversion! {
         let (gi, rest) = g.split_at(n);
         let (gf, rest) = rest.split_at(n);
         let (go, gc) = rest.split_at(n);
+        let (gc, c) = (&gc[..n], &mut c[..n]);
         for j in 0..n {
             let i = sigmoid(gi[j]);
             let f = sigmoid(gf[j]);
@@ -188,10 +193,15 @@ multiversion! {
     fn gru_cell(gx: &[f32], gh: &[f32], h: &mut [f32]) {
         // gx = x-projections [z | r | n] (with their biases), gh = h·W_h + b_h, reset-after GRU.
         let n = h.len();
+        let (gx, gh) = (&gx[..3 * n], &gh[..3 * n]);
+        let (xz, rest) = gx.split_at(n);
+        let (xr, xn) = rest.split_at(n);
+        let (hz, rest) = gh.split_at(n);
+        let (hr, hn) = rest.split_at(n);
         for j in 0..n {
-            let z = sigmoid(gx[j] + gh[j]);
-            let r = sigmoid(gx[n + j] + gh[n + j]);
-            let nn = tanh(gx[2 * n + j] + r * gh[2 * n + j]);
+            let z = sigmoid(xz[j] + hz[j]);
+            let r = sigmoid(xr[j] + hr[j]);
+            let nn = tanh(xn[j] + r * hn[j]);
             h[j] = (1.0 - z) * nn + z * h[j];
         }
     }
@@ -234,6 +244,7 @@ multiversion! {
     fn layer_norm(y: &mut [f32], ld: usize, gamma: &[f32], beta: &[f32]) {
         // Per row (first gamma.len() values of rows `ld` apart): biased variance, ε = 1e-5.
         let d = gamma.len();
+        let beta = &beta[..d];
         for row in y.chunks_mut(ld) {
             let row = &mut row[..d];
             let mean = row.iter().sum::<f32>() / d as f32;

@@ -263,7 +263,7 @@ fn serve_bench(
     }
     if !json {
         println!("single window [1, {window}, {features}], {iters} calls each, p50 / p99 µs:");
-        println!("{:<22} {:>9} {:>12} {:>12} {:>12} {:>12}", "model", "params", "candle p50", "candle p99", "burn p50", "burn p99");
+        println!("{:<22} {:>9} {:>12} {:>12} {:>12} {:>12}", "model", "params", "serve p50", "serve p99", "burn p50", "burn p99");
         for l in &lat {
             println!(
                 "{:<22} {:>9} {:>12.1} {:>12.1} {:>12.1} {:>12.1}",
