@@ -191,8 +191,11 @@ impl Cell {
     }
 }
 
+/// The recurrence scratch, two layer-output buffers and the final states.
+type RnnChunkScratch = (RnnScratch, Vec<f32>, Vec<f32>, Vec<f32>);
+
 thread_local! {
-    static RNN_SCRATCH: RefCell<(RnnScratch, Vec<f32>, Vec<f32>, Vec<f32>)> = RefCell::default();
+    static RNN_SCRATCH: RefCell<RnnChunkScratch> = RefCell::default();
     static DEEPLOB_SCRATCH: RefCell<DeepLobScratch> = RefCell::default();
 }
 

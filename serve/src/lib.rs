@@ -22,7 +22,7 @@ use weights::Weights;
 
 pub(crate) enum Net {
     Rnn(models::RnnClassifier, fast::FastRnn),
-    DeepLob(models::DeepLob, fast::FastDeepLob),
+    DeepLob(models::DeepLob, Box<fast::FastDeepLob>),
     TransLob(models::TransLob, fast::FastTransLob),
 }
 
@@ -62,7 +62,7 @@ impl Model {
             }
             ModelSpec::Deeplob(c) => {
                 let m = models::DeepLob::load(ws, c)?;
-                let f = fast::FastDeepLob::of(&m)?;
+                let f = Box::new(fast::FastDeepLob::of(&m)?);
                 Net::DeepLob(m, f)
             }
             ModelSpec::Transformer(c) => {

@@ -26,11 +26,7 @@ impl Weights {
             name: "*".into(),
             reason: e.to_string(),
         })?;
-        Ok(Weights {
-            path: path.to_path_buf(),
-            map,
-            random: None,
-        })
+        Ok(Weights { path: path.to_path_buf(), map, random: None })
     }
 
     /// Weights that hand out deterministic U(−0.5, 0.5) tensors of whatever shape is asked for
@@ -55,7 +51,11 @@ impl Weights {
                     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
                     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
                     let u = ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
-                    if name.ends_with("running_var") { u + 1.0 } else { u }
+                    if name.ends_with("running_var") {
+                        u + 1.0
+                    } else {
+                        u
+                    }
                 })
                 .collect();
             return Ok(Tensor::from_vec(v, shape, &Device::Cpu)?);

@@ -157,9 +157,11 @@ struct ServeRate {
 }
 
 fn rayon_threads() -> usize {
-    std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or_else(|| {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-    })
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
 }
 
 fn serve_rate(kind: &str, dir: &std::path::Path, window: usize, features: usize, iters: usize) -> Result<ServeRate> {
@@ -245,8 +247,14 @@ fn serve_bench(
         serving.push(serve_rate(kind, &tmp.path().join(format!("m{i}")), window, features, iters)?);
     }
     if !json {
-        println!("serving path vs candle twins, batch 64 × [{window}, {features}] windows/s and single-window p50 µs, {} rayon thread(s):", rayon_threads());
-        println!("{:<22} {:>12} {:>12} {:>7} {:>12} {:>12} {:>7}", "model", "serve w/s", "candle w/s", "ratio", "serve p50", "candle p50", "ratio");
+        println!(
+            "serving path vs candle twins, batch 64 × [{window}, {features}] windows/s and single-window p50 µs, {} rayon thread(s):",
+            rayon_threads()
+        );
+        println!(
+            "{:<22} {:>12} {:>12} {:>7} {:>12} {:>12} {:>7}",
+            "model", "serve w/s", "candle w/s", "ratio", "serve p50", "candle p50", "ratio"
+        );
         for r in &serving {
             println!(
                 "{:<22} {:>12.0} {:>12.0} {:>6.1}× {:>12.1} {:>12.1} {:>6.1}×",
