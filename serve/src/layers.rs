@@ -28,10 +28,10 @@ impl Linear {
 
 /// burn `BatchNorm` at inference: (x − running_mean) / √(running_var + ε) · γ + β over dim 1.
 pub struct BatchNorm {
-    mean: Tensor,
-    inv_std: Tensor,
-    gamma: Tensor,
-    beta: Tensor,
+    pub(crate) mean: Tensor,
+    pub(crate) inv_std: Tensor,
+    pub(crate) gamma: Tensor,
+    pub(crate) beta: Tensor,
 }
 
 /// burn's BatchNormConfig default ε.
@@ -55,8 +55,8 @@ impl BatchNorm {
 
 /// burn `LayerNorm` over the last dimension (biased variance, ε = 1e-5).
 pub struct LayerNorm {
-    gamma: Tensor,
-    beta: Tensor,
+    pub(crate) gamma: Tensor,
+    pub(crate) beta: Tensor,
 }
 
 pub const LN_EPS: f64 = 1e-5;
@@ -94,10 +94,10 @@ pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
 /// per-axis stride and symmetric per-axis zero padding (candle's conv2d takes one stride for
 /// both axes, so unequal strides subsample a stride-1 result).
 pub struct Conv2d {
-    w: Tensor,
-    b: Tensor,
-    stride: [usize; 2],
-    pad: [usize; 2],
+    pub(crate) w: Tensor,
+    pub(crate) b: Tensor,
+    pub(crate) stride: [usize; 2],
+    pub(crate) pad: [usize; 2],
 }
 
 impl Conv2d {
@@ -147,10 +147,10 @@ impl Conv2d {
 /// Causal dilated 1-D convolution (burn `Conv1d` with explicit left padding
 /// dilation·(k−1), right 0): weight `[out, in, k]`, bias `[out]`.
 pub struct CausalConv1d {
-    w: Tensor,
-    b: Tensor,
-    dilation: usize,
-    left: usize,
+    pub(crate) w: Tensor,
+    pub(crate) b: Tensor,
+    pub(crate) dilation: usize,
+    pub(crate) left: usize,
 }
 
 impl CausalConv1d {
@@ -170,9 +170,9 @@ impl CausalConv1d {
 }
 
 /// burn `GateController`: `input_transform` and `hidden_transform` Linears of one gate.
-struct Gate {
-    x: Linear,
-    h: Linear,
+pub(crate) struct Gate {
+    pub(crate) x: Linear,
+    pub(crate) h: Linear,
 }
 
 impl Gate {
@@ -187,12 +187,12 @@ impl Gate {
 /// burn `Lstm` (gates input, forget, output, cell; PyTorch's equations), zero initial state,
 /// batch-first, optionally running from the last step to the first (the reverse half of `BiLstm`).
 pub struct Lstm {
-    i: Gate,
-    f: Gate,
-    o: Gate,
-    c: Gate,
-    hidden: usize,
-    reverse: bool,
+    pub(crate) i: Gate,
+    pub(crate) f: Gate,
+    pub(crate) o: Gate,
+    pub(crate) c: Gate,
+    pub(crate) hidden: usize,
+    pub(crate) reverse: bool,
 }
 
 impl Lstm {
@@ -231,11 +231,11 @@ impl Lstm {
 
 /// burn `Gru` with `reset_after = true` (PyTorch's GRU): gates update, reset, new.
 pub struct Gru {
-    z: Gate,
-    r: Gate,
-    n: Gate,
-    hidden: usize,
-    reverse: bool,
+    pub(crate) z: Gate,
+    pub(crate) r: Gate,
+    pub(crate) n: Gate,
+    pub(crate) hidden: usize,
+    pub(crate) reverse: bool,
 }
 
 impl Gru {

@@ -6,7 +6,7 @@ use crate::weights::Weights;
 use candle_core::{Device, Tensor};
 use flowcast_contract::spec::{DeepLobSpec, RnnCell, RnnSpec, TransLobSpec};
 
-enum Recurrent {
+pub(crate) enum Recurrent {
     Lstm(Lstm),
     Gru(Gru),
 }
@@ -29,9 +29,9 @@ impl Recurrent {
 /// LSTM/GRU classifier (`flowcast_models::rnn`).
 pub struct RnnClassifier {
     /// Per layer: the forward recurrence and, when bidirectional, the reverse one.
-    layers: Vec<(Recurrent, Option<Recurrent>)>,
-    head: Linear,
-    hidden: usize,
+    pub(crate) layers: Vec<(Recurrent, Option<Recurrent>)>,
+    pub(crate) head: Linear,
+    pub(crate) hidden: usize,
 }
 
 impl RnnClassifier {
@@ -78,16 +78,16 @@ impl RnnClassifier {
 }
 
 #[derive(Clone, Copy)]
-enum Act {
+pub(crate) enum Act {
     Leaky,
     Tanh,
 }
 
 /// Convolution → activation → BatchNorm (burn `ConvUnit`).
-struct ConvUnit {
-    conv: Conv2d,
-    bn: BatchNorm,
-    act: Act,
+pub(crate) struct ConvUnit {
+    pub(crate) conv: Conv2d,
+    pub(crate) bn: BatchNorm,
+    pub(crate) act: Act,
 }
 
 impl ConvUnit {
@@ -126,13 +126,13 @@ fn run(units: &[ConvUnit], x: &Tensor) -> Result<Tensor> {
 
 /// DeepLOB (`flowcast_models::deeplob`).
 pub struct DeepLob {
-    conv: Vec<ConvUnit>,
-    inp1: Vec<ConvUnit>,
-    inp2: Vec<ConvUnit>,
-    inp3: Vec<ConvUnit>,
-    lstm: Lstm,
-    fc1: Linear,
-    levels: usize,
+    pub(crate) conv: Vec<ConvUnit>,
+    pub(crate) inp1: Vec<ConvUnit>,
+    pub(crate) inp2: Vec<ConvUnit>,
+    pub(crate) inp3: Vec<ConvUnit>,
+    pub(crate) lstm: Lstm,
+    pub(crate) fc1: Linear,
+    pub(crate) levels: usize,
 }
 
 impl DeepLob {
@@ -187,21 +187,21 @@ impl DeepLob {
 }
 
 /// burn `MultiHeadAttention` (self-attention, min_float −1e4 masking).
-struct Attention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    o: Linear,
-    heads: usize,
+pub(crate) struct Attention {
+    pub(crate) q: Linear,
+    pub(crate) k: Linear,
+    pub(crate) v: Linear,
+    pub(crate) o: Linear,
+    pub(crate) heads: usize,
 }
 
 /// burn `TransformerEncoderLayer`, post-norm (norm_first = false).
-struct EncoderLayer {
-    mha: Attention,
-    inner: Linear,
-    outer: Linear,
-    norm_1: LayerNorm,
-    norm_2: LayerNorm,
+pub(crate) struct EncoderLayer {
+    pub(crate) mha: Attention,
+    pub(crate) inner: Linear,
+    pub(crate) outer: Linear,
+    pub(crate) norm_1: LayerNorm,
+    pub(crate) norm_2: LayerNorm,
 }
 
 /// burn's `MultiHeadAttentionConfig::min_float`, the value masked scores are set to.
@@ -244,13 +244,13 @@ impl EncoderLayer {
 
 /// TransLOB-style transformer (`flowcast_models::translob`).
 pub struct TransLob {
-    convs: Vec<CausalConv1d>,
-    norm: LayerNorm,
-    layers: Vec<EncoderLayer>,
-    fc1: Linear,
-    fc2: Linear,
-    window: usize,
-    heads: usize,
+    pub(crate) convs: Vec<CausalConv1d>,
+    pub(crate) norm: LayerNorm,
+    pub(crate) layers: Vec<EncoderLayer>,
+    pub(crate) fc1: Linear,
+    pub(crate) fc2: Linear,
+    pub(crate) window: usize,
+    pub(crate) heads: usize,
 }
 
 impl TransLob {

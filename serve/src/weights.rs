@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 pub struct Weights {
     path: PathBuf,
     map: HashMap<String, Tensor>,
+    /// Benchmarks and tests: synthesise any tensor asked for (seeded), instead of reading a file.
+    random: Option<std::cell::Cell<u64>>,
 }
 
 impl Weights {
@@ -24,7 +26,14 @@ impl Weights {
             name: "*".into(),
             reason: e.to_string(),
         })?;
-        Ok(Weights { path: path.to_path_buf(), map })
+        Ok(Weights { path: path.to_path_buf(), map, random: None })
+    }
+
+    /// Weights that hand out deterministic U(−0.5, 0.5) tensors of whatever shape is asked for
+    /// (BatchNorm running variances U(0.5, 1.5)), so a model of any spec can be built without an
+    /// export: for benchmarks (the cost does not depend on the values) and tests.
+    pub fn random(seed: u64) -> Self {
+        Weights { path: PathBuf::from("<random>"), map: HashMap::new(), random: Some(std::cell::Cell::new(seed)) }
     }
 
     fn err(&self, name: &str, reason: impl Into<String>) -> ServeError {
@@ -33,6 +42,24 @@ impl Weights {
 
     /// Removes and returns `name`, which must be f32 of exactly `shape`.
     pub fn take(&mut self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        if let Some(state) = &self.random {
+            let n: usize = shape.iter().product();
+            let v: Vec<f32> = (0..n)
+                .map(|_| {
+                    let mut z = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+                    state.set(z);
+                    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                    let u = ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+                    if name.ends_with("running_var") {
+                        u + 1.0
+                    } else {
+                        u
+                    }
+                })
+                .collect();
+            return Ok(Tensor::from_vec(v, shape, &Device::Cpu)?);
+        }
         let t = self.map.remove(name).ok_or_else(|| self.err(name, "missing"))?;
         if t.dtype() != DType::F32 {
             return Err(self.err(name, format!("dtype {:?}, expected F32", t.dtype())));

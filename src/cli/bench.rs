@@ -143,6 +143,75 @@ fn bench_backtest(config: &std::path::Path, data: Option<&std::path::Path>, pass
     Ok(true)
 }
 
+/// Batch-64 rate and single-window latency of one export through flowcast-serve's serving path
+/// (`Model::logits`) and its candle twins (`Model::logits_reference`).
+#[derive(serde::Serialize)]
+struct ServeRate {
+    kind: String,
+    threads: usize,
+    serve_windows_per_s: f64,
+    candle_windows_per_s: f64,
+    serve_p50_us: f64,
+    serve_p99_us: f64,
+    candle_p50_us: f64,
+}
+
+fn rayon_threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+}
+
+fn serve_rate(kind: &str, dir: &std::path::Path, window: usize, features: usize, iters: usize) -> Result<ServeRate> {
+    use std::time::{Duration, Instant};
+    let m = flowcast_server::flowcast_serve::Model::load_dir(dir)?;
+    let batch = 64;
+    let x: Vec<f32> = (0..batch * window * features).map(|i| ((i * 7919 % 2003) as f32 / 1001.5) - 1.0).collect();
+    // Windows/s over at least 3 batches and ~1 s, after one warm-up batch.
+    let rate = |reference: bool| -> Result<f64> {
+        let run = || if reference { m.logits_reference(&x, batch, window) } else { m.logits(&x, batch, window) };
+        std::hint::black_box(run()?);
+        let (t, mut n) = (Instant::now(), 0);
+        while n < 3 || t.elapsed() < Duration::from_secs(1) {
+            std::hint::black_box(run()?);
+            n += 1;
+        }
+        Ok((n * batch) as f64 / t.elapsed().as_secs_f64())
+    };
+    let one = &x[..window * features];
+    let lat = |reference: bool, calls: usize| -> Result<Vec<u64>> {
+        let run = || if reference { m.logits_reference(one, 1, window) } else { m.logits(one, 1, window) };
+        for _ in 0..calls.div_ceil(10).max(3) {
+            std::hint::black_box(run()?);
+        }
+        let mut ns: Vec<u64> = (0..calls)
+            .map(|_| {
+                let t = Instant::now();
+                run().map(|v| {
+                    std::hint::black_box(v);
+                    t.elapsed().as_nanos() as u64
+                })
+            })
+            .collect::<std::result::Result<_, _>>()?;
+        ns.sort_unstable();
+        Ok(ns)
+    };
+    let pct = |ns: &[u64], q: f64| ns[((q * ns.len() as f64).ceil() as usize).clamp(1, ns.len()) - 1] as f64 / 1e3;
+    let serve = lat(false, iters.max(1))?;
+    let candle = lat(true, (iters / 4).max(5))?;
+    Ok(ServeRate {
+        kind: kind.into(),
+        threads: rayon_threads(),
+        serve_windows_per_s: rate(false)?,
+        candle_windows_per_s: rate(true)?,
+        serve_p50_us: pct(&serve, 0.5),
+        serve_p99_us: pct(&serve, 0.99),
+        candle_p50_us: pct(&candle, 0.5),
+    })
+}
+
 /// `flowcast bench serve`.
 #[allow(clippy::too_many_arguments)]
 fn serve_bench(
@@ -171,9 +240,38 @@ fn serve_bench(
         let dir = tmp.path().join(format!("m{i}"));
         lat.push(flowcast_train::serve_bench::single_window(kind, model, &parse_overrides(&set)?, window, features, iters, &dir)?);
     }
+    // The serving path (flowcast-serve's fast kernels) against its candle twins on the same
+    // exports: batch-64 windows/s and single-window p50 (docs/serve.md "Speed").
+    let mut serving = Vec::new();
+    for (i, (kind, _, _)) in kinds.iter().enumerate() {
+        serving.push(serve_rate(kind, &tmp.path().join(format!("m{i}")), window, features, iters)?);
+    }
+    if !json {
+        println!(
+            "serving path vs candle twins, batch 64 × [{window}, {features}] windows/s and single-window p50 µs, {} rayon thread(s):",
+            rayon_threads()
+        );
+        println!(
+            "{:<22} {:>12} {:>12} {:>7} {:>12} {:>12} {:>7}",
+            "model", "serve w/s", "candle w/s", "ratio", "serve p50", "candle p50", "ratio"
+        );
+        for r in &serving {
+            println!(
+                "{:<22} {:>12.0} {:>12.0} {:>6.1}× {:>12.1} {:>12.1} {:>6.1}×",
+                r.kind,
+                r.serve_windows_per_s,
+                r.candle_windows_per_s,
+                r.serve_windows_per_s / r.candle_windows_per_s,
+                r.serve_p50_us,
+                r.candle_p50_us,
+                r.candle_p50_us / r.serve_p50_us
+            );
+        }
+        println!();
+    }
     if !json {
         println!("single window [1, {window}, {features}], {iters} calls each, p50 / p99 µs:");
-        println!("{:<22} {:>9} {:>12} {:>12} {:>12} {:>12}", "model", "params", "candle p50", "candle p99", "burn p50", "burn p99");
+        println!("{:<22} {:>9} {:>12} {:>12} {:>12} {:>12}", "model", "params", "serve p50", "serve p99", "burn p50", "burn p99");
         for l in &lat {
             println!(
                 "{:<22} {:>9} {:>12.1} {:>12.1} {:>12.1} {:>12.1}",
@@ -219,7 +317,7 @@ fn serve_bench(
         }
     }
     if json {
-        println!("{}", serde_json::json!({ "single_window": lat, "loopback": loads }));
+        println!("{}", serde_json::json!({ "serving_path": serving, "single_window": lat, "loopback": loads }));
     }
     Ok(true)
 }
