@@ -56,14 +56,18 @@ pub enum Family {
     Deep,
     /// Gradient-boosted trees in LightGBM's text format (`model.txt`), read by `gbdt`.
     Lightgbm,
+    /// A stacked ensemble: `ensemble.json` (members + meta-learner), its members' directories
+    /// inside its own (`crate::ensemble`).
+    Ensemble,
 }
 
 impl Family {
-    pub const ALL: [Family; 2] = [Family::Deep, Family::Lightgbm];
+    pub const ALL: [Family; 3] = [Family::Deep, Family::Lightgbm, Family::Ensemble];
     pub fn name(self) -> &'static str {
         match self {
             Family::Deep => "deep",
             Family::Lightgbm => "lightgbm",
+            Family::Ensemble => "ensemble",
         }
     }
 }
@@ -215,6 +219,7 @@ impl ModelCard {
         match self.family {
             Family::Deep => self.validate_deep_model(dir)?,
             Family::Lightgbm => self.validate_lightgbm(dir)?,
+            Family::Ensemble => crate::ensemble::validate_card(self, dir)?,
         }
         if self.classes != target.classes {
             return err("classes", format!("{:?} differ from preprocessing.target.classes {:?}", self.classes, target.classes));
@@ -262,7 +267,7 @@ impl ModelCard {
         }
         match self.family {
             Family::Deep => self.validate_deep_files(dir),
-            Family::Lightgbm => Ok(()),
+            Family::Lightgbm | Family::Ensemble => Ok(()),
         }
     }
 

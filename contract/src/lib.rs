@@ -12,6 +12,7 @@
 //! - [`baselines`]: majority and OFI-logistic as ordinary predictors in a registry;
 //! - [`bayes`]: Bayesian online regression (`bayes_online`), an `OnlinePredictor` (not yet wired
 //!   into experiments);
+//! - [`ensemble`]: stacked ensembles of exported members and their meta-learners (`ensemble` cards);
 //! - [`gbdt`]: a pure-Rust evaluator of LightGBM's text model format (`lightgbm` cards);
 //! - [`metrics`], [`predictions`]: scoring and the predictions file;
 //! - [`card`]: the model card and its validation;
@@ -25,6 +26,7 @@ pub mod baselines;
 pub mod bayes;
 pub mod card;
 pub mod error;
+pub mod ensemble;
 pub mod eval;
 pub mod files;
 pub mod gbdt;

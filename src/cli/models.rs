@@ -1,13 +1,16 @@
 //! `flowcast models`: list the model registry (the deep architectures and the tree family
-//! `lightgbm`) and describe one: a deep architecture with its trainable parameter count, lightgbm
+//! `lightgbm`, the stacked `ensemble`) and describe one: a deep architecture with its trainable parameter count, lightgbm
 //! with its hyperparameter defaults.
 
 use super::parse_overrides;
 use anyhow::Result;
 use clap::Subcommand;
-use flowcast_train::config::{LightgbmParams, LIGHTGBM};
+use flowcast_train::config::{LightgbmParams, ENSEMBLE, LIGHTGBM};
 
 const LIGHTGBM_SUMMARY: &str = "gradient-boosted trees on the window's last feature row (multiclass or regression)";
+const ENSEMBLE_SUMMARY: &str =
+    "stacked ensemble of registry models on one or more horizons: weighted_average, logistic or hedge meta-learner on purged out-of-fold predictions";
+const ENSEMBLE_REFERENCE: &str = "Wolpert 1992, Stacked generalization; Freund & Schapire 1997 (Hedge); López de Prado 2018 (purged CV)";
 const LIGHTGBM_REFERENCE: &str = "Ke et al. 2017, LightGBM: A Highly Efficient Gradient Boosting Decision Tree (NeurIPS)";
 
 #[derive(Subcommand)]
@@ -43,6 +46,8 @@ pub fn run(cmd: ModelsCmd) -> Result<bool> {
                     serde_json::json!({"name": LIGHTGBM, "family": "lightgbm", "summary": LIGHTGBM_SUMMARY, "reference": LIGHTGBM_REFERENCE,
                                              "params": null, "trainable": cfg!(feature = "lightgbm")}),
                 );
+                rows.push(serde_json::json!({"name": ENSEMBLE, "family": "ensemble", "summary": ENSEMBLE_SUMMARY,
+                                             "reference": ENSEMBLE_REFERENCE, "params": null, "trainable": true}));
                 println!("{}", serde_json::json!({ "models": rows }));
             } else {
                 println!("{:<12} {:>10}  summary (params at 40 features, 3 classes)", "model", "params");
@@ -50,6 +55,7 @@ pub fn run(cmd: ModelsCmd) -> Result<bool> {
                     println!("{:<12} {:>10}  {}", a.name(), p, a.summary());
                 }
                 println!("{LIGHTGBM:<12} {:>10}  {LIGHTGBM_SUMMARY}{built}", "-");
+                println!("{ENSEMBLE:<12} {:>10}  {ENSEMBLE_SUMMARY}", "-");
             }
         }
         ModelsCmd::Describe { name, set, json } if name == LIGHTGBM => {

@@ -96,7 +96,17 @@ impl ModelSpec {
     pub fn id(&self) -> &str {
         self.id.as_deref().unwrap_or(&self.name)
     }
+
+    /// Whether this model is, or (an ensemble) has a member that is, registry model `name`.
+    pub fn uses(&self, name: &str) -> bool {
+        self.name == name
+            || (self.name == ENSEMBLE
+                && self.params.get("members").and_then(|m| m.as_array()).is_some_and(|ms| ms.iter().any(|m| m["name"] == name)))
+    }
 }
+
+/// Registry name of the stacked ensemble (`[[model]] name = "ensemble"`, crate::ensemble).
+pub const ENSEMBLE: &str = "ensemble";
 
 /// Registry name of the gradient-boosted-trees family (`[[model]] name = "lightgbm"`).
 pub const LIGHTGBM: &str = "lightgbm";
@@ -414,6 +424,9 @@ impl Experiment {
             }
             if m.name == LIGHTGBM {
                 LightgbmParams::from_spec(m)?;
+            }
+            if m.name == ENSEMBLE {
+                crate::ensemble::EnsembleParams::from_spec(m, &tids)?;
             }
         }
         for b in &self.baselines {

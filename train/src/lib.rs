@@ -5,6 +5,7 @@
 pub mod batch;
 pub mod bench;
 pub mod config;
+pub mod ensemble;
 pub mod error;
 pub mod explain;
 pub mod lightgbm;
