@@ -14,15 +14,13 @@
 //! - `hedge`: Freund & Schapire's (1997) Hedge with discounted losses: w_m ∝ exp(−η L_m),
 //!   L_m ← γ L_m + (−ln p_m(y)) for each matured label — online through [`OnlinePredictor`].
 //!
-//! Formulas, the out-of-fold protocol and sources: docs/models.md.
+//! Loading and validating an ensemble card live beside the card (`card.rs`), so this module does
+//! not depend on it. Formulas, the out-of-fold protocol and sources: docs/models.md.
 
 use crate::baselines::{Baseline, BaselinePredictor};
-use crate::card::{sha256_file, Family, ModelCard};
 use crate::error::{ContractError, Result};
-use crate::files::CARD_FILE;
 use crate::predictor::{Batch, Matured, OnlinePredictor, Outputs, Predictor, PredictorInfo};
 use serde::{Deserialize, Serialize};
-use std::path::Path;
 
 /// The ensemble document file (its SHA-256 is the card's `weights.sha256`).
 pub const ENSEMBLE_FILE: &str = "ensemble.json";
@@ -293,79 +291,6 @@ pub struct EnsembleDoc {
     pub stacking: serde_json::Value,
 }
 
-impl EnsembleDoc {
-    pub fn from_card(card: &ModelCard, path: &Path) -> Result<EnsembleDoc> {
-        serde_json::from_value(card.model.clone()).map_err(|e| ContractError::card(path, "model", e.to_string()))
-    }
-}
-
-/// The checks of an ensemble card: its document file and hash, the meta-learner's shapes, and
-/// every member — a valid card (hash as recorded) of a non-ensemble family reading the
-/// ensemble's inputs with its classes.
-pub fn validate_card(card: &ModelCard, dir: &Path) -> Result<()> {
-    let p = dir.join(CARD_FILE);
-    let err = |field: &str, r: String| Err(ContractError::card(&p, field, r));
-    if card.model["format"] != ENSEMBLE_DOC_FORMAT {
-        return err("family", format!("\"ensemble\", but the model document's format is {}", card.model["format"]));
-    }
-    if card.model["version"] != ENSEMBLE_DOC_VERSION {
-        return err("model.version", format!("{}, expected {ENSEMBLE_DOC_VERSION}", card.model["version"]));
-    }
-    let doc = EnsembleDoc::from_card(card, &p)?;
-    let w = dir.join(&card.weights.file);
-    let sha = sha256_file(&w)?;
-    if sha != card.weights.sha256 {
-        return err("weights.sha256", format!("{} does not match {} ({sha})", card.weights.sha256, w.display()));
-    }
-    let file_doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&w).map_err(|e| ContractError::io(&w, e))?)
-        .map_err(|e| ContractError::card(&w, "json", e.to_string()))?;
-    if file_doc != card.model {
-        return err("model", format!("differs from {}", w.display()));
-    }
-    let k = card.classes.len();
-    if doc.members.is_empty() {
-        return err("model.members", "empty".into());
-    }
-    if let Err(r) = doc.meta.check(doc.members.len(), k) {
-        return err("model.meta", r);
-    }
-    for (i, m) in doc.members.iter().enumerate() {
-        let field = format!("model.members[{i}] ({})", m.id);
-        match (&m.dir, &m.card_sha256, &m.baseline) {
-            (Some(d), Some(h), None) => {
-                if Path::new(d).is_absolute() || d.split(['/', '\\']).any(|c| c == "..") {
-                    return err(&field, format!("dir {d:?} must be relative, inside the ensemble"));
-                }
-                let md = dir.join(d);
-                let got = sha256_file(&md.join(CARD_FILE))?;
-                if &got != h {
-                    return err(&field, format!("card_sha256 {h} does not match {} ({got})", md.join(CARD_FILE).display()));
-                }
-                let mc = ModelCard::load(&md)?;
-                if mc.family == Family::Ensemble {
-                    return err(&field, "a member cannot itself be an ensemble".into());
-                }
-                if mc.preprocessing.inputs != card.preprocessing.inputs {
-                    return err(&field, "its preprocessing.inputs differ from the ensemble's".into());
-                }
-                if mc.classes != card.classes {
-                    return err(&field, format!("classes {:?} differ from the ensemble's {:?}", mc.classes, card.classes));
-                }
-                if mc.preprocessing.target.id != m.target {
-                    return err(&field, format!("target {:?}, but its card predicts {:?}", m.target, mc.preprocessing.target.id));
-                }
-            }
-            (None, None, Some(b)) => {
-                if b.n_classes() != k {
-                    return err(&field, format!("baseline fitted for {} classes, the ensemble has {k}", b.n_classes()));
-                }
-            }
-            _ => return err(&field, "needs either dir + card_sha256 (a model) or baseline".into()),
-        }
-    }
-    Ok(())
-}
-
 /// A member as loaded: an exported model through the caller's loader, or an inline baseline.
 pub enum Member<M: ?Sized> {
     Model(Box<M>),
@@ -414,26 +339,6 @@ impl<M: ?Sized + Predictor> EnsemblePredictor<M> {
             info.needs_window_ofi |= mi.needs_window_ofi;
         }
         Ok(EnsemblePredictor { members, meta, info })
-    }
-
-    /// Loads a validated ensemble card's members (`load_member` builds each model member from
-    /// its directory and card; it decides the engine) and meta-learner.
-    pub fn load(dir: &Path, card: &ModelCard, load_member: &dyn Fn(&Path, &ModelCard) -> Result<Box<M>>) -> Result<Self> {
-        let doc = EnsembleDoc::from_card(card, &dir.join(CARD_FILE))?;
-        let inp = &card.preprocessing.inputs;
-        let mut members = Vec::with_capacity(doc.members.len());
-        for m in &doc.members {
-            members.push(match (&m.dir, &m.baseline) {
-                (Some(d), _) => {
-                    let md = dir.join(d);
-                    let mc = ModelCard::load(&md)?;
-                    Member::Model(load_member(&md, &mc)?)
-                }
-                (None, Some(b)) => Member::Baseline(b.predictor(&card.classes, inp.window, inp.names.len())),
-                (None, None) => return Err(ContractError::card(&dir.join(CARD_FILE), "model.members", format!("{}: no dir", m.id))),
-            });
-        }
-        EnsemblePredictor::new(members, doc.meta, &card.classes, inp.window, inp.names.len())
     }
 
     pub fn meta(&self) -> &MetaLearner {

@@ -18,10 +18,10 @@
 //!
 //! Formulas: docs/models.md.
 
-use crate::config::{Experiment, LightgbmParams, ModelSpec, ENSEMBLE, LIGHTGBM};
+use crate::config::{EnsembleParams, Experiment, MemberSpec, MetaKind, ModelSpec};
 use crate::error::{Result, TrainError};
-use crate::run::{candle_predictor, train_model, ModelCtx, ModelOut};
-use flowcast_contract::baselines::{self, Baseline, BASELINES};
+use crate::model::{candle_predictor, train_model, ModelCtx, ModelOut};
+use flowcast_contract::baselines::{self, Baseline};
 use flowcast_contract::card::{sha256_file, Family, ModelCard, TrainingEntry, WeightsEntry};
 use flowcast_contract::ensemble::{
     fit_logistic, fit_weighted_average, hedge_prequential, EnsembleDoc, EnsemblePredictor, MemberEntry, MetaLearner,
@@ -37,128 +37,8 @@ use flowcast_contract::prepare::PreparedData;
 use flowcast_contract::target::{OutputKind, TargetDef};
 use flowcast_contract::window::WindowSet;
 use flowcast_datasets::labels::SampleRows;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::path::Path;
-
-/// The meta-learner of an `ensemble` model.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MetaKind {
-    WeightedAverage,
-    Logistic,
-    Lightgbm,
-    Hedge,
-}
-
-/// One member: a registry model (`lstm`, `deeplob`, `lightgbm`, ...) or a baseline
-/// (`majority`, `ofi_logistic`), with its hyperparameters; `target` = its label (default: the
-/// ensemble's).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct MemberSpec {
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target: Option<String>,
-    #[serde(flatten)]
-    pub params: serde_json::Map<String, Value>,
-}
-
-impl MemberSpec {
-    pub fn id(&self) -> &str {
-        self.id.as_deref().unwrap_or(&self.name)
-    }
-    fn is_baseline(&self) -> bool {
-        BASELINES.contains(&self.name.as_str())
-    }
-    fn model_spec(&self) -> ModelSpec {
-        ModelSpec { name: self.name.clone(), id: Some(self.id().to_string()), targets: None, params: self.params.clone() }
-    }
-}
-
-/// The other keys of an `ensemble` `[[model]]` table.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EnsembleParams {
-    pub members: Vec<MemberSpec>,
-    #[serde(default = "logistic")]
-    pub meta: MetaKind,
-    /// Purged chronological folds of the out-of-fold predictions (≥ 2).
-    #[serde(default = "three")]
-    pub folds: usize,
-    /// Rows after a held-out block that no fold model trains on (default: longest horizon + window).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub embargo: Option<usize>,
-    /// L2 penalty of the logistic meta-learner.
-    #[serde(default = "l2")]
-    pub l2: f64,
-    /// Hedge's learning rate η (default: the best of 0.1, 0.3, 1, 3, 10 on the out-of-fold rows).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub eta: Option<f64>,
-    /// Hedge's loss discount γ per matured label (1 = plain Hedge).
-    #[serde(default = "discount")]
-    pub discount: f64,
-}
-
-fn logistic() -> MetaKind {
-    MetaKind::Logistic
-}
-fn three() -> usize {
-    3
-}
-fn l2() -> f64 {
-    1e-3
-}
-fn discount() -> f64 {
-    0.999
-}
-
-impl EnsembleParams {
-    /// The `[[model]]` table's ensemble keys, checked against the experiment's target ids.
-    pub fn from_spec(m: &ModelSpec, tids: &[String]) -> std::result::Result<EnsembleParams, String> {
-        let p: EnsembleParams =
-            serde_json::from_value(Value::Object(m.params.clone())).map_err(|e| format!("[[model]] {} (ensemble): {e}", m.id()))?;
-        let bad = |r: String| Err(format!("[[model]] {} (ensemble): {r}", m.id()));
-        if p.members.is_empty() {
-            return bad("members is empty".into());
-        }
-        if p.folds < 2 {
-            return bad(format!("folds = {} (need ≥ 2)", p.folds));
-        }
-        if p.meta == MetaKind::Lightgbm {
-            return bad("meta = \"lightgbm\" (LightGBM stacking) is not implemented yet: use \"logistic\", \"weighted_average\" or \"hedge\"".into());
-        }
-        if !(p.l2 >= 0.0 && p.l2.is_finite()) || !(p.discount > 0.0 && p.discount <= 1.0) || p.eta.is_some_and(|e| !(e >= 0.0 && e.is_finite())) {
-            return bad(format!("l2 = {}, discount = {}, eta = {:?}: need l2 ≥ 0, 0 < discount ≤ 1, eta ≥ 0", p.l2, p.discount, p.eta));
-        }
-        let mut ids: Vec<&str> = p.members.iter().map(|x| x.id()).collect();
-        ids.sort_unstable();
-        if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
-            return bad(format!("two members share the id {:?}: set `id` on one", w[0]));
-        }
-        for x in &p.members {
-            if x.name == ENSEMBLE {
-                return bad(format!("member {}: an ensemble cannot be a member", x.id()));
-            }
-            if x.id().contains(['/', '\\']) || x.id().is_empty() || x.id() == "." || x.id() == ".." {
-                return bad(format!("member id {:?} must be a plain directory name", x.id()));
-            }
-            if let Some(t) = &x.target {
-                if !tids.contains(t) {
-                    return bad(format!("member {}: target {t:?}, but the targets are {tids:?}", x.id()));
-                }
-            }
-            if x.is_baseline() && !x.params.is_empty() {
-                return bad(format!("member {}: baselines take no parameters", x.id()));
-            }
-            if x.name == LIGHTGBM {
-                LightgbmParams::from_spec(&x.model_spec())?;
-            }
-        }
-        Ok(p)
-    }
-}
 
 /// The last row each row's label reads (rows beyond the end: the last row): from the target's
 /// row horizon, or its clock duration on the row times.

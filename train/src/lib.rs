@@ -9,6 +9,7 @@ pub mod ensemble;
 pub mod error;
 pub mod explain;
 pub mod lightgbm;
+pub mod model;
 pub mod progress;
 pub mod reproduce;
 pub mod run;
