@@ -427,7 +427,6 @@ impl EnsembleDoc {
     }
 }
 
-
 /// The checks of an ensemble card: its document file and hash, the meta-learner's shapes, and
 /// every member — a valid card (hash as recorded) of a non-ensemble family reading the
 /// ensemble's inputs with its classes.
@@ -515,5 +514,4 @@ impl<M: ?Sized + crate::Predictor> EnsemblePredictor<M> {
         }
         EnsemblePredictor::new(members, doc.meta, &card.classes, inp.window, inp.names.len())
     }
-
 }

@@ -196,7 +196,9 @@ pub fn evaluate_with(run: &Path, data_dir: &Path, engine: &str, load: &Loader<'_
                     match c.family {
                         Family::Lightgbm => Ok(Box::new(GbdtPredictor::load(d, c)?)),
                         Family::Deep => load(d, c),
-                        Family::Ensemble => Err(ContractError::Invalid(format!("{}: an ensemble member cannot be an ensemble", d.display()))),
+                        Family::Ensemble => {
+                            Err(ContractError::Invalid(format!("{}: an ensemble member cannot be an ensemble", d.display())))
+                        }
                     }
                 };
                 (Box::new(crate::ensemble::EnsemblePredictor::<dyn Predictor>::load(dir, &card, &member)?), engine)

@@ -25,8 +25,8 @@
 pub mod baselines;
 pub mod bayes;
 pub mod card;
-pub mod error;
 pub mod ensemble;
+pub mod error;
 pub mod eval;
 pub mod files;
 pub mod gbdt;

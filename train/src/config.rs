@@ -295,9 +295,15 @@ impl EnsembleParams {
             return bad(format!("folds = {} (need ≥ 2)", p.folds));
         }
         if p.meta == MetaKind::Lightgbm {
-            return bad("meta = \"lightgbm\" (LightGBM stacking) is not implemented yet: use \"logistic\", \"weighted_average\" or \"hedge\"".into());
+            return bad(
+                "meta = \"lightgbm\" (LightGBM stacking) is not implemented yet: use \"logistic\", \"weighted_average\" or \"hedge\""
+                    .into(),
+            );
         }
-        if !(p.l2 >= 0.0 && p.l2.is_finite()) || !(p.discount > 0.0 && p.discount <= 1.0) || p.eta.is_some_and(|e| !(e >= 0.0 && e.is_finite())) {
+        if !(p.l2 >= 0.0 && p.l2.is_finite())
+            || !(p.discount > 0.0 && p.discount <= 1.0)
+            || p.eta.is_some_and(|e| !(e >= 0.0 && e.is_finite()))
+        {
             return bad(format!("l2 = {}, discount = {}, eta = {:?}: need l2 ≥ 0, 0 < discount ≤ 1, eta ≥ 0", p.l2, p.discount, p.eta));
         }
         let mut ids: Vec<&str> = p.members.iter().map(|x| x.id()).collect();

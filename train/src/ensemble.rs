@@ -24,8 +24,8 @@ use crate::model::{candle_predictor, train_model, ModelCtx, ModelOut};
 use flowcast_contract::baselines::{self, Baseline};
 use flowcast_contract::card::{sha256_file, Family, ModelCard, TrainingEntry, WeightsEntry};
 use flowcast_contract::ensemble::{
-    fit_logistic, fit_weighted_average, hedge_prequential, EnsembleDoc, EnsemblePredictor, MemberEntry, MetaLearner,
-    ENSEMBLE_DOC_FORMAT, ENSEMBLE_DOC_VERSION, ENSEMBLE_FILE,
+    fit_logistic, fit_weighted_average, hedge_prequential, EnsembleDoc, EnsemblePredictor, MemberEntry, MetaLearner, ENSEMBLE_DOC_FORMAT,
+    ENSEMBLE_DOC_VERSION, ENSEMBLE_FILE,
 };
 use flowcast_contract::eval::EVAL_CHUNK;
 use flowcast_contract::files::{CARD_FILE, CARD_FORMAT, CARD_VERSION, PREDICTIONS_FILE};
@@ -94,7 +94,14 @@ pub struct Fold {
 /// The purged folds for one member: a member window ending at row e (label through
 /// `member_reach[e]`) is dropped when its label interval [e, reach] meets the block's label
 /// span [lo, hi_reach], or when e falls in the embargo (hi_reach, hi_reach + embargo].
-pub fn purged_folds(ens: &WindowSet, ens_reach: &[usize], member: &WindowSet, member_reach: &[usize], folds: usize, embargo: usize) -> Vec<Fold> {
+pub fn purged_folds(
+    ens: &WindowSet,
+    ens_reach: &[usize],
+    member: &WindowSet,
+    member_reach: &[usize],
+    folds: usize,
+    embargo: usize,
+) -> Vec<Fold> {
     fold_ranges(ens.len(), folds)
         .into_iter()
         .map(|held_out| {
@@ -124,7 +131,9 @@ pub fn out_of_fold(
     let mut out = vec![f32::NAN; ens.len() * k];
     for (j, f) in folds.iter().enumerate() {
         if f.train.is_empty() {
-            return Err(TrainError::Invalid(format!("ensemble fold {j}: no member training window is clear of the held-out block (fewer folds or a shorter embargo)")));
+            return Err(TrainError::Invalid(format!(
+                "ensemble fold {j}: no member training window is clear of the held-out block (fewer folds or a shorter embargo)"
+            )));
         }
         let idx: Vec<usize> = f.held_out.clone().collect();
         let p = fit_predict(j, &subset(member, &f.train), &subset(ens, &idx))?;
@@ -142,7 +151,9 @@ pub fn member_predictor(dir: &Path, card: &ModelCard) -> flowcast_contract::Resu
     match card.family {
         Family::Deep => candle_predictor(dir, card),
         Family::Lightgbm => Ok(Box::new(GbdtPredictor::load(dir, card)?)),
-        Family::Ensemble => Err(flowcast_contract::ContractError::Invalid(format!("{}: an ensemble member cannot be an ensemble", dir.display()))),
+        Family::Ensemble => {
+            Err(flowcast_contract::ContractError::Invalid(format!("{}: an ensemble member cannot be an ensemble", dir.display())))
+        }
     }
 }
 
@@ -226,14 +237,24 @@ fn headline(m: &Metrics) -> Value {
 }
 
 /// Trains, stacks, tests and exports ensemble `spec` for target `ti` into `dir`.
-pub(crate) fn train_and_export(ctx: &ModelCtx<'_>, spec: &ModelSpec, id: &str, dir: &Path, ti: usize, data: &PreparedData) -> Result<ModelOut> {
+pub(crate) fn train_and_export(
+    ctx: &ModelCtx<'_>,
+    spec: &ModelSpec,
+    id: &str,
+    dir: &Path,
+    ti: usize,
+    data: &PreparedData,
+) -> Result<ModelOut> {
     let exp: &Experiment = ctx.exp;
     let tids: Vec<String> = data.targets.iter().map(|t| t.def.id.clone()).collect();
     let p = EnsembleParams::from_spec(spec, &tids).map_err(TrainError::Invalid)?;
     let pt = &data.targets[ti];
     let (k, classes) = (pt.def.n_classes(), pt.def.classes.clone());
     if pt.def.output != OutputKind::Direction {
-        return Err(TrainError::Invalid(format!("[[model]] {id}: the ensemble combines class probabilities; target {} is a regression target", pt.def.id)));
+        return Err(TrainError::Invalid(format!(
+            "[[model]] {id}: the ensemble combines class probabilities; target {} is a regression target",
+            pt.def.id
+        )));
     }
     let tm_of = |m: &MemberSpec| -> usize { m.target.as_ref().and_then(|t| tids.iter().position(|x| x == t)).unwrap_or(ti) };
     for m in &p.members {
@@ -251,7 +272,8 @@ pub(crate) fn train_and_export(ctx: &ModelCtx<'_>, spec: &ModelSpec, id: &str, d
     std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
     let reach: Vec<Vec<usize>> = data.targets.iter().map(|t| reach_rows(&t.def, &data.rows)).collect::<Result<_>>()?;
     let used: Vec<usize> = std::iter::once(ti).chain(p.members.iter().map(tm_of)).collect();
-    let longest = used.iter().map(|&t| reach[t].iter().enumerate().map(|(r, &e)| e.saturating_sub(r)).max().unwrap_or(0)).max().unwrap_or(0);
+    let longest =
+        used.iter().map(|&t| reach[t].iter().enumerate().map(|(r, &e)| e.saturating_sub(r)).max().unwrap_or(0)).max().unwrap_or(0);
     let embargo = p.embargo.unwrap_or(longest + data.inputs.window);
     tracing::info!(id, folds = p.folds, embargo, members = p.members.len(), "ensemble: out-of-fold predictions");
 
@@ -344,7 +366,13 @@ pub(crate) fn train_and_export(ctx: &ModelCtx<'_>, spec: &ModelSpec, id: &str, d
                 let rel = format!("members/{}", m.id());
                 let c = ModelCard::load(&dir.join(&rel))?;
                 params += c.params;
-                MemberEntry { id: m.id().into(), target, card_sha256: Some(sha256_file(&dir.join(&rel).join(CARD_FILE))?), dir: Some(rel), baseline: None }
+                MemberEntry {
+                    id: m.id().into(),
+                    target,
+                    card_sha256: Some(sha256_file(&dir.join(&rel).join(CARD_FILE))?),
+                    dir: Some(rel),
+                    baseline: None,
+                }
             }
             Fitted::Baseline(b) => MemberEntry { id: m.id().into(), target, dir: None, card_sha256: None, baseline: Some(b.clone()) },
         });

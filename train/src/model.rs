@@ -55,7 +55,14 @@ pub(crate) struct ModelOut {
 
 /// Trains model `spec` for target `ti` of `data`, tests it on that target's test windows and
 /// exports it into `dir` (any non-ensemble family: the ensemble trains its members here).
-pub(crate) fn train_model(ctx: &ModelCtx<'_>, spec: &crate::config::ModelSpec, id: &str, dir: &Path, ti: usize, data: &PreparedData) -> Result<ModelOut> {
+pub(crate) fn train_model(
+    ctx: &ModelCtx<'_>,
+    spec: &crate::config::ModelSpec,
+    id: &str,
+    dir: &Path,
+    ti: usize,
+    data: &PreparedData,
+) -> Result<ModelOut> {
     let exp = ctx.exp;
     let pt = &data.targets[ti];
     let tid = pt.def.id.clone();
@@ -154,11 +161,13 @@ pub(crate) fn train_model(ctx: &ModelCtx<'_>, spec: &crate::config::ModelSpec, i
         let co = predict_set(cp.as_ref(), &pt.test, &data.window_ofi, 256)?;
         let max_diff = out.probs.iter().zip(&co.probs).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         let same = out.probs.chunks(k).zip(co.probs.chunks(k)).filter(|(a, b)| argmax(a) == argmax(b)).count();
-        agreement = Some(
-            json!({"engine": "candle (flowcast-serve)", "max_abs_prob_diff": max_diff,
-                   "argmax_agreement": same as f64 / pt.test.len().max(1) as f64, "windows": pt.test.len()}),
-        );
+        agreement = Some(json!({"engine": "candle (flowcast-serve)", "max_abs_prob_diff": max_diff,
+                   "argmax_agreement": same as f64 / pt.test.len().max(1) as f64, "windows": pt.test.len()}));
     }
-    Ok(ModelOut { headline: h, full: json!({"target": tid, "test": m, "history": trained.state.history, "params": trained.params}), agreement, extra: Vec::new() })
+    Ok(ModelOut {
+        headline: h,
+        full: json!({"target": tid, "test": m, "history": trained.state.history, "params": trained.params}),
+        agreement,
+        extra: Vec::new(),
+    })
 }
-
