@@ -35,9 +35,9 @@ pub fn candle_loader() -> Loader {
                 Arc::new(flowcast_contract::gbdt::GbdtPredictor::load(dir, &card).map_err(|e| e.to_string())?)
             }
             flowcast_contract::card::Family::Deep => Arc::new(flowcast_serve::CandlePredictor::load(dir).map_err(|e| e.to_string())?.0),
-            flowcast_contract::card::Family::Ensemble => Arc::new(
-                flowcast_contract::ensemble::EnsemblePredictor::load(dir, &card, &member_predictor).map_err(|e| e.to_string())?,
-            ),
+            flowcast_contract::card::Family::Ensemble => {
+                Arc::new(flowcast_contract::ensemble::EnsemblePredictor::load(dir, &card, &member_predictor).map_err(|e| e.to_string())?)
+            }
         };
         let parameters = vec![
             ("architecture".to_string(), p.info().name.clone()),
