@@ -226,15 +226,13 @@ pub fn fit_logistic(z: &[f32], y: &[u8], m: usize, k: usize, l2: f64, cw: Option
 
 /// The prequential (predict, then update once matured) Hedge log loss over rows `z` in time
 /// order with labels `y`; `matured[i]` = how many rows' labels have matured when row i is
-/// predicted (non-decreasing, ≤ i). Returns the mean log loss and the final losses.
+/// predicted (non-decreasing, ≤ i); `(m, k)` members × classes, `(η, γ)`. Returns the mean log loss and the final losses.
 pub fn hedge_prequential(
     z: &[f32],
     y: &[u8],
     matured: &[usize],
-    m: usize,
-    k: usize,
-    eta: f64,
-    discount: f64,
+    (m, k): (usize, usize),
+    (eta, discount): (f64, f64),
     start: &[f64],
     probs: Option<&mut Vec<f32>>,
 ) -> (f64, Vec<f64>) {
@@ -450,7 +448,7 @@ mod tests {
         assert!(ll(&lg, &z, &y) < ll(&wa, &z, &y) + 0.05, "{} vs {}", ll(&lg, &z, &y), ll(&wa, &z, &y));
         // Hedge: weights move to member 0 as labels mature.
         let matured: Vec<usize> = (0..300usize).map(|i| i.saturating_sub(5)).collect();
-        let (pre, losses) = hedge_prequential(&z, &y, &matured, 2, 3, 1.0, 0.99, &[0.0, 0.0], None);
+        let (pre, losses) = hedge_prequential(&z, &y, &matured, (2, 3), (1.0, 0.99), &[0.0, 0.0], None);
         assert!(losses[0] < losses[1] && pre < ll(&uniform, &z, &y), "{losses:?} {pre}");
         assert!(hedge_weights(1.0, &losses)[0] > 0.99);
     }

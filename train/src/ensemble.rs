@@ -343,14 +343,14 @@ pub(crate) fn train_and_export(
             let zero = vec![0.0; m_n];
             let grid: Vec<f64> = p.eta.map(|e| vec![e]).unwrap_or_else(|| vec![0.1, 0.3, 1.0, 3.0, 10.0]);
             let scored: Vec<(f64, f64)> =
-                grid.iter().map(|&eta| (eta, hedge_prequential(&z_oof, y, &mat, m_n, k, eta, p.discount, &zero, None).0)).collect();
+                grid.iter().map(|&eta| (eta, hedge_prequential(&z_oof, y, &mat, (m_n, k), (eta, p.discount), &zero, None).0)).collect();
             let (eta, _) = scored.iter().copied().fold((grid[0], f64::INFINITY), |b, s| if s.1 < b.1 { s } else { b });
             meta_info = json!({"eta_grid_oof_log_loss": scored});
             // The exported state: losses after the out-of-fold rows, then the validation rows
             // (final members; those labels have matured before any test row).
-            let (_, l1) = hedge_prequential(&z_oof, y, &mat, m_n, k, eta, p.discount, &zero, None);
+            let (_, l1) = hedge_prequential(&z_oof, y, &mat, (m_n, k), (eta, p.discount), &zero, None);
             let vmat = matured_counts(&pt.validation, &reach[ti]);
-            let (_, l2) = hedge_prequential(&z_val, &pt.validation.labels, &vmat, m_n, k, eta, p.discount, &l1, None);
+            let (_, l2) = hedge_prequential(&z_val, &pt.validation.labels, &vmat, (m_n, k), (eta, p.discount), &l1, None);
             MetaLearner::Hedge { eta, discount: p.discount, losses: l2 }
         }
         MetaKind::Lightgbm => unreachable!("rejected by EnsembleParams::from_spec"),
@@ -463,7 +463,7 @@ pub(crate) fn train_and_export(
         // Online protocol on the test rows: predict, then update once each label has matured.
         let tmat = matured_counts(&pt.test, &reach[ti]);
         let mut probs = Vec::new();
-        let (_, end) = hedge_prequential(&z_test, &pt.test.labels, &tmat, m_n, k, *eta, *discount, losses, Some(&mut probs));
+        let (_, end) = hedge_prequential(&z_test, &pt.test.labels, &tmat, (m_n, k), (*eta, *discount), losses, Some(&mut probs));
         let mp = Metrics::compute(&pt.test.targets(), &probs, k);
         h["prequential"] = headline(&mp);
         full["prequential"] = json!({"test": mp, "final_weights": flowcast_contract::ensemble::hedge_weights(*eta, &end)});
