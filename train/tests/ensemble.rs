@@ -73,17 +73,18 @@ fn ensemble_trains_exports_and_serves_through_predictor() {
     let s = run_experiment(&exp, EXPERIMENT, &opts).unwrap();
     let j = &s.json;
     let models = j["models"].as_object().unwrap();
-    for id in ["stack", "stack/lstm", "stack/gru", "stack/majority", "online", "online/lstm", "online/ofi_logistic"] {
+    // Two targets: run ids are `<model id>_<target>`.
+    for id in ["stack_k5", "stack_k5/lstm", "stack_k5/gru", "stack_k5/majority", "online_k5", "online_k5/lstm", "online_k5/ofi_logistic"] {
         assert!(models[id]["macro_f1"].is_number(), "{id}: {j}");
         assert_eq!(models[id]["target"], "k5", "{id}: members are scored on the ensemble's labels");
     }
-    assert_eq!(models["stack/gru"]["member_target"], "k20");
-    assert_eq!(models["stack"]["meta"], "logistic");
-    assert!(models["online"]["prequential"]["accuracy"].is_number(), "hedge reports its online protocol: {j}");
-    assert!(j["agreement"]["stack"]["max_abs_prob_diff"].as_f64().unwrap() <= 1e-5, "{j}");
+    assert_eq!(models["stack_k5/gru"]["member_target"], "k20");
+    assert_eq!(models["stack_k5"]["meta"], "logistic");
+    assert!(models["online_k5"]["prequential"]["accuracy"].is_number(), "hedge reports its online protocol: {j}");
+    assert!(j["agreement"]["stack_k5"]["max_abs_prob_diff"].as_f64().unwrap() <= 1e-5, "{j}");
 
     let run = Path::new(j["run_dir"].as_str().unwrap());
-    let dir = run.join("stack");
+    let dir = run.join("stack_k5");
     let card = ModelCard::load(&dir).unwrap();
     assert_eq!(card.family, Family::Ensemble);
     let doc = EnsembleDoc::from_card(&card, &dir).unwrap();
@@ -102,7 +103,7 @@ fn ensemble_trains_exports_and_serves_through_predictor() {
     flowcast_datasets::write_dataset(&data_dir, &ds).unwrap();
     let burn = evaluate(&dir, &data_dir, Engine::Burn, &burn::prelude::Device::flex(), None).unwrap();
     let candle = evaluate(&dir, &data_dir, Engine::Candle, &burn::prelude::Device::flex(), None).unwrap();
-    let (a, b) = (&burn.json["models"]["stack"], &candle.json["models"]["stack"]);
+    let (a, b) = (&burn.json["models"]["stack_k5"], &candle.json["models"]["stack_k5"]);
     assert!(a["accuracy"].is_number(), "{}", burn.json);
     assert!((a["accuracy"].as_f64().unwrap() - b["accuracy"].as_f64().unwrap()).abs() < 0.01, "burn {a} vs candle {b}");
 
@@ -111,7 +112,7 @@ fn ensemble_trains_exports_and_serves_through_predictor() {
     assert_eq!(loaded.predictor.info().name, "ensemble");
     assert_eq!(loaded.predictor.info().classes, card.classes);
     let spec: flowcast_backtest::config::SignalSpec =
-        serde_json::from_value(serde_json::json!({"model": run.join("online"), "allow_in_sample": true})).unwrap();
+        serde_json::from_value(serde_json::json!({"model": run.join("online_k5"), "allow_in_sample": true})).unwrap();
     let sig = flowcast_backtest::signals::load(&spec, &ds).unwrap();
     assert!(!sig.points.is_empty() && sig.source.contains("online"), "{}", sig.source);
 
