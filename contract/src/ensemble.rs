@@ -69,7 +69,7 @@ impl MetaLearner {
                 }
             }
             MetaLearner::Hedge { eta, discount, losses } => {
-                if !(eta.is_finite() && *eta >= 0.0) || !(*discount > 0.0 && *discount <= 1.0) {
+                if !(eta.is_finite() && *eta >= 0.0 && *discount > 0.0 && *discount <= 1.0) {
                     return Err(format!("eta = {eta} / discount = {discount}: need η ≥ 0 and 0 < γ ≤ 1"));
                 }
                 if losses.len() != m || !finite(losses) {

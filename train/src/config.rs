@@ -300,10 +300,8 @@ impl EnsembleParams {
                     .into(),
             );
         }
-        if !(p.l2 >= 0.0 && p.l2.is_finite())
-            || !(p.discount > 0.0 && p.discount <= 1.0)
-            || p.eta.is_some_and(|e| !(e >= 0.0 && e.is_finite()))
-        {
+        let eta_ok = p.eta.is_none_or(|e| e >= 0.0 && e.is_finite());
+        if !(p.l2 >= 0.0 && p.l2.is_finite() && p.discount > 0.0 && p.discount <= 1.0 && eta_ok) {
             return bad(format!("l2 = {}, discount = {}, eta = {:?}: need l2 ≥ 0, 0 < discount ≤ 1, eta ≥ 0", p.l2, p.discount, p.eta));
         }
         let mut ids: Vec<&str> = p.members.iter().map(|x| x.id()).collect();

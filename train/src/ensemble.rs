@@ -118,16 +118,13 @@ pub fn purged_folds(
         .collect()
 }
 
+/// Fits a member on fold `j`'s training windows and returns its probabilities on the held-out ones.
+pub type FitPredict<'a> = dyn FnMut(usize, &WindowSet, &WindowSet) -> Result<Vec<f32>> + 'a;
+
 /// Out-of-fold probabilities `[ens.len() × k]`: for each fold, `fit_predict(fold, train, held_out)`
 /// fits a member on `train` (a subset of `member`) and returns its probabilities on `held_out`
 /// (a subset of `ens`).
-pub fn out_of_fold(
-    ens: &WindowSet,
-    member: &WindowSet,
-    folds: &[Fold],
-    k: usize,
-    fit_predict: &mut dyn FnMut(usize, &WindowSet, &WindowSet) -> Result<Vec<f32>>,
-) -> Result<Vec<f32>> {
+pub fn out_of_fold(ens: &WindowSet, member: &WindowSet, folds: &[Fold], k: usize, fit_predict: &mut FitPredict<'_>) -> Result<Vec<f32>> {
     let mut out = vec![f32::NAN; ens.len() * k];
     for (j, f) in folds.iter().enumerate() {
         if f.train.is_empty() {
