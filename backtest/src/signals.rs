@@ -155,6 +155,21 @@ pub fn resolve_latest(path: &Path) -> Result<std::path::PathBuf> {
     }
 }
 
+/// An ensemble member's predictor: the same families as a signal model (no nested ensembles).
+fn member(dir: &Path, card: &ModelCard) -> flowcast_contract::Result<Box<dyn flowcast_contract::Predictor>> {
+    use flowcast_contract::card::Family;
+    match card.family {
+        Family::Lightgbm => Ok(Box::new(flowcast_contract::gbdt::GbdtPredictor::load(dir, card)?)),
+        Family::BayesOnline => Ok(Box::new(flowcast_contract::bayes::BayesOnline::load(dir, card)?)),
+        Family::Deep => Ok(Box::new(
+            flowcast_serve::CandlePredictor::load(dir).map_err(|e| flowcast_contract::ContractError::Invalid(e.to_string()))?.0,
+        )),
+        Family::Ensemble => {
+            Err(flowcast_contract::ContractError::Invalid(format!("{}: an ensemble member cannot be an ensemble", dir.display())))
+        }
+    }
+}
+
 pub fn load(spec: &SignalSpec, ds: &Dataset) -> Result<Signals> {
     let hash = events_hash(ds);
     if let Some(dir) = &spec.model {
@@ -167,6 +182,9 @@ pub fn load(spec: &SignalSpec, ds: &Dataset) -> Result<Signals> {
             // The frozen posterior of the card (the backtest replays; it does not learn).
             flowcast_contract::card::Family::BayesOnline => Box::new(flowcast_contract::bayes::BayesOnline::load(dir, &card)?),
             flowcast_contract::card::Family::Deep => Box::new(flowcast_serve::CandlePredictor::load(dir)?.0),
+            flowcast_contract::card::Family::Ensemble => {
+                Box::new(flowcast_contract::ensemble::EnsemblePredictor::<dyn flowcast_contract::Predictor>::load(dir, &card, &member)?)
+            }
         };
         let mut card_rule = SignalRule::of_card(&card);
         if let Some(r) = &spec.rule {

@@ -61,15 +61,19 @@ pub enum Family {
     /// Bayesian online linear regression (`bayes_state.json`), read by `bayes`.
     #[serde(rename = "bayes_online")]
     BayesOnline,
+    /// A stacked ensemble: `ensemble.json` (members + meta-learner), its members' directories
+    /// inside its own (`crate::ensemble`).
+    Ensemble,
 }
 
 impl Family {
-    pub const ALL: [Family; 3] = [Family::Deep, Family::Lightgbm, Family::BayesOnline];
+    pub const ALL: [Family; 4] = [Family::Deep, Family::Lightgbm, Family::BayesOnline, Family::Ensemble];
     pub fn name(self) -> &'static str {
         match self {
             Family::Deep => "deep",
             Family::Lightgbm => "lightgbm",
             Family::BayesOnline => "bayes_online",
+            Family::Ensemble => "ensemble",
         }
     }
 }
@@ -222,6 +226,7 @@ impl ModelCard {
             Family::Deep => self.validate_deep_model(dir)?,
             Family::Lightgbm => self.validate_lightgbm(dir)?,
             Family::BayesOnline => self.validate_bayes(dir)?,
+            Family::Ensemble => validate_ensemble(self, dir)?,
         }
         if self.classes != target.classes {
             return err("classes", format!("{:?} differ from preprocessing.target.classes {:?}", self.classes, target.classes));
@@ -269,7 +274,7 @@ impl ModelCard {
         }
         match self.family {
             Family::Deep => self.validate_deep_files(dir),
-            Family::Lightgbm | Family::BayesOnline => Ok(()),
+            Family::Lightgbm | Family::BayesOnline | Family::Ensemble => Ok(()),
         }
     }
 
@@ -468,5 +473,104 @@ impl crate::gbdt::GbdtPredictor {
             }
         }
         Ok(crate::gbdt::GbdtPredictor::from_parts(model, target, inp.window, inp.names.len()))
+    }
+}
+
+// The ensemble family's card side (beside the card, as gbdt's: `ensemble` does not depend on `card`).
+use crate::ensemble::{EnsembleDoc, EnsemblePredictor, Member, ENSEMBLE_DOC_FORMAT, ENSEMBLE_DOC_VERSION};
+
+impl EnsembleDoc {
+    /// The card's `model` document as an ensemble document.
+    pub fn from_card(card: &ModelCard, path: &Path) -> Result<EnsembleDoc> {
+        serde_json::from_value(card.model.clone()).map_err(|e| ContractError::card(path, "model", e.to_string()))
+    }
+}
+
+/// The checks of an ensemble card: its document file and hash, the meta-learner's shapes, and
+/// every member — a valid card (hash as recorded) of a non-ensemble family reading the
+/// ensemble's inputs with its classes.
+fn validate_ensemble(card: &ModelCard, dir: &Path) -> Result<()> {
+    let p = dir.join(CARD_FILE);
+    let err = |field: &str, r: String| Err(ContractError::card(&p, field, r));
+    if card.model["format"] != ENSEMBLE_DOC_FORMAT {
+        return err("family", format!("\"ensemble\", but the model document's format is {}", card.model["format"]));
+    }
+    if card.model["version"] != ENSEMBLE_DOC_VERSION {
+        return err("model.version", format!("{}, expected {ENSEMBLE_DOC_VERSION}", card.model["version"]));
+    }
+    let doc = EnsembleDoc::from_card(card, &p)?;
+    let w = dir.join(&card.weights.file);
+    let sha = sha256_file(&w)?;
+    if sha != card.weights.sha256 {
+        return err("weights.sha256", format!("{} does not match {} ({sha})", card.weights.sha256, w.display()));
+    }
+    let file_doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&w).map_err(|e| ContractError::io(&w, e))?)
+        .map_err(|e| ContractError::card(&w, "json", e.to_string()))?;
+    if file_doc != card.model {
+        return err("model", format!("differs from {}", w.display()));
+    }
+    let k = card.classes.len();
+    if doc.members.is_empty() {
+        return err("model.members", "empty".into());
+    }
+    if let Err(r) = doc.meta.check(doc.members.len(), k) {
+        return err("model.meta", r);
+    }
+    for (i, m) in doc.members.iter().enumerate() {
+        let field = format!("model.members[{i}] ({})", m.id);
+        match (&m.dir, &m.card_sha256, &m.baseline) {
+            (Some(d), Some(h), None) => {
+                if Path::new(d).is_absolute() || d.split(['/', '\\']).any(|c| c == "..") {
+                    return err(&field, format!("dir {d:?} must be relative, inside the ensemble"));
+                }
+                let md = dir.join(d);
+                let got = sha256_file(&md.join(CARD_FILE))?;
+                if &got != h {
+                    return err(&field, format!("card_sha256 {h} does not match {} ({got})", md.join(CARD_FILE).display()));
+                }
+                let mc = ModelCard::load(&md)?;
+                if mc.family == Family::Ensemble {
+                    return err(&field, "a member cannot itself be an ensemble".into());
+                }
+                if mc.preprocessing.inputs != card.preprocessing.inputs {
+                    return err(&field, "its preprocessing.inputs differ from the ensemble's".into());
+                }
+                if mc.classes != card.classes {
+                    return err(&field, format!("classes {:?} differ from the ensemble's {:?}", mc.classes, card.classes));
+                }
+                if mc.preprocessing.target.id != m.target {
+                    return err(&field, format!("target {:?}, but its card predicts {:?}", m.target, mc.preprocessing.target.id));
+                }
+            }
+            (None, None, Some(b)) => {
+                if b.n_classes() != k {
+                    return err(&field, format!("baseline fitted for {} classes, the ensemble has {k}", b.n_classes()));
+                }
+            }
+            _ => return err(&field, "needs either dir + card_sha256 (a model) or baseline".into()),
+        }
+    }
+    Ok(())
+}
+
+impl<M: ?Sized + crate::Predictor> EnsemblePredictor<M> {
+    /// Loads a validated ensemble card's members (`load_member` builds each model member from
+    /// its directory and card; it decides the engine) and meta-learner.
+    pub fn load(dir: &Path, card: &ModelCard, load_member: &dyn Fn(&Path, &ModelCard) -> Result<Box<M>>) -> Result<Self> {
+        let doc = EnsembleDoc::from_card(card, &dir.join(CARD_FILE))?;
+        let inp = &card.preprocessing.inputs;
+        let mut members = Vec::with_capacity(doc.members.len());
+        for m in &doc.members {
+            members.push(match (&m.dir, &m.baseline) {
+                (Some(d), _) => {
+                    let md = dir.join(d);
+                    let mc = ModelCard::load(&md)?;
+                    Member::Model(load_member(&md, &mc)?)
+                }
+                (None, Some(b)) => Member::Baseline(b.predictor(&card.classes, inp.window, inp.names.len())),
+                (None, None) => return Err(ContractError::card(&dir.join(CARD_FILE), "model.members", format!("{}: no dir", m.id))),
+            });
+        }
+        EnsemblePredictor::new(members, doc.meta, &card.classes, inp.window, inp.names.len())
     }
 }

@@ -198,6 +198,19 @@ pub fn evaluate_with(run: &Path, data_dir: &Path, engine: &str, load: &Loader<'_
             Family::Lightgbm => (Box::new(GbdtPredictor::load(dir, &card)?), "gbdt"),
             Family::BayesOnline => (Box::new(crate::bayes::BayesOnline::load(dir, &card)?), "bayes"),
             Family::Deep => (load(dir, &card)?, engine),
+            Family::Ensemble => {
+                let member = |d: &Path, c: &ModelCard| -> Result<Box<dyn Predictor>> {
+                    match c.family {
+                        Family::Lightgbm => Ok(Box::new(GbdtPredictor::load(d, c)?)),
+                        Family::BayesOnline => Ok(Box::new(crate::bayes::BayesOnline::load(d, c)?)),
+                        Family::Deep => load(d, c),
+                        Family::Ensemble => {
+                            Err(ContractError::Invalid(format!("{}: an ensemble member cannot be an ensemble", d.display())))
+                        }
+                    }
+                };
+                (Box::new(crate::ensemble::EnsemblePredictor::<dyn Predictor>::load(dir, &card, &member)?), engine)
+            }
         };
         let o = predict_set(p.as_ref(), test, &data.window_ofi, EVAL_CHUNK)?;
         let m = Metrics::compute(&test.targets(), &o.probs, k);

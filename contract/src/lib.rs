@@ -13,6 +13,7 @@
 //! - [`bayes`]: Bayesian online regression (`bayes_online`), an `OnlinePredictor` (cards of family
 //!   `bayes_online`); [`bayes_changepoint`]: its optional changepoint-driven forgetting;
 //! - [`prequential`]: online evaluation that hands labels over only once they have matured;
+//! - [`ensemble`]: stacked ensembles of exported members and their meta-learners (`ensemble` cards);
 //! - [`gbdt`]: a pure-Rust evaluator of LightGBM's text model format (`lightgbm` cards);
 //! - [`metrics`], [`predictions`]: scoring and the predictions file;
 //! - [`card`]: the model card and its validation;
@@ -26,6 +27,7 @@ pub mod baselines;
 pub mod bayes;
 pub mod bayes_changepoint;
 pub mod card;
+pub mod ensemble;
 pub mod error;
 pub mod eval;
 pub mod files;

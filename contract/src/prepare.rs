@@ -49,7 +49,9 @@ pub struct PreparedTarget {
     pub test: WindowSet,
 }
 
-/// The prepared windows of one experiment (or of an evaluation dataset).
+/// The prepared windows of one experiment (or of an evaluation dataset). Cloning shares the
+/// matrix (an `Arc`); the ensemble clones it to train fold members on subsets.
+#[derive(Clone)]
 pub struct PreparedData {
     pub matrix: Arc<Matrix>,
     pub inputs: InputDef,

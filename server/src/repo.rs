@@ -39,6 +39,9 @@ pub fn candle_loader() -> Loader {
             flowcast_contract::card::Family::BayesOnline => {
                 Arc::new(flowcast_contract::bayes::BayesOnline::load(dir, &card).map_err(|e| e.to_string())?)
             }
+            flowcast_contract::card::Family::Ensemble => {
+                Arc::new(flowcast_contract::ensemble::EnsemblePredictor::load(dir, &card, &member_predictor).map_err(|e| e.to_string())?)
+            }
         };
         let parameters = vec![
             ("architecture".to_string(), p.info().name.clone()),
@@ -49,6 +52,22 @@ pub fn candle_loader() -> Loader {
         ];
         Ok(Loaded { predictor: p, parameters, card: Some(Arc::new(card)) })
     })
+}
+
+/// An ensemble member's predictor, shareable across threads: the same families as
+/// [`candle_loader`] (an ensemble never nests another).
+fn member_predictor(dir: &Path, card: &ModelCard) -> flowcast_contract::Result<Box<dyn Predictor + Send + Sync>> {
+    use flowcast_contract::card::Family;
+    match card.family {
+        Family::Lightgbm => Ok(Box::new(flowcast_contract::gbdt::GbdtPredictor::load(dir, card)?)),
+        Family::BayesOnline => Ok(Box::new(flowcast_contract::bayes::BayesOnline::load(dir, card)?)),
+        Family::Deep => Ok(Box::new(
+            flowcast_serve::CandlePredictor::load(dir).map_err(|e| flowcast_contract::ContractError::Invalid(e.to_string()))?.0,
+        )),
+        Family::Ensemble => {
+            Err(flowcast_contract::ContractError::Invalid(format!("{}: an ensemble member cannot be an ensemble", dir.display())))
+        }
+    }
 }
 
 /// One ready model version.

@@ -1,13 +1,17 @@
 //! `flowcast models`: list the model registry (the deep architectures and the tree family
-//! `lightgbm`, the online family `bayes_online`) and describe one: a deep architecture with its
-//! trainable parameter count, lightgbm and bayes_online with their hyperparameter defaults.
+//! `lightgbm`, the online family `bayes_online`, the stacked `ensemble`) and describe one: a deep
+//! architecture with its trainable parameter count, lightgbm and bayes_online with their
+//! hyperparameter defaults.
 
 use super::parse_overrides;
 use anyhow::Result;
 use clap::Subcommand;
-use flowcast_train::config::{BayesParams, LightgbmParams, BAYES_ONLINE, LIGHTGBM};
+use flowcast_train::config::{BayesParams, LightgbmParams, BAYES_ONLINE, ENSEMBLE, LIGHTGBM};
 
 const LIGHTGBM_SUMMARY: &str = "gradient-boosted trees on the window's last feature row (multiclass or regression)";
+const ENSEMBLE_SUMMARY: &str =
+    "stacked ensemble of registry models on one or more horizons: weighted_average, logistic or hedge meta-learner on purged out-of-fold predictions";
+const ENSEMBLE_REFERENCE: &str = "Wolpert 1992, Stacked generalization; Freund & Schapire 1997 (Hedge); López de Prado 2018 (purged CV)";
 const LIGHTGBM_REFERENCE: &str = "Ke et al. 2017, LightGBM: A Highly Efficient Gradient Boosting Decision Tree (NeurIPS)";
 const BAYES_SUMMARY: &str =
     "Bayesian online linear regression of the move (bps) on the last feature row, discounted; Student-t class probabilities";
@@ -48,6 +52,8 @@ pub fn run(cmd: ModelsCmd) -> Result<bool> {
                 );
                 rows.push(serde_json::json!({"name": BAYES_ONLINE, "family": "bayes_online", "summary": BAYES_SUMMARY,
                                              "reference": BAYES_REFERENCE, "params": null, "trainable": true}));
+                rows.push(serde_json::json!({"name": ENSEMBLE, "family": "ensemble", "summary": ENSEMBLE_SUMMARY,
+                                             "reference": ENSEMBLE_REFERENCE, "params": null, "trainable": true}));
                 println!("{}", serde_json::json!({ "models": rows }));
             } else {
                 println!("{:<12} {:>10}  summary (params at 40 features, 3 classes)", "model", "params");
@@ -56,6 +62,7 @@ pub fn run(cmd: ModelsCmd) -> Result<bool> {
                 }
                 println!("{LIGHTGBM:<12} {:>10}  {LIGHTGBM_SUMMARY}{built}", "-");
                 println!("{BAYES_ONLINE:<12} {:>10}  {BAYES_SUMMARY}", "F + 1");
+                println!("{ENSEMBLE:<12} {:>10}  {ENSEMBLE_SUMMARY}", "-");
             }
         }
         ModelsCmd::Describe { name, set, json } if name == LIGHTGBM => {

@@ -32,9 +32,7 @@ use serde_json::{json, Value};
 /// The prequential test predictions.
 pub const PREQUENTIAL_FILE: &str = "predictions_prequential.parquet";
 
-fn write_json(path: &std::path::Path, v: &impl serde::Serialize) -> Result<()> {
-    std::fs::write(path, serde_json::to_string_pretty(v).expect("json") + "\n").map_err(|e| TrainError::io(path, e))
-}
+use crate::error::write_json;
 
 /// Windows `range` of `out` as their own outputs.
 fn slice(out: &Outputs, range: std::ops::Range<usize>) -> Outputs {

@@ -7,6 +7,7 @@ pub use flowcast_contract::preprocessing::{ColumnKind, ColumnsSpec, NormSpec, Sp
 pub use flowcast_contract::target::{AlphaSpec, LabelKind, OutputKind, TargetSpec};
 pub use flowcast_datasets::source::{DataSpec, ImportSpec, SynthSpec};
 use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -114,7 +115,17 @@ impl ModelSpec {
     pub fn id(&self) -> &str {
         self.id.as_deref().unwrap_or(&self.name)
     }
+
+    /// Whether this model is, or (an ensemble) has a member that is, registry model `name`.
+    pub fn uses(&self, name: &str) -> bool {
+        self.name == name
+            || (self.name == ENSEMBLE
+                && self.params.get("members").and_then(|m| m.as_array()).is_some_and(|ms| ms.iter().any(|m| m["name"] == name)))
+    }
 }
+
+/// Registry name of the stacked ensemble (`[[model]] name = "ensemble"`, crate::ensemble).
+pub const ENSEMBLE: &str = "ensemble";
 
 /// Registry name of the gradient-boosted-trees family (`[[model]] name = "lightgbm"`).
 pub const LIGHTGBM: &str = "lightgbm";
@@ -255,6 +266,129 @@ impl BayesParams {
             serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| format!("[[model]] {} (bayes_online): {e}", m.id()))?;
         config.validate().map_err(|e| format!("[[model]] {}: {e}", m.id()))?;
         Ok(BayesParams { config, prior_b_from_data, changepoint })
+    }
+}
+
+/// The meta-learner of an `ensemble` model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetaKind {
+    WeightedAverage,
+    Logistic,
+    Lightgbm,
+    Hedge,
+}
+
+/// One member: a registry model (`lstm`, `deeplob`, `lightgbm`, ...) or a baseline
+/// (`majority`, `ofi_logistic`), with its hyperparameters; `target` = its label (default: the
+/// ensemble's).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemberSpec {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(flatten)]
+    pub params: serde_json::Map<String, Value>,
+}
+
+impl MemberSpec {
+    pub fn id(&self) -> &str {
+        self.id.as_deref().unwrap_or(&self.name)
+    }
+    pub fn is_baseline(&self) -> bool {
+        flowcast_contract::baselines::BASELINES.contains(&self.name.as_str())
+    }
+    pub fn model_spec(&self) -> ModelSpec {
+        ModelSpec { name: self.name.clone(), id: Some(self.id().to_string()), targets: None, params: self.params.clone() }
+    }
+}
+
+/// The other keys of an `ensemble` `[[model]]` table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnsembleParams {
+    pub members: Vec<MemberSpec>,
+    #[serde(default = "logistic")]
+    pub meta: MetaKind,
+    /// Purged chronological folds of the out-of-fold predictions (≥ 2).
+    #[serde(default = "three")]
+    pub folds: usize,
+    /// Rows after a held-out block that no fold model trains on (default: longest horizon + window).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embargo: Option<usize>,
+    /// L2 penalty of the logistic meta-learner.
+    #[serde(default = "l2")]
+    pub l2: f64,
+    /// Hedge's learning rate η (default: the best of 0.1, 0.3, 1, 3, 10 on the out-of-fold rows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta: Option<f64>,
+    /// Hedge's loss discount γ per matured label (1 = plain Hedge).
+    #[serde(default = "discount")]
+    pub discount: f64,
+}
+
+fn logistic() -> MetaKind {
+    MetaKind::Logistic
+}
+fn three() -> usize {
+    3
+}
+fn l2() -> f64 {
+    1e-3
+}
+fn discount() -> f64 {
+    0.999
+}
+
+impl EnsembleParams {
+    /// The `[[model]]` table's ensemble keys, checked against the experiment's target ids.
+    pub fn from_spec(m: &ModelSpec, tids: &[String]) -> std::result::Result<EnsembleParams, String> {
+        let p: EnsembleParams =
+            serde_json::from_value(Value::Object(m.params.clone())).map_err(|e| format!("[[model]] {} (ensemble): {e}", m.id()))?;
+        let bad = |r: String| Err(format!("[[model]] {} (ensemble): {r}", m.id()));
+        if p.members.is_empty() {
+            return bad("members is empty".into());
+        }
+        if p.folds < 2 {
+            return bad(format!("folds = {} (need ≥ 2)", p.folds));
+        }
+        if p.meta == MetaKind::Lightgbm {
+            return bad(
+                "meta = \"lightgbm\" (LightGBM stacking) is not implemented yet: use \"logistic\", \"weighted_average\" or \"hedge\""
+                    .into(),
+            );
+        }
+        let eta_ok = p.eta.is_none_or(|e| e >= 0.0 && e.is_finite());
+        if !(p.l2 >= 0.0 && p.l2.is_finite() && p.discount > 0.0 && p.discount <= 1.0 && eta_ok) {
+            return bad(format!("l2 = {}, discount = {}, eta = {:?}: need l2 ≥ 0, 0 < discount ≤ 1, eta ≥ 0", p.l2, p.discount, p.eta));
+        }
+        let mut ids: Vec<&str> = p.members.iter().map(|x| x.id()).collect();
+        ids.sort_unstable();
+        if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+            return bad(format!("two members share the id {:?}: set `id` on one", w[0]));
+        }
+        for x in &p.members {
+            if x.name == ENSEMBLE {
+                return bad(format!("member {}: an ensemble cannot be a member", x.id()));
+            }
+            if x.id().contains(['/', '\\']) || x.id().is_empty() || x.id() == "." || x.id() == ".." {
+                return bad(format!("member id {:?} must be a plain directory name", x.id()));
+            }
+            if let Some(t) = &x.target {
+                if !tids.contains(t) {
+                    return bad(format!("member {}: target {t:?}, but the targets are {tids:?}", x.id()));
+                }
+            }
+            if x.is_baseline() && !x.params.is_empty() {
+                return bad(format!("member {}: baselines take no parameters", x.id()));
+            }
+            if x.name == LIGHTGBM {
+                LightgbmParams::from_spec(&x.model_spec())?;
+            }
+        }
+        Ok(p)
     }
 }
 
@@ -487,6 +621,9 @@ impl Experiment {
             }
             if m.name == BAYES_ONLINE {
                 BayesParams::from_spec(m)?;
+            }
+            if m.name == ENSEMBLE {
+                EnsembleParams::from_spec(m, &tids)?;
             }
         }
         for b in &self.baselines {

@@ -33,3 +33,8 @@ impl TrainError {
 }
 
 pub type Result<T, E = TrainError> = std::result::Result<T, E>;
+
+/// Pretty JSON plus a newline to `path` (run files: config.json, run.json, importance.json, ...).
+pub(crate) fn write_json(path: &std::path::Path, v: &impl serde::Serialize) -> Result<()> {
+    std::fs::write(path, serde_json::to_string_pretty(v).expect("json") + "\n").map_err(|e| TrainError::io(path, e))
+}

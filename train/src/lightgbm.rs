@@ -68,11 +68,7 @@ pub use imp::train_and_export;
 mod imp {
     use super::*;
     use crate::config::LightgbmParams;
-    /// Pretty JSON with a trailing newline (as run.rs writes its files; kept here so this
-    /// module does not depend on run, which calls it).
-    fn write_json(path: &std::path::Path, v: &impl serde::Serialize) -> Result<()> {
-        std::fs::write(path, serde_json::to_string_pretty(v).expect("json") + "\n").map_err(|e| TrainError::io(path, e))
-    }
+    use crate::error::write_json;
     use flowcast_contract::card::{sha256_file, Family, ModelCard, TrainingEntry, WeightsEntry};
     use flowcast_contract::files::{
         CARD_FORMAT, CARD_VERSION, LIGHTGBM_DOC_FORMAT, LIGHTGBM_DOC_VERSION, LIGHTGBM_MODEL_FILE, PREDICTIONS_FILE,

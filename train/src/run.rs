@@ -21,18 +21,14 @@ use crate::batch::BurnPredictor;
 use crate::config::Experiment;
 use crate::error::{Result, TrainError};
 use crate::progress::Mode;
-use crate::tensorboard::EventWriter;
-use crate::trainer::{train, EpochObserver, TrainJob};
+use crate::trainer::EpochObserver;
 use burn::prelude::Device;
 use flowcast_contract::baselines::{self, Baseline};
-use flowcast_contract::card::{safetensors_header, sha256_file, ModelCard, TrainingEntry, WeightsEntry};
+use flowcast_contract::card::ModelCard;
 use flowcast_contract::eval::{evaluate_with, summary, target_json, EVAL_CHUNK};
-use flowcast_contract::files::{CARD_FORMAT, CARD_VERSION, PREDICTIONS_FILE, WEIGHTS_FILE};
-use flowcast_contract::metrics::{argmax, Metrics};
-use flowcast_contract::predictions::write_predictions;
+use flowcast_contract::metrics::Metrics;
 use flowcast_contract::predictor::{predict_set, Predictor};
 use flowcast_contract::prepare::{prepare, PrepareSpec, PreparedData};
-use flowcast_contract::target::OutputKind;
 use flowcast_datasets::store::Dataset;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -114,21 +110,14 @@ pub fn timestamp() -> String {
     flowcast_datasets::time::now_stamp()
 }
 
-pub(crate) fn write_json(path: &Path, v: &impl serde::Serialize) -> Result<()> {
-    std::fs::write(path, serde_json::to_string_pretty(v).expect("json") + "\n").map_err(|e| TrainError::io(path, e))
-}
+pub(crate) use crate::error::write_json;
 
 pub fn device_of(spec: &str) -> Result<Device> {
     let d = flowcast_models::device::DeviceSpec::parse(spec).map_err(TrainError::Invalid)?;
     d.device().map_err(TrainError::Invalid)
 }
 
-/// The candle twin of the exported model in `dir` (flowcast-serve, no burn) as a predictor.
-pub fn candle_predictor(dir: &Path, card: &ModelCard) -> flowcast_contract::Result<Box<dyn Predictor>> {
-    let m =
-        flowcast_serve::Model::load_dir(dir).map_err(|e| flowcast_contract::ContractError::Invalid(format!("{}: {e}", dir.display())))?;
-    Ok(Box::new(flowcast_serve::CandlePredictor::new(m, card)))
-}
+pub use crate::model::candle_predictor;
 
 /// The run's id of model `spec` trained for target `tid`: the model id alone when the
 /// experiment has one target, else `<model id>_<target id>`.
@@ -193,7 +182,7 @@ pub fn run_prepared(
 ) -> Result<Summary> {
     let device_name = opts.device.clone().unwrap_or_else(|| exp.device.clone());
     let device = device_of(&device_name)?;
-    if !cfg!(feature = "lightgbm") && exp.models.iter().any(|m| m.name == crate::config::LIGHTGBM) {
+    if !cfg!(feature = "lightgbm") && exp.models.iter().any(|m| m.uses(crate::config::LIGHTGBM)) {
         return Err(crate::lightgbm::not_built());
     }
     if let Some(want) = &opts.expect_events_sha256 {
@@ -271,152 +260,39 @@ pub fn run_prepared(
     let mut targets_full = serde_json::Map::new();
     for (ti, pt) in data.targets.iter().enumerate() {
         let tid = pt.def.id.clone();
-        let k = pt.def.n_classes();
         let TargetBaselines { fitted, headline: bhead, full: bfull } = fit_baselines(exp, data, ti)?;
         targets_json.insert(tid.clone(), target_json(data, ti, &bhead));
         targets_full.insert(tid.clone(), json!({"target": pt.def, "baselines": bfull, "fitted": fitted}));
         let data_key = format!("{}:{}:{:?}:{}", data.info.events_sha256, data.inputs.window, data.inputs.names, tid);
+        let ctx = crate::model::ModelCtx {
+            exp,
+            device: device.clone(),
+            device_name: device_name.clone(),
+            resume: opts.resume.is_some(),
+            stop_after: opts.stop_after,
+            progress: opts.progress,
+            verify_export: opts.verify_export,
+            observer,
+            baselines: &fitted,
+            baseline_headline: &bhead,
+            data_key: data_key.clone(),
+        };
         for spec in exp.models.iter().filter(|m| m.targets.as_ref().is_none_or(|ts| ts.contains(&tid))) {
-            if spec.name == crate::config::LIGHTGBM {
-                let id = run_model_id(exp, spec, &tid);
-                let dir = run_dir.join(&id);
-                std::fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
-                let job = crate::lightgbm::Job {
-                    exp,
-                    spec,
-                    id: &id,
-                    dir: &dir,
-                    target: ti,
-                    baselines: &fitted,
-                    baseline_headline: &bhead,
-                    device: "cpu",
-                };
-                let t = crate::lightgbm::train_and_export(&job, data)?;
-                if opts.verify_export {
-                    agreement.insert(
-                        id.clone(),
-                        json!({"engine": "flowcast_contract::gbdt (pure Rust) vs LightGBM C++",
-                        "max_abs_diff": t.full["evaluator"]["max_abs_diff_vs_lightgbm"], "windows": pt.test.len()}),
-                    );
-                }
-                models.insert(id.clone(), t.headline);
-                full.insert(id, t.full);
-                continue;
-            }
-            if spec.name == crate::config::BAYES_ONLINE {
-                let id = run_model_id(exp, spec, &tid);
-                let dir = run_dir.join(&id);
-                std::fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
-                let job = crate::lightgbm::Job {
-                    exp,
-                    spec,
-                    id: &id,
-                    dir: &dir,
-                    target: ti,
-                    baselines: &fitted,
-                    baseline_headline: &bhead,
-                    device: "cpu",
-                };
-                let t = crate::bayes::train_and_export(&job, data)?;
-                models.insert(id.clone(), t.headline);
-                full.insert(id, t.full);
-                continue;
-            }
-            if pt.def.output != OutputKind::Direction {
-                return Err(TrainError::Invalid(format!(
-                    "[[model]] {}: target {tid} is a regression target; the deep models predict direction classes (name targets = [...] on the model)",
-                    spec.id()
-                )));
-            }
             let id = run_model_id(exp, spec, &tid);
             let dir = run_dir.join(&id);
-            std::fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
-            let job = TrainJob {
-                spec,
-                id: &id,
-                training: &exp.training,
-                seed: exp.seed,
-                device: device.clone(),
-                dir: dir.clone(),
-                resume: opts.resume.is_some(),
-                stop_after: opts.stop_after,
-                progress: opts.progress,
-                data_key: data_key.clone(),
-                observer,
-            };
-            let trained = {
-                let mut tb = EventWriter::create(&dir.join("tensorboard")).map_err(|e| TrainError::io(&dir.join("tensorboard"), e))?;
-                train(&job, &pt.train, &pt.validation, k, Some(&mut tb))?
-                // `tb` dropped here: its events are on disk before anyone reads them.
-            };
-            let arch = trained.config.architecture().name();
-            let bp = BurnPredictor::new(&trained.model, &device, arch, &pt.def.classes, pt.test.window, data.n_features());
-            let out = predict_set(&bp, &pt.test, &data.window_ofi, 512)?;
-            let m = Metrics::compute(&pt.test.targets(), &out.probs, k);
-            flowcast_models::export::save(&trained.model, &trained.config, &dir)?;
-            write_predictions(&dir.join(PREDICTIONS_FILE), &pt.test, &data.rows, &pt.def.classes, &out)?;
-            let importance = if exp.training.importance_rows > 0 {
-                let imp =
-                    crate::explain::permutation_importance(&bp, &pt.test, &data.window_ofi, k, exp.seed, exp.training.importance_rows)?;
-                write_json(&dir.join("importance.json"), &imp.to_json(&id, &tid, &data.inputs.names))?;
-                Some(imp.top(&data.inputs.names, 10))
+            let t = if spec.name == crate::config::ENSEMBLE {
+                crate::ensemble::train_and_export(&ctx, spec, &id, &dir, ti, data)?
             } else {
-                None
+                crate::model::train_model(&ctx, spec, &id, &dir, ti, data)?
             };
-            let weights = dir.join(WEIGHTS_FILE);
-            let card = ModelCard {
-                format: CARD_FORMAT.into(),
-                version: CARD_VERSION,
-                flowcast_version: env!("CARGO_PKG_VERSION").into(),
-                experiment: exp.name.clone(),
-                model_id: id.clone(),
-                family: flowcast_contract::card::Family::Deep,
-                model: flowcast_models::export::config_document(&trained.config),
-                params: trained.params,
-                weights: WeightsEntry { file: WEIGHTS_FILE.into(), sha256: sha256_file(&weights)?, tensors: safetensors_header(&weights)? },
-                preprocessing: data.preprocessing(ti),
-                classes: pt.def.classes.clone(),
-                training_data: data.info.clone(),
-                training: TrainingEntry {
-                    seed: exp.seed,
-                    spec: serde_json::to_value(&exp.training).expect("json"),
-                    epochs_run: trained.state.completed_epochs,
-                    best_epoch: trained.state.best_epoch.unwrap_or(0),
-                    stopped_early: trained.state.stopped_early,
-                    class_weights: trained.class_weights.clone(),
-                    train_windows: pt.train.len(),
-                    validation_windows: pt.validation.len(),
-                    device: device_name.clone(),
-                },
-                baselines: fitted.clone(),
-                metrics: json!({"test": m.headline(), "baselines": bhead}),
-                signal: exp.signal.clone(),
-            };
-            card.save(&dir)?;
-            ModelCard::load(&dir)?; // what we wrote must pass our own validation
-            let mut h = m.headline();
-            h["target"] = json!(tid);
-            h["params"] = json!(trained.params);
-            h["best_epoch"] = json!(trained.state.best_epoch);
-            h["epochs_run"] = json!(trained.state.completed_epochs);
-            h["pruned"] = json!(trained.state.pruned);
-            h["train_samples_per_s"] = json!(trained.state.history.last().map(|r| r.samples_per_s));
-            if opts.verify_export {
-                let cp = candle_predictor(&dir, &card)?;
-                let co = predict_set(cp.as_ref(), &pt.test, &data.window_ofi, 256)?;
-                let max_diff = out.probs.iter().zip(&co.probs).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-                let same = out.probs.chunks(k).zip(co.probs.chunks(k)).filter(|(a, b)| argmax(a) == argmax(b)).count();
-                agreement.insert(
-                    id.clone(),
-                    json!({"engine": "candle (flowcast-serve)", "max_abs_prob_diff": max_diff,
-                           "argmax_agreement": same as f64 / pt.test.len().max(1) as f64, "windows": pt.test.len()}),
-                );
+            if let Some(a) = t.agreement {
+                agreement.insert(id.clone(), a);
             }
-            models.insert(id.clone(), h);
-            full.insert(
-                id,
-                json!({"target": tid, "test": m, "history": trained.state.history, "params": trained.params, "importance_top": importance}),
-            );
+            for (mid, h) in t.extra {
+                models.insert(mid, h);
+            }
+            models.insert(id.clone(), t.headline);
+            full.insert(id, t.full);
         }
     }
     // A reliability diagram per model (batch test; and prequential where the model has one).

@@ -258,10 +258,7 @@ fn load_model(config: &ModelConfig, path: &Path, device: &Device) -> Result<Mode
     Ok(model)
 }
 
-fn write_json(path: &Path, v: &impl Serialize) -> Result<()> {
-    let s = serde_json::to_string_pretty(v).expect("serialisable");
-    std::fs::write(path, s + "\n").map_err(|e| TrainError::io(path, e))
-}
+use crate::error::write_json;
 
 fn read_state(path: &Path) -> Result<TrainerState> {
     let s = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
