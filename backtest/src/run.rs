@@ -151,7 +151,8 @@ pub fn run_backtest(cfg: &BacktestConfig, ds: &Dataset, toml_text: Option<&str>)
     Ok(BacktestResult { run_dir: dir, metrics: m, sweep, summary })
 }
 
-fn unique_dir(dir: &Path) -> Result<PathBuf> {
+/// `dir`, or `dir-1`, `dir-2`, ... if it exists, created.
+pub fn unique_dir(dir: &Path) -> Result<PathBuf> {
     let mut d = dir.to_path_buf();
     let mut k = 1;
     while d.exists() {

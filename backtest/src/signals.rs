@@ -155,37 +155,14 @@ pub fn resolve_latest(path: &Path) -> Result<std::path::PathBuf> {
     }
 }
 
-/// An ensemble member's predictor: the same families as a signal model (no nested ensembles).
-fn member(dir: &Path, card: &ModelCard) -> flowcast_contract::Result<Box<dyn flowcast_contract::Predictor>> {
-    use flowcast_contract::card::Family;
-    match card.family {
-        Family::Lightgbm => Ok(Box::new(flowcast_contract::gbdt::GbdtPredictor::load(dir, card)?)),
-        Family::BayesOnline => Ok(Box::new(flowcast_contract::bayes::BayesOnline::load(dir, card)?)),
-        Family::Deep => Ok(Box::new(
-            flowcast_serve::CandlePredictor::load(dir).map_err(|e| flowcast_contract::ContractError::Invalid(e.to_string()))?.0,
-        )),
-        Family::Ensemble => {
-            Err(flowcast_contract::ContractError::Invalid(format!("{}: an ensemble member cannot be an ensemble", dir.display())))
-        }
-    }
-}
-
 pub fn load(spec: &SignalSpec, ds: &Dataset) -> Result<Signals> {
     let hash = events_hash(ds);
     if let Some(dir) = &spec.model {
         let dir = &resolve_latest(dir)?;
         let card = ModelCard::load(dir)?;
-        // Either family through the contract's Predictor: candle twins for deep models, the
-        // pure-Rust model.txt evaluator for lightgbm (no burn, no C++).
-        let pred: Box<dyn flowcast_contract::Predictor> = match card.family {
-            flowcast_contract::card::Family::Lightgbm => Box::new(flowcast_contract::gbdt::GbdtPredictor::load(dir, &card)?),
-            // The frozen posterior of the card (the backtest replays; it does not learn).
-            flowcast_contract::card::Family::BayesOnline => Box::new(flowcast_contract::bayes::BayesOnline::load(dir, &card)?),
-            flowcast_contract::card::Family::Deep => Box::new(flowcast_serve::CandlePredictor::load(dir)?.0),
-            flowcast_contract::card::Family::Ensemble => {
-                Box::new(flowcast_contract::ensemble::EnsemblePredictor::<dyn flowcast_contract::Predictor>::load(dir, &card, &member)?)
-            }
-        };
+        // Any family through the contract's Predictor, burn-free: the serving kernels for deep
+        // models, the pure-Rust model.txt evaluator for lightgbm, frozen posteriors, ensembles.
+        let pred = flowcast_serve::load_predictor(dir, &card)?;
         let mut card_rule = SignalRule::of_card(&card);
         if let Some(r) = &spec.rule {
             card_rule.config = r.clone();

@@ -2,7 +2,7 @@
 //! inference server and the backtest run.
 
 use crate::Model;
-use flowcast_contract::card::ModelCard;
+use flowcast_contract::card::{Family, ModelCard};
 use flowcast_contract::{Batch, ContractError, Outputs, Predictor, PredictorInfo};
 use std::path::Path;
 
@@ -43,4 +43,27 @@ impl Predictor for CandlePredictor {
         out.push_logits(&logits);
         Ok(())
     }
+}
+
+/// Any exported model's burn-free predictor, by its card's family — what serving, the backtest
+/// and ensemble members all load: deep models through the serving kernels, `lightgbm` through the
+/// contract's model.txt evaluator, `bayes_online`'s posterior frozen as exported, an `ensemble`
+/// with its members loaded the same way (a member is never itself an ensemble).
+pub fn load_predictor(dir: &Path, card: &ModelCard) -> flowcast_contract::Result<Box<dyn Predictor + Send + Sync>> {
+    Ok(match card.family {
+        Family::Deep => {
+            let m = Model::load_dir(dir).map_err(|e| ContractError::Invalid(format!("{}: {e}", dir.display())))?;
+            Box::new(CandlePredictor::new(m, card))
+        }
+        Family::Lightgbm => Box::new(flowcast_contract::gbdt::GbdtPredictor::load(dir, card)?),
+        Family::BayesOnline => Box::new(flowcast_contract::bayes::BayesOnline::load(dir, card)?),
+        Family::Ensemble => Box::new(flowcast_contract::ensemble::EnsemblePredictor::load(dir, card, &member)?),
+    })
+}
+
+fn member(dir: &Path, card: &ModelCard) -> flowcast_contract::Result<Box<dyn Predictor + Send + Sync>> {
+    if card.family == Family::Ensemble {
+        return Err(ContractError::Invalid(format!("{}: an ensemble member cannot be an ensemble", dir.display())));
+    }
+    load_predictor(dir, card)
 }

@@ -24,25 +24,13 @@ pub struct Loaded {
 /// Loads (and so validates) the model in a directory; the error is the reason it is skipped.
 pub type Loader = Arc<dyn Fn(&Path) -> Result<Loaded, String> + Send + Sync>;
 
-/// The loader of exported models (card and weights validated, no burn, no C++): deep models
-/// through `flowcast_serve::CandlePredictor`, `lightgbm` ones through the contract's pure-Rust
-/// evaluator of model.txt (`flowcast_contract::gbdt`).
+/// The loader of exported models (card and weights validated, no burn, no C++): every family
+/// through `flowcast_serve::load_predictor` (serving kernels, model.txt evaluator, frozen
+/// posterior, ensembles).
 pub fn candle_loader() -> Loader {
     Arc::new(|dir: &Path| {
         let card = flowcast_contract::ModelCard::load(dir).map_err(|e| e.to_string())?;
-        let p: SharedPredictor = match card.family {
-            flowcast_contract::card::Family::Lightgbm => {
-                Arc::new(flowcast_contract::gbdt::GbdtPredictor::load(dir, &card).map_err(|e| e.to_string())?)
-            }
-            flowcast_contract::card::Family::Deep => Arc::new(flowcast_serve::CandlePredictor::load(dir).map_err(|e| e.to_string())?.0),
-            // Served frozen (the posterior of the card; the server does not learn online).
-            flowcast_contract::card::Family::BayesOnline => {
-                Arc::new(flowcast_contract::bayes::BayesOnline::load(dir, &card).map_err(|e| e.to_string())?)
-            }
-            flowcast_contract::card::Family::Ensemble => {
-                Arc::new(flowcast_contract::ensemble::EnsemblePredictor::load(dir, &card, &member_predictor).map_err(|e| e.to_string())?)
-            }
-        };
+        let p: SharedPredictor = Arc::from(flowcast_serve::load_predictor(dir, &card).map_err(|e| e.to_string())?);
         let parameters = vec![
             ("architecture".to_string(), p.info().name.clone()),
             ("experiment".to_string(), card.experiment.clone()),
@@ -52,22 +40,6 @@ pub fn candle_loader() -> Loader {
         ];
         Ok(Loaded { predictor: p, parameters, card: Some(Arc::new(card)) })
     })
-}
-
-/// An ensemble member's predictor, shareable across threads: the same families as
-/// [`candle_loader`] (an ensemble never nests another).
-fn member_predictor(dir: &Path, card: &ModelCard) -> flowcast_contract::Result<Box<dyn Predictor + Send + Sync>> {
-    use flowcast_contract::card::Family;
-    match card.family {
-        Family::Lightgbm => Ok(Box::new(flowcast_contract::gbdt::GbdtPredictor::load(dir, card)?)),
-        Family::BayesOnline => Ok(Box::new(flowcast_contract::bayes::BayesOnline::load(dir, card)?)),
-        Family::Deep => Ok(Box::new(
-            flowcast_serve::CandlePredictor::load(dir).map_err(|e| flowcast_contract::ContractError::Invalid(e.to_string()))?.0,
-        )),
-        Family::Ensemble => {
-            Err(flowcast_contract::ContractError::Invalid(format!("{}: an ensemble member cannot be an ensemble", dir.display())))
-        }
-    }
 }
 
 /// One ready model version.

@@ -14,7 +14,7 @@ use flowcast_datasets::Dataset;
 use flowcast_train::config::{toml_of_json, Experiment, SplitSpec};
 use flowcast_train::run::{prepare_experiment, run_prepared, RunOptions};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub fn run(cfg: &BacktestConfig, text: &str, ds: &Dataset, quiet: bool) -> Result<Value> {
     let wf = cfg.walk_forward.as_ref().expect("called with [walk_forward]");
@@ -33,7 +33,7 @@ pub fn run(cfg: &BacktestConfig, text: &str, ds: &Dataset, quiet: bool) -> Resul
     }
     // The backtest's data is the training data: one dataset, cut into segments.
     base.data = cfg.data.clone();
-    let dir = unique(&cfg.runs_dir.join(format!("{}-{}", cfg.name, flowcast_datasets::time::now_stamp())))?;
+    let dir = flowcast_backtest::run::unique_dir(&cfg.runs_dir.join(format!("{}-{}", cfg.name, flowcast_datasets::time::now_stamp())))?;
     std::fs::write(dir.join("backtest.toml"), text).with_context(|| format!("writing {}", dir.display()))?;
     let opts = RunOptions {
         runs_dir: Some(dir.join("train")),
@@ -187,15 +187,4 @@ pub fn markdown(doc: &Value) -> String {
         t["net_pnl_per_fold"]["sd"].as_f64().unwrap_or(0.0),
     ));
     s
-}
-
-fn unique(dir: &Path) -> Result<PathBuf> {
-    let mut d = dir.to_path_buf();
-    let mut k = 1;
-    while d.exists() {
-        d = PathBuf::from(format!("{}-{k}", dir.display()));
-        k += 1;
-    }
-    std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
-    Ok(d)
 }

@@ -20,7 +20,7 @@
 
 use crate::config::{EnsembleParams, Experiment, MemberSpec, MetaKind, ModelSpec};
 use crate::error::{Result, TrainError};
-use crate::model::{candle_predictor, train_model, ModelCtx, ModelOut};
+use crate::model::{train_model, ModelCtx, ModelOut};
 use flowcast_contract::baselines::{self, Baseline};
 use flowcast_contract::card::{sha256_file, Family, ModelCard, TrainingEntry, WeightsEntry};
 use flowcast_contract::ensemble::{
@@ -29,7 +29,6 @@ use flowcast_contract::ensemble::{
 };
 use flowcast_contract::eval::EVAL_CHUNK;
 use flowcast_contract::files::{CARD_FILE, CARD_FORMAT, CARD_VERSION, PREDICTIONS_FILE};
-use flowcast_contract::gbdt::GbdtPredictor;
 use flowcast_contract::metrics::Metrics;
 use flowcast_contract::predictions::write_predictions;
 use flowcast_contract::predictor::{predict_set, Predictor};
@@ -142,17 +141,12 @@ pub fn out_of_fold(ens: &WindowSet, member: &WindowSet, folds: &[Fold], k: usize
     Ok(out)
 }
 
-/// The burn-free predictor of an exported member (what serving uses): deep models through
-/// candle, lightgbm through the contract's evaluator. New families add an arm here.
+/// The burn-free predictor of an exported member: what serving uses (`flowcast_serve::load_predictor`).
 pub fn member_predictor(dir: &Path, card: &ModelCard) -> flowcast_contract::Result<Box<dyn Predictor>> {
-    match card.family {
-        Family::Deep => candle_predictor(dir, card),
-        Family::Lightgbm => Ok(Box::new(GbdtPredictor::load(dir, card)?)),
-        Family::BayesOnline => Ok(Box::new(flowcast_contract::bayes::BayesOnline::load(dir, card)?)),
-        Family::Ensemble => {
-            Err(flowcast_contract::ContractError::Invalid(format!("{}: an ensemble member cannot be an ensemble", dir.display())))
-        }
+    if card.family == Family::Ensemble {
+        return Err(flowcast_contract::ContractError::Invalid(format!("{}: an ensemble member cannot be an ensemble", dir.display())));
     }
+    Ok(flowcast_serve::load_predictor(dir, card)?)
 }
 
 /// A member fitted on some windows.

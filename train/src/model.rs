@@ -68,18 +68,19 @@ pub(crate) fn train_model(
     let tid = pt.def.id.clone();
     let k = pt.def.n_classes();
     std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
+    // The row models (CPU, no burn) share one job description.
+    let row_job = || crate::lightgbm::Job {
+        exp,
+        spec,
+        id,
+        dir,
+        target: ti,
+        baselines: ctx.baselines,
+        baseline_headline: ctx.baseline_headline,
+        device: "cpu",
+    };
     if spec.name == crate::config::LIGHTGBM {
-        let job = crate::lightgbm::Job {
-            exp,
-            spec,
-            id,
-            dir,
-            target: ti,
-            baselines: ctx.baselines,
-            baseline_headline: ctx.baseline_headline,
-            device: "cpu",
-        };
-        let t = crate::lightgbm::train_and_export(&job, data)?;
+        let t = crate::lightgbm::train_and_export(&row_job(), data)?;
         let agreement = ctx.verify_export.then(|| {
             json!({"engine": "flowcast_contract::gbdt (pure Rust) vs LightGBM C++",
             "max_abs_diff": t.full["evaluator"]["max_abs_diff_vs_lightgbm"], "windows": pt.test.len()})
@@ -87,17 +88,7 @@ pub(crate) fn train_model(
         return Ok(ModelOut { headline: t.headline, full: t.full, agreement, extra: Vec::new() });
     }
     if spec.name == crate::config::BAYES_ONLINE {
-        let job = crate::lightgbm::Job {
-            exp,
-            spec,
-            id,
-            dir,
-            target: ti,
-            baselines: ctx.baselines,
-            baseline_headline: ctx.baseline_headline,
-            device: "cpu",
-        };
-        let t = crate::bayes::train_and_export(&job, data)?;
+        let t = crate::bayes::train_and_export(&row_job(), data)?;
         return Ok(ModelOut { headline: t.headline, full: t.full, agreement: None, extra: Vec::new() });
     }
     if pt.def.output != OutputKind::Direction {
