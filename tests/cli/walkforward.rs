@@ -90,7 +90,6 @@ fn walk_forward_trains_on_the_past_and_trades_only_the_next_segment() {
         assert_eq!(a["events_to"], f["events"][1], "{a}");
         let from_ns = a["trade_from_ns"].as_i64().unwrap();
         assert!(a["first_order_sent_ns"].as_i64().expect("the schedule trades") >= from_ns, "an order before the segment: {a}");
-        assert!(a["last_fill_ns"].as_i64().unwrap() <= a["last_event_ns"].as_i64().unwrap(), "{a}");
         // The in-sample guard dropped the model's training windows; the rest are its signals.
         assert!(m["signal"]["dropped_in_sample"].as_u64().unwrap() > 0 && m["signal"]["points"].as_u64().unwrap() > 0, "{}", m["signal"]);
         // Segments tile the data: this fold trades from where the last one stopped.
