@@ -77,6 +77,19 @@ fn read_probs(p: &Path, k: usize) -> Vec<f32> {
     out
 }
 
+/// The `row` column of a predictions file.
+fn read_rows(p: &Path) -> Vec<u64> {
+    let f = std::fs::File::open(p).unwrap();
+    let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f).unwrap().build().unwrap();
+    let mut out = Vec::new();
+    for b in r {
+        let b = b.unwrap();
+        let c = b.column_by_name("row").unwrap().as_any().downcast_ref::<arrow_array::UInt64Array>().unwrap();
+        out.extend(c.values().iter().copied());
+    }
+    out
+}
+
 #[test]
 fn lightgbm_stacking_trains_exports_and_serves_in_rust() {
     let tmp = tempfile::tempdir().unwrap();
@@ -104,6 +117,9 @@ fn lightgbm_stacking_trains_exports_and_serves_in_rust() {
     assert!(es["best_iteration"].as_u64().unwrap() >= 1 && es["holdout_rows"].as_u64().unwrap() > 0, "{lm}");
     assert_eq!(lm["iterations"], es["best_iteration"], "refitted with the early-stopped round count: {lm}");
     assert_eq!(lm["features"].as_array().unwrap().len(), 3 * 3);
+    // Real trees (splits), so the parity checks compare something.
+    assert!(lm["leaves"].as_u64().unwrap() > 2 * lm["trees"].as_u64().unwrap(), "{lm}");
+    eprintln!("meta: {lm}");
 
     // The artifact: the meta model beside ensemble.json, hashed by the document.
     let card = ModelCard::load(&dir).unwrap();
@@ -115,8 +131,7 @@ fn lightgbm_stacking_trains_exports_and_serves_in_rust() {
 
     // (b) Served: flowcast_serve::load_predictor gives the training-time test predictions exactly.
     let ds = flowcast_train::run::load_data(&exp).unwrap();
-    let data =
-        flowcast_contract::prepare::prepare_with(&ds, &card.preprocessing.inputs, std::slice::from_ref(&card.preprocessing.target)).unwrap();
+    let data = flowcast_train::run::prepare_experiment(&exp, &ds).unwrap(); // the run's own splits
     let test = &data.targets[0].test;
     let served = flowcast_serve::load_predictor(&dir, &card).unwrap();
     assert_eq!(served.info().name, "ensemble");
@@ -151,7 +166,14 @@ fn lightgbm_stacking_trains_exports_and_serves_in_rust() {
     flowcast_datasets::write_dataset(&data_dir, &ds).unwrap();
     let pout = tmp.path().join("pred");
     let candle = evaluate(&dir, &data_dir, Engine::Candle, &burn::prelude::Device::flex(), Some(&pout)).unwrap();
-    assert_eq!(read_probs(&pout.join("stack.parquet"), 3), trained, "predict = training-time predictions");
+    let by_row = |p: &Path| -> std::collections::HashMap<u64, Vec<f32>> {
+        read_rows(p).into_iter().zip(read_probs(p, 3).chunks(3).map(|c| c.to_vec())).collect()
+    };
+    let (evald, trained_rows) = (by_row(&pout.join("stack.parquet")), by_row(&dir.join("predictions.parquet")));
+    assert!(!trained_rows.is_empty());
+    for (row, p) in &trained_rows {
+        assert_eq!(evald.get(row), Some(p), "predict vs training-time predictions, row {row}");
+    }
     let burn = evaluate(&dir, &data_dir, Engine::Burn, &burn::prelude::Device::flex(), None).unwrap();
     let (a, c) = (&burn.json["models"]["stack"], &candle.json["models"]["stack"]);
     assert!((a["accuracy"].as_f64().unwrap() - c["accuracy"].as_f64().unwrap()).abs() < 0.01, "burn {a} vs candle {c}");
