@@ -104,10 +104,17 @@ impl MetaLearner {
                     return Err(format!("file {file:?}: the LightGBM meta model is not loaded"));
                 };
                 if g.objective != (Objective::Multiclass { classes: k }) {
-                    return Err(format!("file {file:?}: objective {:?}, need multiclass over the ensemble's {k} classes", g.objective_line));
+                    return Err(format!(
+                        "file {file:?}: objective {:?}, need multiclass over the ensemble's {k} classes",
+                        g.objective_line
+                    ));
                 }
                 if g.features != m * k {
-                    return Err(format!("file {file:?}: the model reads {} features, the meta-learner's inputs are {m}·{k} = {}", g.features, m * k));
+                    return Err(format!(
+                        "file {file:?}: the model reads {} features, the meta-learner's inputs are {m}·{k} = {}",
+                        g.features,
+                        m * k
+                    ));
                 }
             }
         }
@@ -515,6 +522,59 @@ mod tests {
         assert!(e.contains("coef"), "{e}");
         let e = MetaLearner::Hedge { eta: 1.0, discount: 1.5, losses: vec![0.0; 2] }.check(2, 3).unwrap_err();
         assert!(e.contains("discount"), "{e}");
+    }
+
+    /// A hand-written 3-class meta model over 2 members × 3 classes (6 features): class c's
+    /// tree splits member 0's p(c) (feature c) at 0.5 — leaf 1 above, 0 below.
+    fn meta_model(features: usize) -> GbdtModel {
+        let mut s = format!(
+            "tree\nversion=v4\nnum_class=3\nnum_tree_per_iteration=3\nlabel_index=0\nmax_feature_idx={}\nobjective=multiclass num_class:3\n\n",
+            features - 1
+        );
+        for c in 0..3 {
+            s += &format!(
+                "Tree={c}\nnum_leaves=2\nnum_cat=0\nsplit_feature={c}\nthreshold=0.5\ndecision_type=2\nleft_child=-1\nright_child=-2\nleaf_value=0 1\nshrinkage=1\n\n"
+            );
+        }
+        s += "end of trees\n";
+        GbdtModel::parse(&s, std::path::Path::new("meta.txt")).unwrap()
+    }
+
+    fn lgb_meta(model: Option<GbdtModel>) -> MetaLearner {
+        MetaLearner::Lightgbm {
+            file: META_LIGHTGBM_FILE.into(),
+            sha256: "0".repeat(64),
+            iterations: 1,
+            params: serde_json::json!({}),
+            model: model.map(Arc::new),
+        }
+    }
+
+    #[test]
+    fn lightgbm_meta_is_checked_and_evaluated() {
+        let meta = lgb_meta(Some(meta_model(6)));
+        meta.check(2, 3).unwrap();
+        assert!(meta.check(3, 3).unwrap_err().contains("reads 6 features"), "{:?}", meta.check(3, 3));
+        assert!(meta.check(2, 2).unwrap_err().contains("objective"));
+        assert!(lgb_meta(None).check(2, 3).unwrap_err().contains("not loaded"));
+        assert!(lgb_meta(Some(meta_model(7))).check(2, 3).unwrap_err().contains("7 features"));
+        let mut bad = lgb_meta(Some(meta_model(6)));
+        if let MetaLearner::Lightgbm { file, .. } = &mut bad {
+            *file = "../x.txt".into();
+        }
+        assert!(bad.check(2, 3).unwrap_err().contains("plain file name"));
+        // Member 0 says "up" (p = 0.8): softmax(0, 0, 1); member 1 is not read.
+        let mut out = Vec::new();
+        meta.combine(&[0.1, 0.1, 0.8, 0.9, 0.05, 0.05], 3, &mut out);
+        let e = 1f64.exp();
+        let want = [1.0 / (2.0 + e), 1.0 / (2.0 + e), e / (2.0 + e)];
+        assert!(out.iter().zip(want).all(|(&a, b)| (a as f64 - b).abs() < 1e-6), "{out:?}");
+        // The document keeps the file's name and hash, never the parsed model.
+        let v = serde_json::to_value(&meta).unwrap();
+        assert_eq!(v["kind"], "lightgbm");
+        assert!(v.get("model").is_none(), "{v}");
+        let back: MetaLearner = serde_json::from_value(v).unwrap();
+        assert!(matches!(back, MetaLearner::Lightgbm { model: None, .. }));
     }
 
     #[test]

@@ -237,6 +237,7 @@ pub fn purged_holdout(set: &WindowSet, reach: &[usize], frac: f64) -> (Vec<usize
 }
 
 /// Feature names of the stacked rows: `<member>__<class>` (LightGBM refuses JSON punctuation).
+#[cfg(feature = "lightgbm")]
 fn meta_feature_names(members: &[&str], classes: &[String]) -> Vec<String> {
     let clean = |s: &str| s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect::<String>();
     members.iter().flat_map(|m| classes.iter().map(move |c| format!("{}__{}", clean(m), clean(c)))).collect()
@@ -298,7 +299,8 @@ fn fit_lightgbm_meta(
         let (hx, hy, hw) = pick(&head);
         let (tx, ty, tw) = pick(&tail);
         let params = parameters(&lp, Some(k), seed, true);
-        let b = fit(&params, &names, Rows { x: &hx, y: &hy, weights: hw.as_deref() }, Some(Rows { x: &tx, y: &ty, weights: tw.as_deref() }))?;
+        let b =
+            fit(&params, &names, Rows { x: &hx, y: &hy, weights: hw.as_deref() }, Some(Rows { x: &tx, y: &ty, weights: tw.as_deref() }))?;
         let best = (b.num_iterations().max(1)) as u32;
         es = json!({"fit_rows": head.len(), "holdout_rows": tail.len(), "purged_rows": set.len() - head.len() - tail.len(),
                     "best_iteration": best, "max_iterations": lp.num_iterations});
@@ -648,6 +650,17 @@ mod tests {
         assert_eq!(f.held_out, 25..50);
         assert!(f.train.iter().all(|&i| i + 4 < 25 || i > 53 + 6), "{:?}", f.train);
         assert!(f.train.contains(&20) && f.train.contains(&60) && !f.train.contains(&21) && !f.train.contains(&59));
+    }
+
+    #[test]
+    fn purged_holdout_drops_labels_reaching_into_it() {
+        let n = 100;
+        let reach: Vec<usize> = (0..n).map(|r| (r + 4).min(n - 1)).collect();
+        let (head, tail) = purged_holdout(&set(n), &reach, 0.2);
+        assert_eq!(tail, (80..100).collect::<Vec<_>>());
+        assert_eq!(head, (0..76).collect::<Vec<_>>(), "rows 76..79 read labels of holdout rows");
+        let (head, tail) = purged_holdout(&set(2), &reach[..2], 0.2);
+        assert_eq!((head.len(), tail.len()), (2, 0), "too few rows for a holdout: no early stopping");
     }
 
     #[test]

@@ -186,7 +186,9 @@ pub fn run_prepared(
         if exp.models.iter().any(|m| m.uses(crate::config::LIGHTGBM)) {
             return Err(crate::lightgbm::not_built());
         }
-        if let Some(m) = exp.models.iter().find(|m| m.name == crate::config::ENSEMBLE && m.params.get("meta").is_some_and(|v| v == "lightgbm")) {
+        if let Some(m) =
+            exp.models.iter().find(|m| m.name == crate::config::ENSEMBLE && m.params.get("meta").is_some_and(|v| v == "lightgbm"))
+        {
             return Err(crate::lightgbm::meta_not_built(m.id()));
         }
     }
