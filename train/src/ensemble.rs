@@ -8,7 +8,9 @@
 //!    `embargo` rows after it (default: the longest label horizon of any target involved plus
 //!    the window length, so no training input sees a held-out label either), and predicts the
 //!    block. So no out-of-fold input of a row comes from a member trained on that row's label.
-//! 2. The meta-learner is fitted on these out-of-fold rows (labels: the ensemble's target).
+//! 2. The meta-learner is fitted on these out-of-fold rows (labels: the ensemble's target); the
+//!    `lightgbm` one (feature `lightgbm`) picks its rounds by early stopping on a purged holdout
+//!    of the latest rows ([`purged_holdout`]), then refits on all of them.
 //! 3. Final members are refitted on all training windows (early stopping on validation as any
 //!    model of the run) and exported into `<ensemble>/members/<id>/`: the fold models only
 //!    produce the meta-learner's inputs and are deleted. The refitted members see ~1/(folds−1)
