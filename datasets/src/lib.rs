@@ -17,6 +17,7 @@ pub mod loaders;
 pub mod normalize;
 pub mod prepare;
 pub mod report;
+pub mod snapshot;
 pub mod source;
 pub mod splits;
 pub mod store;

@@ -13,7 +13,8 @@ use super::options::{ImportOptions, Imported};
 use super::text::open_text;
 use crate::book::{BookLayout, TopN, NO_PRICE};
 use crate::error::{BadLines, DataError, Result};
-use crate::event::{close_batch, flags, Event, EventKind, Side, NO_TS};
+use crate::event::{flags, Event, EventKind, Side, NO_TS};
+use crate::snapshot::{self, level_column, present, touch_key as key};
 use crate::instrument::{parse_fixed, Instrument};
 use crate::report::Report;
 use crate::store::{Dataset, DatasetMeta, SourceFile};
@@ -278,22 +279,6 @@ pub struct Row<'a> {
     pub after: &'a TopN,
 }
 
-/// Number of occupied levels in a top-N price column (they come first; `NO_PRICE` pads).
-#[inline]
-fn present(px: &[i64]) -> usize {
-    px.iter().position(|&p| p == NO_PRICE).unwrap_or(px.len())
-}
-
-/// Distance-from-touch ordering key: ascending for asks as they are, for bids negated.
-#[inline]
-fn key(side: Side, p: i64) -> i64 {
-    if side == Side::Bid {
-        -p
-    } else {
-        p
-    }
-}
-
 #[inline]
 fn side_of(t: &TopN, side: Side) -> (&[i64], &[i64]) {
     match side {
@@ -405,12 +390,6 @@ fn parse_u64(s: &[u8]) -> Option<u64> {
         v = v.checked_mul(10)?.checked_add(d as u64)?;
     }
     Some(v)
-}
-
-fn book_field(col: usize) -> String {
-    let l = col / 4 + 1;
-    let name = ["ask_price", "ask_size", "bid_price", "bid_size"][col % 4];
-    format!("{name}_{l}")
 }
 
 /// Unit conversions of one import (see docs/data.md).
@@ -735,7 +714,7 @@ fn parse_message(file: &str, line: u64, s: &[u8], u: &Units, last_ts: i64) -> Re
 /// touch, positive sizes, on the tick grid, not crossed.
 fn parse_book_row(file: &str, line: u64, s: &[u8], u: &Units, out: &mut TopN) -> Result<()> {
     let n = out.levels();
-    let err = |col: usize, reason: String| DataError::parse(file, line, &book_field(col), reason);
+    let err = |col: usize, reason: String| DataError::parse(file, line, &level_column(col), reason);
     if s.is_empty() {
         return Err(DataError::parse(file, line, "row", "empty line"));
     }
@@ -797,14 +776,9 @@ fn parse_book_row(file: &str, line: u64, s: &[u8], u: &Units, out: &mut TopN) ->
 // Events
 // ---------------------------------------------------------------------------------------------
 
-/// Append the canonical events of one row pair: the message's L3 event, then per side (ask, then
-/// bid) a `LevelDelete` for every level of `before` absent from `after` (in `before`'s order) and
-/// a `LevelSet` for every level of `after` that is new or changed (in `after`'s order). Level
-/// events not at the message's (side, price) carry `DEPTH_WINDOW`; the last event `BATCH_END`.
-pub fn push_events(row: &Row<'_>, out: &mut Vec<Event>) {
-    let m = row.msg;
-    let start = out.len();
-    out.push(Event {
+/// The canonical L3 event of a message row (`seq` = its row number).
+pub fn message_event(m: &Message) -> Event {
+    Event {
         ts_exchange: m.ts,
         ts_local: NO_TS,
         seq: m.row,
@@ -814,56 +788,18 @@ pub fn push_events(row: &Row<'_>, out: &mut Vec<Event>) {
         kind: m.kind.event_kind(),
         side: m.side,
         flags: if m.half_tick { flags::HALF_TICK } else { 0 },
-    });
-    if row.before != row.after {
-        let lvl = m.level();
-        for side in [Side::Ask, Side::Bid] {
-            diff_side(side, side_of(row.before, side), side_of(row.after, side), m, lvl, out);
-        }
     }
-    close_batch(out, start);
 }
 
-fn diff_side(
-    side: Side,
-    (bp, bs): (&[i64], &[i64]),
-    (ap, asz): (&[i64], &[i64]),
-    m: &Message,
-    lvl: Option<(Side, i64)>,
-    out: &mut Vec<Event>,
-) {
-    if bp == ap && bs == asz {
-        return;
-    }
-    let (nb, na) = (present(bp), present(ap));
-    let ev = |price: i64, size: i64| {
-        let e = Event::level(side, price, size, m.ts).with_seq(m.row);
-        if lvl == Some((side, price)) {
-            e
-        } else {
-            e.with_flags(flags::DEPTH_WINDOW)
-        }
-    };
-    // Both columns are sorted away from the touch: one merge pass each way.
-    let mut j = 0;
-    for &p in &bp[..nb] {
-        while j < na && key(side, ap[j]) < key(side, p) {
-            j += 1;
-        }
-        if !(j < na && ap[j] == p) {
-            out.push(ev(p, 0));
-        }
-    }
-    let mut j = 0;
-    for i in 0..na {
-        let p = ap[i];
-        while j < nb && key(side, bp[j]) < key(side, p) {
-            j += 1;
-        }
-        if !(j < nb && bp[j] == p && bs[j] == asz[i]) {
-            out.push(ev(p, asz[i]));
-        }
-    }
+/// Append the canonical events of one row pair: the message's L3 event, then the level events
+/// that take the visible book from `before` to `after` — [`snapshot::diff`], the one snapshot
+/// differ (per side, ask then bid, `LevelDelete`s in `before`'s order then `LevelSet`s in
+/// `after`'s order; level events not at the message's (side, price) carry `DEPTH_WINDOW`; the
+/// last event `BATCH_END`).
+pub fn push_events(row: &Row<'_>, out: &mut Vec<Event>) {
+    let m = row.msg;
+    let at = snapshot::Stamp { ts_exchange: m.ts, ts_local: NO_TS, seq: m.row };
+    snapshot::diff(row.before, row.after, &[message_event(m)], at, out);
 }
 
 // ---------------------------------------------------------------------------------------------
