@@ -135,6 +135,19 @@ pub enum StreamError {
     BookTooDeep { index: u64, levels: usize, limit: usize },
 }
 
+/// The order check of one event `(ts_exchange, ts_local)` against the last clocks seen.
+#[inline]
+fn order(index: u64, (ts, local): (i64, i64), (last_ts, last_local): (i64, i64)) -> Result<(), StreamError> {
+    if local != NO_TS {
+        if local < last_local {
+            return Err(StreamError::OutOfOrder { index, clock: "ts_local", ts: local, last: last_local });
+        }
+    } else if ts < last_ts {
+        return Err(StreamError::OutOfOrder { index, clock: "ts_exchange", ts, last: last_ts });
+    }
+    Ok(())
+}
+
 /// What one event did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Step {
@@ -226,13 +239,7 @@ impl InputStream {
     #[inline]
     pub fn push(&mut self, ev: &Event) -> Result<Step, StreamError> {
         let index = self.events;
-        if ev.ts_local != NO_TS {
-            if ev.ts_local < self.last_local {
-                return Err(StreamError::OutOfOrder { index, clock: "ts_local", ts: ev.ts_local, last: self.last_local });
-            }
-        } else if ev.ts_exchange < self.last_ts {
-            return Err(StreamError::OutOfOrder { index, clock: "ts_exchange", ts: ev.ts_exchange, last: self.last_ts });
-        }
+        order(index, (ev.ts_exchange, ev.ts_local), (self.last_ts, self.last_local))?;
         self.book.apply(ev);
         if ev.ts_local != NO_TS {
             self.last_local = ev.ts_local;
@@ -266,6 +273,18 @@ impl InputStream {
         self.run = if ok { self.run + 1 } else { 0 };
         step.window = self.run >= t;
         Ok(step)
+    }
+
+    /// Whether events with these `(ts_exchange, ts_local)` clocks, pushed in order, would all pass
+    /// [`InputStream::push`]'s order check; nothing changes. The error's index is the stream index
+    /// the refused one would have had (so `index − events()` is its position in `clocks`).
+    pub fn check_order(&self, clocks: impl IntoIterator<Item = (i64, i64)>) -> Result<(), StreamError> {
+        let mut last = (self.last_ts, self.last_local);
+        for (k, c) in clocks.into_iter().enumerate() {
+            order(self.events + k as u64, c, last)?;
+            last = (c.0, if c.1 != NO_TS { c.1 } else { last.1 });
+        }
+        Ok(())
     }
 
     /// The last T rows, oldest first, `[T × F]` row-major (meaningful when the last

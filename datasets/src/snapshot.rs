@@ -40,7 +40,9 @@ pub enum SnapshotError {
     #[error("{got} levels per side, but this stream's snapshots have {want}")]
     Depth { got: usize, want: usize },
     /// A causing event is itself a book event (the book would no longer equal the snapshots).
-    #[error("causing event {index}: a {kind} event changes the book itself; a snapshot's causing events are order events, trades or halts")]
+    #[error(
+        "causing event {index}: a {kind} event changes the book itself; a snapshot's causing events are order events, trades or halts"
+    )]
     BookCause { index: usize, kind: &'static str },
 }
 

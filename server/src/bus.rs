@@ -116,6 +116,7 @@ async fn session(app: &Arc<App>, sub: &Subscription, stop: &mut tokio::sync::wat
                     id: b.stream_seq.to_string(),
                     stream_id: sub.stream.clone(),
                     events: b.events,
+                    snapshots: None,
                     open: open.clone(),
                     reset: false,
                     close: false,

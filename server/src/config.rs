@@ -2,6 +2,7 @@
 //! timeouts, the inference queue and dynamic batching, per-model overrides). Every key is
 //! optional; unknown keys are errors. Command-line flags override the file (docs/serve.md).
 
+use crate::stream::StreamLimits;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -33,6 +34,17 @@ pub struct ServeFile {
     /// Stream mode from the NATS bus: `[[subscribe]]` tables (bus.rs).
     #[serde(default)]
     pub subscribe: Vec<crate::bus::Subscription>,
+    /// Stream mode's bounds: `[stream]` (keys of [`StreamLimits`]; absent keys: the defaults).
+    pub stream: Option<StreamLimits>,
+}
+
+/// Command-line overrides of `[stream]` (`None`: the file's value, else the default).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StreamFlags {
+    pub max_streams: Option<usize>,
+    pub max_book_levels: Option<usize>,
+    pub max_events_per_message: Option<usize>,
+    pub max_snapshot_levels: Option<usize>,
 }
 
 /// A token bucket per client (bearer token when auth is on, else peer IP).
@@ -148,6 +160,17 @@ impl ServeFile {
         Ok(f)
     }
 
+    /// Stream mode's bounds: `[stream]` with the flags applied over it, validated.
+    pub fn stream_limits(&self, flags: &StreamFlags) -> Result<StreamLimits, String> {
+        let mut l = self.stream.clone().unwrap_or_default();
+        l.max_streams = flags.max_streams.unwrap_or(l.max_streams);
+        l.max_book_levels = flags.max_book_levels.unwrap_or(l.max_book_levels);
+        l.max_events_per_message = flags.max_events_per_message.unwrap_or(l.max_events_per_message);
+        l.max_snapshot_levels = flags.max_snapshot_levels.unwrap_or(l.max_snapshot_levels);
+        l.validate("stream")?;
+        Ok(l)
+    }
+
     /// The operational settings, validated (tokens read from their file).
     pub fn ops(&self) -> Result<Ops, String> {
         let check_batching = |field: &str, b: &Batching| -> Result<(), String> {
@@ -236,6 +259,31 @@ mod tests {
         assert!(f.ops().unwrap_err().contains("subscribe[0].batch"));
         let e = toml::from_str::<ServeFile>("[[subscribe]]\nnats = \"n\"\nstream = \"S\"\nmodel = \"m\"\nsubject = \"x\"\n").unwrap_err();
         assert!(e.to_string().contains("unknown field `subject`"), "{e}");
+    }
+
+    #[test]
+    fn stream_table_parses_flags_override_it_and_bad_values_are_refused() {
+        let f: ServeFile =
+            toml::from_str("[stream]\nmax_streams = 8\nmax_book_levels = 500\nmax_events_per_message = 100\nmax_snapshot_levels = 50\n")
+                .unwrap();
+        let l = f.stream_limits(&StreamFlags::default()).unwrap();
+        assert_eq!(l, StreamLimits { max_streams: 8, max_book_levels: 500, max_events_per_message: 100, max_snapshot_levels: 50 });
+        let flags = StreamFlags { max_streams: Some(3), max_snapshot_levels: Some(10), ..Default::default() };
+        let l = f.stream_limits(&flags).unwrap();
+        assert_eq!(l, StreamLimits { max_streams: 3, max_book_levels: 500, max_events_per_message: 100, max_snapshot_levels: 10 });
+        // Absent table or keys: the defaults.
+        assert_eq!(ServeFile::default().stream_limits(&StreamFlags::default()).unwrap(), StreamLimits::default());
+        let f: ServeFile = toml::from_str("[stream]\nmax_streams = 2\n").unwrap();
+        assert_eq!(f.stream_limits(&StreamFlags::default()).unwrap(), StreamLimits { max_streams: 2, ..Default::default() });
+        let e = toml::from_str::<ServeFile>("[stream]\nmax_stream = 2\n").unwrap_err().to_string();
+        assert!(e.contains("unknown field `max_stream`"), "{e}");
+        let f: ServeFile = toml::from_str("[stream]\nmax_events_per_message = 0\n").unwrap();
+        assert_eq!(f.stream_limits(&StreamFlags::default()).unwrap_err(), "stream.max_events_per_message: must be ≥ 1");
+        let f: ServeFile = toml::from_str("[stream]\nmax_book_levels = 10\n").unwrap();
+        assert!(f.stream_limits(&StreamFlags::default()).unwrap_err().contains("max_snapshot_levels 1000 exceeds max_book_levels 10"));
+        // A flag can repair what the file set.
+        let flags = StreamFlags { max_snapshot_levels: Some(10), ..Default::default() };
+        assert_eq!(f.stream_limits(&flags).unwrap().max_snapshot_levels, 10);
     }
 
     #[test]

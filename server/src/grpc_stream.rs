@@ -1,6 +1,7 @@
 //! Stream mode over gRPC: Triton's bidirectional `ModelStreamInfer`. Each request carries a
 //! batch of events for one stream (`parameters["stream_id"]`) as the `EVENTS` tensor (INT64
-//! `[N, 9]`, typed `int64_contents` or little-endian `raw_input_contents`); each gets one
+//! `[N, 9]`, typed `int64_contents` or little-endian `raw_input_contents`) and/or top-N book
+//! snapshots as the `SNAPSHOTS` tensor (INT64 `[N, 4 + 4·L]`, stream.rs); each gets one
 //! `ModelStreamInferResponse`. A bad message is answered with `error_message` and the stream
 //! goes on. Formats: docs/serve.md, "Stream mode".
 
@@ -8,7 +9,7 @@ use crate::error::ApiError;
 use crate::grpc_tensors::{int_param, latency_parameters, output_tensors};
 use crate::proto::*;
 use crate::signal::{Data, Tensor};
-use crate::stream::{events_from_i64, OpenOptions, Session, StreamReply, StreamRequest, EVENTS};
+use crate::stream::{events_from_i64, OpenOptions, Session, Snapshots, StreamReply, StreamRequest, EVENTS, SNAPSHOTS};
 use crate::App;
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -47,41 +48,54 @@ pub fn parse(r: ModelInferRequest) -> Result<(StreamRequest, bool), ApiError> {
         venue: string_param(p, "venue")?,
         starts_synced: bool_param(p, "starts_synced")?,
     };
-    if r.inputs.len() > 1 {
-        return Err(ApiError::bad("inputs", format!("{} tensors: stream mode takes one, {EVENTS:?}", r.inputs.len())));
+    if r.inputs.len() > 2 {
+        return Err(ApiError::bad("inputs", format!("{} tensors: stream mode takes {EVENTS:?} and/or {SNAPSHOTS:?}", r.inputs.len())));
     }
     let raw = !r.raw_input_contents.is_empty();
     if raw && r.raw_input_contents.len() != r.inputs.len() {
         return Err(ApiError::bad("raw_input_contents", format!("{} entries for {} inputs", r.raw_input_contents.len(), r.inputs.len())));
     }
-    let events = match r.inputs.first() {
-        None => vec![],
-        Some(t) => {
-            if t.name != EVENTS {
-                return Err(ApiError::bad("inputs[0].name", format!("{:?}: stream mode's input is {EVENTS:?}", t.name)));
-            }
-            if t.datatype != "INT64" {
-                return Err(ApiError::bad("inputs[0].datatype", format!("{:?}: {EVENTS} is INT64", t.datatype)));
-            }
-            if raw {
-                let b = &r.raw_input_contents[0];
-                if !b.len().is_multiple_of(8) {
-                    return Err(ApiError::bad("raw_input_contents[0]", format!("{} bytes is not a whole number of INT64 values", b.len())));
-                }
-                let v: Vec<i64> = b.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
-                events_from_i64(&v, &t.shape, "inputs[0]")?
-            } else {
-                let v = t.contents.as_ref().map(|c| &c.int64_contents[..]).unwrap_or(&[]);
-                events_from_i64(v, &t.shape, "inputs[0]")?
-            }
+    let (mut events, mut snapshots) = (None, None);
+    for (i, t) in r.inputs.into_iter().enumerate() {
+        let field = format!("inputs[{i}]");
+        if t.name != EVENTS && t.name != SNAPSHOTS {
+            return Err(ApiError::bad(
+                &format!("{field}.name"),
+                format!("{:?}: stream mode's inputs are {EVENTS:?} and {SNAPSHOTS:?}", t.name),
+            ));
         }
-    };
+        if t.datatype != "INT64" {
+            return Err(ApiError::bad(&format!("{field}.datatype"), format!("{:?}: {} is INT64", t.datatype, t.name)));
+        }
+        let v: Vec<i64> = if raw {
+            let b = &r.raw_input_contents[i];
+            if !b.len().is_multiple_of(8) {
+                return Err(ApiError::bad(
+                    &format!("raw_input_contents[{i}]"),
+                    format!("{} bytes is not a whole number of INT64 values", b.len()),
+                ));
+            }
+            b.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))).collect()
+        } else {
+            t.contents.map(|c| c.int64_contents).unwrap_or_default()
+        };
+        let twice = || ApiError::bad(&format!("{field}.name"), format!("{:?} twice", t.name));
+        if t.name == EVENTS {
+            if events.replace(events_from_i64(&v, &t.shape, &field)?).is_some() {
+                return Err(twice());
+            }
+        } else if snapshots.replace(Snapshots::from_i64(v, &t.shape, &field)?).is_some() {
+            return Err(twice());
+        }
+    }
+    let events = events.unwrap_or_default();
     let req = StreamRequest {
         model: r.model_name,
         version: (!r.model_version.is_empty()).then_some(r.model_version),
         id: r.id,
         stream_id,
         events,
+        snapshots,
         open,
         reset: bool_param(p, "reset")?.unwrap_or(false),
         close: bool_param(p, "close")?.unwrap_or(false),
@@ -105,6 +119,9 @@ pub fn response(r: StreamReply, raw: bool) -> ModelStreamInferResponse {
     parameters
         .insert("stream_id".into(), InferParameter { parameter_choice: Some(infer_parameter::ParameterChoice::StringParam(r.stream_id)) });
     parameters.insert("accepted".into(), int_param(r.accepted as i64));
+    if r.snapshots {
+        parameters.insert("accepted_snapshots".into(), int_param(r.accepted_snapshots as i64));
+    }
     parameters.insert("stream_events".into(), int_param(r.stream_events as i64));
     parameters.insert("stream_samples".into(), int_param(r.stream_samples as i64));
     parameters.insert("closed".into(), InferParameter { parameter_choice: Some(infer_parameter::ParameterChoice::BoolParam(r.closed)) });

@@ -4,7 +4,7 @@
 
 use crate::error::ApiError;
 use crate::signal::{Data, Tensor, PROBS, REGRESSION, SIGNAL_CONFIDENCE, SIGNAL_DIRECTION, SIGNAL_EDGE_BPS, SIGNAL_STRENGTH, STD};
-use crate::stream::{event_from_row, OpenOptions, Session, StreamReply, StreamRequest};
+use crate::stream::{event_from_row, OpenOptions, Session, Snapshots, StreamReply, StreamRequest};
 use crate::App;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
@@ -24,6 +24,9 @@ struct WsRequest {
     /// Rows `[ts_exchange, ts_local, seq, order_id, price, size, kind, side, flags]`.
     #[serde(default)]
     events: Vec<[i64; 9]>,
+    /// Rows `[ts_exchange, ts_local, seq, events, ask_price_1, ask_size_1, bid_price_1, bid_size_1, …]`.
+    #[serde(default)]
+    snapshots: Option<FlatRows>,
     #[serde(default)]
     reset: bool,
     #[serde(default)]
@@ -34,6 +37,64 @@ struct WsRequest {
     venue: Option<String>,
     #[serde(default)]
     starts_synced: Option<bool>,
+}
+
+/// An array of equally long integer arrays, read into one flat vector (no allocation per row).
+struct FlatRows {
+    width: usize,
+    values: Vec<i64>,
+}
+
+impl<'de> Deserialize<'de> for FlatRows {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<FlatRows, D::Error> {
+        struct Outer;
+        struct Row<'a> {
+            values: &'a mut Vec<i64>,
+        }
+        impl<'de> serde::de::DeserializeSeed<'de> for Row<'_> {
+            type Value = usize;
+            fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
+                d.deserialize_seq(self)
+            }
+        }
+        impl<'de> serde::de::Visitor<'de> for Row<'_> {
+            type Value = usize;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array of integers")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<usize, A::Error> {
+                let mut n = 0;
+                while let Some(v) = a.next_element::<i64>()? {
+                    self.values.push(v);
+                    n += 1;
+                }
+                Ok(n)
+            }
+        }
+        impl<'de> serde::de::Visitor<'de> for Outer {
+            type Value = FlatRows;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array of rows (arrays of integers)")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<FlatRows, A::Error> {
+                let mut values = Vec::new();
+                let mut width = None;
+                let mut i = 0usize;
+                while let Some(n) = a.next_element_seed(Row { values: &mut values })? {
+                    match width {
+                        None => width = Some(n),
+                        Some(w) if w != n => {
+                            return Err(serde::de::Error::custom(format!("row {i} has {n} columns, row 0 has {w}")));
+                        }
+                        _ => {}
+                    }
+                    i += 1;
+                }
+                Ok(FlatRows { width: width.unwrap_or(0), values })
+            }
+        }
+        d.deserialize_seq(Outer)
+    }
 }
 
 #[derive(Serialize)]
@@ -66,6 +127,8 @@ struct WsReply<'a> {
     model_name: &'a str,
     model_version: &'a str,
     accepted: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    accepted_snapshots: Option<usize>,
     stream_events: u64,
     stream_samples: u64,
     predictions: Vec<WsPrediction<'a>>,
@@ -125,6 +188,7 @@ pub(crate) fn reply_json(r: &StreamReply) -> String {
         model_name: &r.model_name,
         model_version: &r.model_version,
         accepted: r.accepted,
+        accepted_snapshots: r.snapshots.then_some(r.accepted_snapshots),
         stream_events: r.stream_events,
         stream_samples: r.stream_samples,
         predictions,
@@ -150,12 +214,20 @@ fn parse(text: &str, model: &str, version: Option<&str>) -> Result<StreamRequest
         ApiError::bad(&field, e.into_inner())
     })?;
     let events = m.events.iter().enumerate().map(|(i, r)| event_from_row(r, &format!("events[{i}]"))).collect::<Result<_, _>>()?;
+    let snapshots = match m.snapshots {
+        None => None,
+        Some(r) => {
+            let n = r.values.len().checked_div(r.width).unwrap_or(0);
+            Some(Snapshots::from_i64(r.values, &[n as i64, r.width as i64], "snapshots")?)
+        }
+    };
     Ok(StreamRequest {
         model: model.to_string(),
         version: version.map(str::to_string),
         id: m.id.unwrap_or_default(),
         stream_id: m.stream_id,
         events,
+        snapshots,
         open: OpenOptions { source_format: m.source_format, venue: m.venue, starts_synced: m.starts_synced },
         reset: m.reset,
         close: m.close,

@@ -4,7 +4,7 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use flowcast_server::config::{parse_addr, ServeFile};
+use flowcast_server::config::{parse_addr, ServeFile, StreamFlags};
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -25,12 +25,18 @@ pub struct ServeArgs {
     /// serve.toml: auth tokens, rate limits, timeouts, queue, dynamic batching (docs/serve.md).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Stream mode: streams open at once (over all connections).
-    #[arg(long, default_value_t = flowcast_server::stream::StreamLimits::default().max_streams)]
-    max_streams: usize,
-    /// Stream mode: book levels per side one stream may hold (bounds its memory).
-    #[arg(long, default_value_t = flowcast_server::stream::StreamLimits::default().max_book_levels)]
-    max_stream_book_levels: usize,
+    /// Stream mode: streams open at once, over all connections [default: 1024; `[stream]` of --config].
+    #[arg(long)]
+    max_streams: Option<usize>,
+    /// Stream mode: book levels per side one stream may hold (bounds its memory) [default: 20000].
+    #[arg(long)]
+    max_stream_book_levels: Option<usize>,
+    /// Stream mode: events (and snapshot rows) in one message [default: 65536].
+    #[arg(long)]
+    max_stream_events_per_message: Option<usize>,
+    /// Stream mode: levels per side of a SNAPSHOTS row [default: 1000].
+    #[arg(long)]
+    max_stream_snapshot_levels: Option<usize>,
 }
 
 /// Serves until SIGTERM or ctrl-c (requests in flight finish); prints one JSON line (bound
@@ -51,11 +57,13 @@ pub fn run(a: ServeArgs) -> Result<bool> {
     );
     let ops = file.ops().map_err(|e| anyhow::anyhow!("{}: {e}", a.config.as_deref().unwrap_or("serve.toml".as_ref()).display()))?;
     let max_body_bytes = a.max_body_bytes.or(file.max_body_bytes).unwrap_or(flowcast_server::DEFAULT_MAX_BODY_BYTES);
-    let streams = flowcast_server::stream::StreamLimits {
+    let flags = StreamFlags {
         max_streams: a.max_streams,
         max_book_levels: a.max_stream_book_levels,
-        ..Default::default()
+        max_events_per_message: a.max_stream_events_per_message,
+        max_snapshot_levels: a.max_stream_snapshot_levels,
     };
+    let streams = file.stream_limits(&flags).map_err(|e| anyhow::anyhow!("[stream] / --max-stream-*: {e}"))?;
     flowcast_server::serve_blocking(flowcast_server::Config {
         models,
         http,

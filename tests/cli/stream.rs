@@ -10,7 +10,7 @@
 
 use super::flowcast;
 use flowcast_datasets::loaders::{self, Format, ImportOptions};
-use flowcast_datasets::{Dataset, Event};
+use flowcast_datasets::{Dataset, Event, NO_PRICE, NO_TS};
 use flowcast_server::flowcast_contract::predictor::predict_set;
 use flowcast_server::flowcast_contract::prepare::{prepare_with, PreparedData};
 use flowcast_server::flowcast_contract::signal::SignalRule;
@@ -212,38 +212,43 @@ async fn via_grpc(addr: SocketAddr, model: &str, ds: &Dataset, stream_id: &str, 
     let mut seen = 0;
     while let Some(m) = resp.message().await.unwrap() {
         seen += 1;
-        if !m.error_message.is_empty() {
-            got.errors.push(m.error_message.clone());
-        }
-        let Some(r) = m.infer_response else { continue };
-        let raw = !r.raw_output_contents.is_empty();
-        for (i, o) in r.outputs.iter().enumerate() {
-            let (i64s, f32v, i32v): (Vec<i64>, Vec<f32>, Vec<i32>) = if raw {
-                let b = &r.raw_output_contents[i];
-                match o.datatype.as_str() {
-                    "INT64" => (b.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect(), vec![], vec![]),
-                    "INT32" => (vec![], vec![], b.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap())).collect()),
-                    _ => (vec![], b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(), vec![]),
-                }
-            } else {
-                let c = o.contents.clone().unwrap_or_default();
-                (c.int64_contents, if o.datatype == "FP32" { f32s(o).to_vec() } else { vec![] }, c.int_contents)
-            };
-            match o.name.as_str() {
-                "event_index" => got.index.extend(i64s),
-                "probs" => got.probs.extend(f32v),
-                "signal_direction" => got.direction.extend(i32v),
-                "signal_strength" => got.strength.extend(f32v),
-                "gap_event_index" => got.gaps.extend(i64s),
-                _ => {}
-            }
-        }
-        for k in ["queue_time_us", "compute_time_us", "stream_events"] {
-            assert!(r.parameters.contains_key(k), "{k} missing from {:?}", r.parameters);
-        }
+        collect_grpc(m, &mut got);
     }
     assert_eq!(seen, n_req, "one response per request");
     got
+}
+
+/// Adds one `ModelStreamInfer` response to `got`.
+fn collect_grpc(m: ModelStreamInferResponse, got: &mut Got) {
+    if !m.error_message.is_empty() {
+        got.errors.push(m.error_message.clone());
+    }
+    let Some(r) = m.infer_response else { return };
+    let raw = !r.raw_output_contents.is_empty();
+    for (i, o) in r.outputs.iter().enumerate() {
+        let (i64s, f32v, i32v): (Vec<i64>, Vec<f32>, Vec<i32>) = if raw {
+            let b = &r.raw_output_contents[i];
+            match o.datatype.as_str() {
+                "INT64" => (b.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect(), vec![], vec![]),
+                "INT32" => (vec![], vec![], b.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap())).collect()),
+                _ => (vec![], b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(), vec![]),
+            }
+        } else {
+            let c = o.contents.clone().unwrap_or_default();
+            (c.int64_contents, if o.datatype == "FP32" { f32s(o).to_vec() } else { vec![] }, c.int_contents)
+        };
+        match o.name.as_str() {
+            "event_index" => got.index.extend(i64s),
+            "probs" => got.probs.extend(f32v),
+            "signal_direction" => got.direction.extend(i32v),
+            "signal_strength" => got.strength.extend(f32v),
+            "gap_event_index" => got.gaps.extend(i64s),
+            _ => {}
+        }
+    }
+    for k in ["queue_time_us", "compute_time_us", "stream_events"] {
+        assert!(r.parameters.contains_key(k), "{k} missing from {:?}", r.parameters);
+    }
 }
 
 /// Replays `ds` over the WebSocket endpoint (JSON messages).
@@ -283,6 +288,356 @@ async fn via_ws(addr: SocketAddr, model: &str, ds: &Dataset, stream_id: &str) ->
     }
     let _ = ws.close(None).await;
     got
+}
+
+/// A client holding LOBSTER files: per message row its L3 event (an `EVENTS` row) and the
+/// orderbook row after it as a `SNAPSHOTS` row `[ts, NO_TS, seq, 1, ask_price_1, ask_size_1,
+/// bid_price_1, bid_size_1, …]` in ticks and lots (an empty level: price 0, size 0).
+struct SnapshotFeed {
+    events: Vec<[i64; 9]>,
+    snapshots: Vec<Vec<i64>>,
+}
+
+fn lobster_feed(inputs: &[PathBuf]) -> SnapshotFeed {
+    let mut r = loaders::lobster::read_pair(inputs, &ImportOptions::default()).unwrap();
+    let mut feed = SnapshotFeed { events: Vec::new(), snapshots: Vec::new() };
+    while let Some(x) = r.next_row().unwrap() {
+        let e = loaders::lobster::message_event(x.msg);
+        feed.events.push(row(&e));
+        let mut s = vec![e.ts_exchange, NO_TS, e.seq as i64, 1];
+        let a = x.after;
+        for l in 0..a.levels() {
+            let lv = |p: i64, z: i64| if p == NO_PRICE { [0, 0] } else { [p, z] };
+            s.extend(lv(a.ask_px[l], a.ask_sz[l]));
+            s.extend(lv(a.bid_px[l], a.bid_sz[l]));
+        }
+        feed.snapshots.push(s);
+    }
+    feed
+}
+
+/// One WebSocket message and its reply.
+async fn ws_call(ws: &mut WsConn, m: &Value) -> Value {
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(m.to_string().into())).await.unwrap();
+    loop {
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = ws.next().await.expect("a reply").unwrap() {
+            return serde_json::from_str(t.as_str()).unwrap();
+        }
+    }
+}
+
+type WsConn = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn ws_connect(addr: SocketAddr, model: &str) -> WsConn {
+    tokio_tungstenite::connect_async(format!("ws://{addr}/v2/models/{model}/stream")).await.unwrap().0
+}
+
+/// Adds a WebSocket reply's predictions and gaps to `got`.
+fn collect_ws(v: &Value, got: &mut Got) {
+    for p in v["predictions"].as_array().unwrap() {
+        got.index.push(p["event_index"].as_i64().unwrap());
+        got.probs.extend(p["probs"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32));
+        got.direction.push(p["signal"]["level"].as_i64().unwrap() as i32);
+        got.strength.push(p["signal"]["strength"].as_f64().unwrap() as f32);
+    }
+    got.gaps.extend(v["gaps"].as_array().unwrap().iter().map(|x| x.as_i64().unwrap()));
+}
+
+/// Replays a snapshot feed over the WebSocket, `CHUNK` message rows per message. `bad_at`: first
+/// send a copy of the chunk holding that row with the row crossed, check that exactly the rows
+/// before it were applied, then go on from the bad row with the good rows (the stream's state
+/// must be exactly as if the bad row had never been sent).
+async fn snapshots_via_ws(addr: SocketAddr, model: &str, ds: &Dataset, feed: &SnapshotFeed, stream_id: &str, bad_at: Option<usize>) -> Got {
+    let mut ws = ws_connect(addr, model).await;
+    let mut got = Got::default();
+    let mut start = 0;
+    let mut first = true;
+    while start < feed.events.len() {
+        let end = (start + CHUNK).min(feed.events.len());
+        let mut snaps = feed.snapshots[start..end].to_vec();
+        let bad = bad_at.filter(|&b| (start..end).contains(&b));
+        if let Some(b) = bad {
+            let r = &mut snaps[b - start];
+            r[6] = r[4]; // bid_price_1 = ask_price_1: crossed
+            r[7] = r[7].max(1);
+        }
+        let mut m = json!({"stream_id": stream_id, "events": &feed.events[start..end], "snapshots": snaps});
+        if first {
+            m["source_format"] = json!(ds.meta.source_format);
+            m["venue"] = json!(ds.meta.instrument.venue);
+            m["starts_synced"] = json!(ds.meta.starts_synced);
+            first = false;
+        }
+        let v = ws_call(&mut ws, &m).await;
+        assert!(v["queue_time_us"].is_u64(), "{v}");
+        collect_ws(&v, &mut got);
+        if let Some(b) = bad {
+            let e = v["error"].as_str().unwrap_or_default();
+            assert!(e.starts_with(&format!("SNAPSHOTS[{}].bid_price_1: crossed snapshot", b - start)), "{e}");
+            assert!(e.ends_with("the stream keeps its state"), "{e}");
+            assert_eq!(v["accepted_snapshots"], b - start, "{v}");
+            assert_eq!(v["accepted"], b - start, "{v}");
+            assert_eq!(v["closed"], false);
+            start = b;
+            continue;
+        }
+        if let Some(e) = v["error"].as_str() {
+            got.errors.push(e.to_string());
+            break;
+        }
+        assert_eq!(v["accepted_snapshots"], end - start, "{v}");
+        assert_eq!(v["accepted"], end - start, "{v}");
+        start = end;
+    }
+    let _ = ws.close(None).await;
+    got
+}
+
+/// Replays a snapshot feed over gRPC `ModelStreamInfer`: `EVENTS` and `SNAPSHOTS` in one request,
+/// typed contents and raw bytes alternately, the two tensors in either order.
+async fn snapshots_via_grpc(addr: SocketAddr, model: &str, ds: &Dataset, feed: &SnapshotFeed, stream_id: &str) -> Got {
+    let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let mut c = GrpcInferenceServiceClient::new(ch).max_decoding_message_size(1 << 30);
+    let sid = InferParameter { parameter_choice: Some(infer_parameter::ParameterChoice::StringParam(stream_id.into())) };
+    let width = feed.snapshots[0].len() as i64;
+    let mut reqs = Vec::new();
+    for (n, (ev, sn)) in feed.events.chunks(CHUNK).zip(feed.snapshots.chunks(CHUNK)).enumerate() {
+        let mut p = if n == 0 { open_params(ds) } else { HashMap::new() };
+        p.insert("stream_id".into(), sid.clone());
+        let e: Vec<i64> = ev.iter().flatten().copied().collect();
+        let s: Vec<i64> = sn.iter().flatten().copied().collect();
+        let t = |name: &str, w: i64, v: &[i64], raw: bool| InferInputTensor {
+            name: name.into(),
+            datatype: "INT64".into(),
+            shape: vec![ev.len() as i64, w],
+            contents: (!raw).then(|| InferTensorContents { int64_contents: v.to_vec(), ..Default::default() }),
+            ..Default::default()
+        };
+        let raw = n % 2 == 1;
+        let mut r = ModelInferRequest { model_name: model.into(), id: format!("m{n}"), parameters: p, ..Default::default() };
+        r.inputs = vec![t("EVENTS", 9, &e, raw), t("SNAPSHOTS", width, &s, raw)];
+        if raw {
+            r.raw_input_contents = vec![e.iter().flat_map(|x| x.to_le_bytes()).collect(), s.iter().flat_map(|x| x.to_le_bytes()).collect()];
+        }
+        if n % 3 == 2 {
+            r.inputs.reverse();
+            r.raw_input_contents.reverse();
+        }
+        reqs.push(r);
+    }
+    let n_req = reqs.len();
+    let mut resp = c.model_stream_infer(tokio_stream::iter(reqs)).await.unwrap().into_inner();
+    let mut got = Got::default();
+    let mut seen = 0;
+    while let Some(m) = resp.message().await.unwrap() {
+        seen += 1;
+        if let Some(r) = &m.infer_response {
+            let acc = r.parameters.get("accepted_snapshots").and_then(|p| p.parameter_choice.clone());
+            assert!(matches!(acc, Some(infer_parameter::ParameterChoice::Int64Param(_))), "{:?}", r.parameters);
+        }
+        collect_grpc(m, &mut got);
+    }
+    assert_eq!(seen, n_req, "one response per request");
+    got
+}
+
+/// Bad snapshot input over the WebSocket, one case each: refused naming the row and column (or
+/// the tensor), never a dropped connection, and the stream's state exactly what the accepted
+/// rows left (its event count; the next good message goes on from there).
+async fn snapshot_bad_inputs(addr: SocketAddr, model: &str) {
+    let mut ws = ws_connect(addr, model).await;
+    // Two levels per side, ticks and lots; row = [ts, ts_local, seq, events, a1, as1, b1, bs1, a2, as2, b2, bs2].
+    let snap = |ts: i64, lv: [i64; 8]| {
+        let mut r = vec![ts, NO_TS, ts, 0];
+        r.extend(lv);
+        r
+    };
+    let good = |ts: i64| snap(ts, [101, 5, 100, 4, 102, 3, 99, 2]);
+    let open = json!({"stream_id": "", "source_format": "lobster", "venue": "NASDAQ", "starts_synced": true});
+    let msg = |sid: &str, snaps: Vec<Vec<i64>>, events: Vec<[i64; 9]>| {
+        let mut m = open.clone();
+        m["stream_id"] = json!(sid);
+        m["snapshots"] = json!(snaps);
+        m["events"] = json!(events);
+        m
+    };
+    let add = |ts: i64, side: i64, price: i64| [ts, NO_TS, ts, 7, price, 1, 3, side, 0];
+    let level_set = [5, NO_TS, 5, 0, 100, 9, 0, 0, 0];
+    struct Case {
+        name: &'static str,
+        bad: Value,
+        error: &'static str,
+        applied: usize,
+    }
+    let cases = vec![
+        Case {
+            name: "wrong column count",
+            bad: msg("s", vec![vec![10, NO_TS, 10, 0, 101, 5, 100]], vec![]),
+            error: "snapshots.shape: [1, 7]: expected [N, 4 + 4·L]",
+            applied: 0,
+        },
+        Case {
+            name: "rows of different widths",
+            bad: msg("s", vec![good(10), vec![11, NO_TS, 11, 0, 101, 5, 100, 4]], vec![]),
+            error: "message JSON at snapshots: row 1 has 8 columns, row 0 has 12",
+            applied: 0,
+        },
+        Case {
+            name: "unsorted levels",
+            bad: msg("s", vec![good(10), snap(11, [101, 5, 100, 4, 102, 3, 100, 2])], vec![]),
+            error: "SNAPSHOTS[1].bid_price_2: 100 is not further from the touch than level 1 (100)",
+            applied: 1,
+        },
+        Case {
+            name: "crossed snapshot",
+            bad: msg("s", vec![snap(10, [101, 5, 101, 4, 102, 3, 99, 2])], vec![]),
+            error: "SNAPSHOTS[0].bid_price_1: crossed snapshot: best bid 101 ≥ best ask 101",
+            applied: 0,
+        },
+        Case {
+            name: "time going back",
+            bad: msg("s", vec![good(10), good(3)], vec![]),
+            error: "SNAPSHOTS[1].ts_exchange: 3 is before the previous snapshot's 10",
+            applied: 1,
+        },
+        Case {
+            name: "causing event before the previous event",
+            bad: msg(
+                "s",
+                vec![{
+                    let mut r = good(10);
+                    r[3] = 1;
+                    r
+                }],
+                vec![add(4, 0, 100)],
+            ),
+            error: "EVENTS[0].ts_exchange: event ",
+            applied: 0,
+        },
+        Case {
+            name: "negative size",
+            bad: msg("s", vec![good(10), snap(11, [101, 5, 100, 4, 102, -3, 99, 2])], vec![]),
+            error: "SNAPSHOTS[1].ask_size_2: size must be positive at an occupied level, got -3",
+            applied: 1,
+        },
+        Case {
+            name: "occupied level after an empty one",
+            bad: msg("s", vec![snap(10, [101, 5, 0, 0, 102, 3, 99, 2])], vec![]),
+            error: "SNAPSHOTS[0].bid_price_2: occupied level 99 after an empty level",
+            applied: 0,
+        },
+        Case {
+            name: "negative events count",
+            bad: msg(
+                "s",
+                vec![{
+                    let mut r = good(10);
+                    r[3] = -1;
+                    r
+                }],
+                vec![],
+            ),
+            error: "SNAPSHOTS[0].events: -1 is negative",
+            applied: 0,
+        },
+        Case {
+            name: "more causing events claimed than sent",
+            bad: msg(
+                "s",
+                vec![{
+                    let mut r = good(10);
+                    r[3] = 2;
+                    r
+                }],
+                vec![add(10, 0, 100)],
+            ),
+            error: "SNAPSHOTS[0].events: the rows up to this one claim 2 causing events; the message has 1",
+            applied: 0,
+        },
+        Case {
+            name: "causing events left over",
+            bad: msg("s", vec![good(10)], vec![add(10, 0, 100)]),
+            error: "SNAPSHOTS.events: the snapshots claim 0 causing events; the message has 1",
+            applied: 0,
+        },
+        Case {
+            name: "a book event as a cause",
+            bad: msg(
+                "s",
+                vec![{
+                    let mut r = good(10);
+                    r[3] = 1;
+                    r
+                }],
+                vec![level_set],
+            ),
+            error: "EVENTS[0].kind: level_set is a book event",
+            applied: 0,
+        },
+        Case {
+            name: "another depth than the stream's",
+            bad: msg("s", vec![vec![10, NO_TS, 10, 0, 101, 5, 100, 4]], vec![]),
+            error: "SNAPSHOTS.shape: 1 levels per side, but this stream's snapshots have 2",
+            applied: 0,
+        },
+        Case {
+            name: "canonical level events on a snapshot stream",
+            bad: {
+                let mut m = open.clone();
+                m["stream_id"] = json!("s");
+                m["events"] = json!([level_set]);
+                m
+            },
+            error: "EVENTS[0].kind: a level_set event on stream_id",
+            applied: 0,
+        },
+        Case {
+            name: "deeper than max_snapshot_levels",
+            bad: msg(
+                "s",
+                vec![{
+                    let mut r = vec![10, NO_TS, 10, 0];
+                    r.extend(std::iter::repeat_n(0, 4 * 1001));
+                    r
+                }],
+                vec![],
+            ),
+            error: "SNAPSHOTS.shape: 1001 levels per side; the limit is 1000",
+            applied: 0,
+        },
+    ];
+    for (k, c) in cases.into_iter().enumerate() {
+        let sid = format!("bad{k}");
+        let with_sid = |mut m: Value| {
+            m["stream_id"] = json!(sid);
+            m
+        };
+        // One good snapshot first (2 bid + 2 ask levels: 4 level events, the last a batch end).
+        let v = ws_call(&mut ws, &with_sid(msg("", vec![good(5)], vec![]))).await;
+        assert_eq!(v["stream_events"], 4, "{}: {v}", c.name);
+        let v = ws_call(&mut ws, &with_sid(c.bad)).await;
+        let e = v["error"].as_str().unwrap_or_else(|| panic!("{}: no error: {v}", c.name));
+        assert!(e.contains(c.error), "{}: {e}", c.name);
+        assert_ne!(v["closed"], true, "{}: {v}", c.name);
+        if v.get("accepted_snapshots").is_some() {
+            assert_eq!(v["accepted_snapshots"], c.applied, "{}: {v}", c.name);
+        } else {
+            assert_eq!(c.applied, 0, "{}: refused whole: {v}", c.name);
+        }
+        // The state is what the accepted rows left: a good row changing one level adds exactly
+        // one event (plus its cause) — the differ's previous snapshot is the last accepted one.
+        // (Every accepted bad-case row repeats the first snapshot without a cause: no events.)
+        let applied_events = 4;
+        let next = {
+            let mut r = snap(20, [101, 6, 100, 4, 102, 3, 99, 2]);
+            r[3] = 1;
+            r
+        };
+        let v = ws_call(&mut ws, &with_sid(msg("", vec![next], vec![add(20, 1, 101)]))).await;
+        assert!(v["error"].is_null(), "{}: after the refusal: {v}", c.name);
+        assert_eq!(v["stream_events"], applied_events + 2, "{}: {v}", c.name);
+    }
+    let _ = ws.close(None).await;
 }
 
 fn shared_data() -> Option<PathBuf> {
@@ -354,6 +709,35 @@ fn stream_mode_over_grpc_and_websocket_equals_prepare_with() {
         figures.push((label.clone(), r.complete.len(), dg, dw));
     }
     eprintln!("serve == train: {figures:?}");
+
+    // Snapshot input: the LOBSTER pair as message + orderbook rows (what a client holding
+    // LOBSTER-shaped data sends) answers exactly like the loader's events offline.
+    if let Some(d) = shared_data() {
+        let l = d.join("lobster");
+        let inputs =
+            vec![l.join("AMZN_2012-06-21_34200000_57600000_message_1.csv"), l.join("AMZN_2012-06-21_34200000_57600000_orderbook_1.csv")];
+        let feed = lobster_feed(&inputs);
+        let ds = &cases.iter().find(|c| c.0 == "LOBSTER AMZN").unwrap().1;
+        let r = reference(ds, &p, &card);
+        let t0 = std::time::Instant::now();
+        let g = rt
+            .block_on(async { tokio::time::timeout(Duration::from_secs(600), snapshots_via_grpc(grpc, "lstm", ds, &feed, "sg")).await })
+            .unwrap();
+        let secs = t0.elapsed().as_secs_f64();
+        let dg = compare("LOBSTER AMZN snapshots over gRPC", &g, &r, &p, &card);
+        let w = rt
+            .block_on(async {
+                tokio::time::timeout(Duration::from_secs(600), snapshots_via_ws(http, "lstm", ds, &feed, "sw", Some(CHUNK + 17))).await
+            })
+            .unwrap();
+        let dw = compare("LOBSTER AMZN snapshots over WebSocket (a crossed row refused mid-way)", &w, &r, &p, &card);
+        eprintln!(
+            "snapshot stream == loader offline: {} messages, {} windows, max |Δp| gRPC {dg:e} WebSocket {dw:e}; gRPC replay {secs:.2} s",
+            feed.events.len(),
+            r.complete.len()
+        );
+    }
+    rt.block_on(async { tokio::time::timeout(Duration::from_secs(120), snapshot_bad_inputs(http, "lstm")).await }).unwrap();
 
     // An out-of-order event: refused with its index, the stream keeps its state and goes on.
     let ds = &cases[0].1;
