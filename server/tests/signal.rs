@@ -208,7 +208,36 @@ fn stream_mode_refuses_models_without_a_card_and_bad_messages() {
         bad_kind.contents = Some(InferTensorContents { int64_contents: vec![1, 1, 0, 0, 100, 5, 99, 0, 1], ..Default::default() });
         let mut bad_shape = ev.clone();
         bad_shape.shape = vec![1, 8];
-        let msgs = vec![
+        let snaps = |shape: Vec<i64>, v: Vec<i64>| InferInputTensor {
+            name: "SNAPSHOTS".into(),
+            datatype: "INT64".into(),
+            shape,
+            contents: Some(InferTensorContents { int64_contents: v, ..Default::default() }),
+            ..Default::default()
+        };
+        let with = |inputs: Vec<InferInputTensor>| ModelInferRequest {
+            model_name: "sig".into(),
+            parameters: HashMap::from([("stream_id".into(), sid.clone())]),
+            inputs,
+            ..Default::default()
+        };
+        let mut foo = ev.clone();
+        foo.name = "FOO".into();
+        let mut float_snaps = snaps(vec![1, 8], vec![0; 8]);
+        float_snaps.datatype = "FP32".into();
+        // Refused while parsing (before any model is looked at): the tensor and field at fault.
+        let parse_errors = [
+            (with(vec![snaps(vec![1, 7], vec![0; 7])]), "inputs[0].shape: [1, 7]: expected [N, 4 + 4·L]"),
+            (with(vec![snaps(vec![2, 8], vec![0; 8])]), "inputs[0].contents: 8 values for shape [2, 8]"),
+            (with(vec![ev.clone(), snaps(vec![1, 10], vec![0; 10])]), "inputs[1].shape: [1, 10]"),
+            (with(vec![ev.clone(), ev.clone()]), "inputs[1].name: \"EVENTS\" twice"),
+            (with(vec![foo]), "inputs[0].name: \"FOO\": stream mode's inputs are \"EVENTS\" and \"SNAPSHOTS\""),
+            (with(vec![float_snaps]), "inputs[0].datatype: \"FP32\": SNAPSHOTS is INT64"),
+            (with(vec![ev.clone(), ev.clone(), ev.clone()]), "inputs: 3 tensors"),
+        ];
+        let n_parse = parse_errors.len();
+        let (mut msgs, wants): (Vec<_>, Vec<_>) = parse_errors.into_iter().unzip();
+        msgs.extend(vec![
             ModelInferRequest {
                 model_name: "sig".into(),
                 parameters: HashMap::from([("stream_id".into(), sid.clone())]),
@@ -234,13 +263,17 @@ fn stream_mode_refuses_models_without_a_card_and_bad_messages() {
                 inputs: vec![ev],
                 ..Default::default()
             },
-        ];
+        ]);
         let mut r = c.model_stream_infer(tokio_stream::iter(msgs)).await.unwrap().into_inner();
         let mut errs = Vec::new();
         while let Some(m) = r.message().await.unwrap() {
             errs.push(m.error_message);
         }
-        assert_eq!(errs.len(), 5, "{errs:?}");
+        assert_eq!(errs.len(), 5 + n_parse, "{errs:?}");
+        for (e, want) in errs.iter().zip(&wants) {
+            assert!(e.starts_with(want), "{e} vs {want}");
+        }
+        let errs = &errs[n_parse..];
         assert!(errs[0].contains("has no card"), "{}", errs[0]);
         assert!(errs[1].starts_with("parameters.stream_id"), "{}", errs[1]);
         assert!(errs[2].starts_with("inputs[0][0].kind: 99"), "{}", errs[2]);

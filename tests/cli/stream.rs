@@ -352,6 +352,7 @@ async fn snapshots_via_ws(addr: SocketAddr, model: &str, ds: &Dataset, feed: &Sn
     let mut got = Got::default();
     let mut start = 0;
     let mut first = true;
+    let mut bad_at = bad_at;
     while start < feed.events.len() {
         let end = (start + CHUNK).min(feed.events.len());
         let mut snaps = feed.snapshots[start..end].to_vec();
@@ -359,6 +360,7 @@ async fn snapshots_via_ws(addr: SocketAddr, model: &str, ds: &Dataset, feed: &Sn
         if let Some(b) = bad {
             let r = &mut snaps[b - start];
             r[6] = r[4]; // bid_price_1 = ask_price_1: crossed
+            r[5] = r[5].max(1);
             r[7] = r[7].max(1);
         }
         let mut m = json!({"stream_id": stream_id, "events": &feed.events[start..end], "snapshots": snaps});
@@ -378,6 +380,7 @@ async fn snapshots_via_ws(addr: SocketAddr, model: &str, ds: &Dataset, feed: &Sn
             assert_eq!(v["accepted_snapshots"], b - start, "{v}");
             assert_eq!(v["accepted"], b - start, "{v}");
             assert_eq!(v["closed"], false);
+            bad_at = None;
             start = b;
             continue;
         }
@@ -696,11 +699,14 @@ fn stream_mode_over_grpc_and_websocket_equals_prepare_with() {
         cases.push(("Binance spot ETHUSDT".into(), imp.datasets.remove(0)));
     }
     let mut figures = Vec::new();
+    let mut grpc_secs = Vec::new();
     for (i, (label, ds)) in cases.iter().enumerate() {
         let r = reference(ds, &p, &card);
+        let t0 = std::time::Instant::now();
         let g = rt
             .block_on(async { tokio::time::timeout(Duration::from_secs(600), via_grpc(grpc, "lstm", ds, &format!("g{i}"), None)).await })
             .unwrap();
+        grpc_secs.push(t0.elapsed().as_secs_f64());
         let dg = compare(&format!("{label} over gRPC"), &g, &r, &p, &card);
         let w = rt
             .block_on(async { tokio::time::timeout(Duration::from_secs(600), via_ws(http, "lstm", ds, &format!("w{i}"))).await })
@@ -717,7 +723,8 @@ fn stream_mode_over_grpc_and_websocket_equals_prepare_with() {
         let inputs =
             vec![l.join("AMZN_2012-06-21_34200000_57600000_message_1.csv"), l.join("AMZN_2012-06-21_34200000_57600000_orderbook_1.csv")];
         let feed = lobster_feed(&inputs);
-        let ds = &cases.iter().find(|c| c.0 == "LOBSTER AMZN").unwrap().1;
+        let k = cases.iter().position(|c| c.0 == "LOBSTER AMZN").unwrap();
+        let ds = &cases[k].1;
         let r = reference(ds, &p, &card);
         let t0 = std::time::Instant::now();
         let g = rt
@@ -732,9 +739,14 @@ fn stream_mode_over_grpc_and_websocket_equals_prepare_with() {
             .unwrap();
         let dw = compare("LOBSTER AMZN snapshots over WebSocket (a crossed row refused mid-way)", &w, &r, &p, &card);
         eprintln!(
-            "snapshot stream == loader offline: {} messages, {} windows, max |Δp| gRPC {dg:e} WebSocket {dw:e}; gRPC replay {secs:.2} s",
+            "snapshot stream == loader offline: {} messages, {} windows, max |Δp| gRPC {dg:e} WebSocket {dw:e}; gRPC replay \
+             {secs:.2} s = {:.2} µs per message row (canonical events: {:.2} s = {:.2} µs per event, {} events)",
             feed.events.len(),
-            r.complete.len()
+            r.complete.len(),
+            secs * 1e6 / feed.events.len() as f64,
+            grpc_secs[k],
+            grpc_secs[k] * 1e6 / ds.events.len() as f64,
+            ds.events.len()
         );
     }
     rt.block_on(async { tokio::time::timeout(Duration::from_secs(120), snapshot_bad_inputs(http, "lstm")).await }).unwrap();
