@@ -569,10 +569,17 @@ fn snapshot_rows(
         }
         let clocks = causes.iter().map(|e| (e.ts_exchange, e.ts_local)).chain(std::iter::once((at.ts_exchange, at.ts_local)));
         if let Err(e) = slot.input.check_order(clocks) {
-            let StreamError::OutOfOrder { index, clock, .. } = &e else { unreachable!("check_order only refuses order") };
-            let pos = (*index - slot.input.events()) as usize;
-            let field =
-                if pos < causes.len() { format!("{EVENTS}[{}].{clock}", cursor + pos) } else { format!("{SNAPSHOTS}[{i}].{clock}") };
+            let field = match &e {
+                StreamError::OutOfOrder { index, clock, .. } => {
+                    let pos = index.saturating_sub(slot.input.events()) as usize;
+                    if pos < causes.len() {
+                        format!("{EVENTS}[{}].{clock}", cursor + pos)
+                    } else {
+                        format!("{SNAPSHOTS}[{i}].{clock}")
+                    }
+                }
+                _ => format!("{SNAPSHOTS}[{i}]"),
+            };
             reply.error = Some(format!("{field}: {e}; the stream keeps its state"));
             break;
         }
