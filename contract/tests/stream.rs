@@ -8,6 +8,7 @@ use flowcast_contract::prepare::{prepare, prepare_with, PrepareSpec, PreparedDat
 use flowcast_contract::preprocessing::{ColumnKind, ColumnsSpec, NormSpec, SplitSpec};
 use flowcast_contract::stream::{InputStream, StreamError};
 use flowcast_contract::target::TargetSpec;
+use flowcast_datasets::snapshot::{SnapshotDiffer, Stamp};
 use flowcast_datasets::synth::synth_dataset;
 use flowcast_datasets::{flags, Dataset, Event, EventKind, OrderBook, Side, TopN, NO_PRICE};
 
@@ -156,16 +157,24 @@ fn book_depth_is_bounded() {
 
 /// `cargo test -p flowcast-contract --test stream bench -- --ignored --nocapture`: stream mode's
 /// cost per event (book + features + normalise + window push), book-only and book + features,
-/// on a synthetic day (LOBSTER AMZN too when ../shared/data is present). Not a timed test.
+/// on a synthetic day (LOBSTER AMZN too when ../shared/data is present, also as snapshot input:
+/// message + orderbook rows through the snapshot differ). Not a timed test.
 #[test]
 #[ignore]
 fn bench_stream_per_event() {
     let mut cases = vec![("synthetic", synth_dataset(5, 200_000, 3).unwrap())];
     let d = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/lobster");
+    let mut snapshot_feed: Option<Vec<(Event, TopN)>> = None;
     if d.is_dir() {
         let inputs =
             vec![d.join("AMZN_2012-06-21_34200000_57600000_message_1.csv"), d.join("AMZN_2012-06-21_34200000_57600000_orderbook_1.csv")];
         let opts = flowcast_datasets::loaders::ImportOptions::default();
+        let mut r = flowcast_datasets::loaders::lobster::read_pair(&inputs, &opts).unwrap();
+        let mut feed = Vec::new();
+        while let Some(x) = r.next_row().unwrap() {
+            feed.push((flowcast_datasets::loaders::lobster::message_event(x.msg), x.after.clone()));
+        }
+        snapshot_feed = Some(feed);
         let mut imp = flowcast_datasets::loaders::import(flowcast_datasets::loaders::Format::Lobster, &inputs, &opts).unwrap();
         cases.push(("AMZN", imp.datasets.remove(0)));
     } else {
@@ -201,6 +210,38 @@ fn bench_stream_per_event() {
                 p.matrix.cols(),
                 ds.events.len()
             );
+            if let Some(feed) = snapshot_feed.as_ref().filter(|_| *label == "AMZN") {
+                // Snapshot input, as the server's stream mode runs it: per message row, the
+                // differ turns (message, orderbook row) into events, the stream takes them.
+                let mut best = f64::INFINITY;
+                let mut snap_windows = 0;
+                for _ in 0..3 {
+                    let mut s = InputStream::new(&p.inputs, &ds.meta, 1 << 20).unwrap();
+                    let mut d = SnapshotDiffer::new(feed[0].1.levels());
+                    let mut group = Vec::with_capacity(64);
+                    let t0 = std::time::Instant::now();
+                    snap_windows = 0;
+                    for (m, top) in feed {
+                        group.clear();
+                        d.push(
+                            top,
+                            std::slice::from_ref(m),
+                            Stamp { ts_exchange: m.ts_exchange, ts_local: m.ts_local, seq: m.seq },
+                            &mut group,
+                        )
+                        .unwrap();
+                        for ev in &group {
+                            snap_windows += s.push(ev).unwrap().window as usize;
+                        }
+                    }
+                    best = best.min(t0.elapsed().as_nanos() as f64 / feed.len() as f64);
+                }
+                assert_eq!(snap_windows, windows, "snapshot input answers the same windows");
+                eprintln!(
+                    "{label} {kind:?} snapshot input: {best:.0} ns per message row ({:.0} ns per resulting event), {snap_windows} windows",
+                    best * feed.len() as f64 / ds.events.len() as f64
+                );
+            }
         }
     }
 }
