@@ -867,3 +867,45 @@ fn bus_subscription_answers_like_stream_mode_and_resumes() {
     assert_eq!(got.index.len(), want, "windows answered after the restart");
     running.shutdown();
 }
+
+/// `[stream]` of serve.toml reaches `flowcast serve`, checked before anything is served, and the
+/// `--max-stream*` flags override its keys.
+#[test]
+fn stream_limits_come_from_serve_toml_and_flags_override_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("serve.toml");
+    let missing = tmp.path().join("no-models");
+    let serve = |extra: &[&str]| {
+        let mut a = vec![
+            "serve",
+            "--models",
+            missing.to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+            "--http",
+            "off",
+            "--grpc",
+            "127.0.0.1:0",
+        ];
+        a.extend_from_slice(extra);
+        flowcast(&a)
+    };
+    std::fs::write(&cfg, "[stream]\nmax_streams = 0\n").unwrap();
+    let (code, _, err) = serve(&[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("stream.max_streams: must be ≥ 1"), "{err}");
+    // The flag overrides the file's bad value: the server gets past the limits (and stops at the
+    // missing model repository instead).
+    let (code, _, err) = serve(&["--max-streams", "4"]);
+    assert_ne!(code, 0);
+    assert!(!err.contains("max_streams") && err.contains("no-models"), "{err}");
+    std::fs::write(&cfg, "[stream]\nmax_book_levels = 100\n").unwrap();
+    let (_, _, err) = serve(&[]);
+    assert!(err.contains("max_snapshot_levels 1000 exceeds max_book_levels 100"), "{err}");
+    let (_, _, err) = serve(&["--max-stream-snapshot-levels", "50"]);
+    assert!(!err.contains("max_snapshot_levels") && err.contains("no-models"), "{err}");
+    std::fs::write(&cfg, "[stream]\nmax_snapshots = 1\n").unwrap();
+    let (code, _, err) = serve(&[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("unknown field `max_snapshots`"), "{err}");
+}
