@@ -33,6 +33,8 @@ pub struct ServeFile {
     /// Stream mode from the NATS bus: `[[subscribe]]` tables (bus.rs).
     #[serde(default)]
     pub subscribe: Vec<crate::bus::Subscription>,
+    /// Stream mode's bounds and online learning: `[stream]` (`crate::stream::StreamLimits`).
+    pub stream: Option<crate::stream::StreamLimits>,
 }
 
 /// A token bucket per client (bearer token when auth is on, else peer IP).

@@ -12,6 +12,7 @@
 //! docs/serve.md, "Stream mode".
 
 use crate::error::ApiError;
+use crate::online::{OnlineLimits, OnlineSlot};
 use crate::repo::Model;
 use crate::signal::{self, Tensor};
 use crate::App;
@@ -41,11 +42,24 @@ pub struct StreamLimits {
     pub max_book_levels: usize,
     /// Events in one message.
     pub max_events_per_message: usize,
+    /// Models whose family learns online (online.rs) learn in each stream; false: all frozen.
+    pub online: bool,
+    /// Clock-horizon labels a stream keeps waiting, at most (online learning).
+    pub online_max_pending: usize,
+    /// Bytes of online state per stream (waiting windows' rows, labeller, model state).
+    pub online_max_bytes: usize,
 }
 
 impl Default for StreamLimits {
     fn default() -> Self {
-        StreamLimits { max_streams: 1024, max_book_levels: 20_000, max_events_per_message: 65_536 }
+        StreamLimits {
+            max_streams: 1024,
+            max_book_levels: 20_000,
+            max_events_per_message: 65_536,
+            online: true,
+            online_max_pending: 65_536,
+            online_max_bytes: 64 << 20,
+        }
     }
 }
 
@@ -83,6 +97,9 @@ pub struct OpenOptions {
     /// Whether the book is valid before a first `Snapshot` (LOBSTER-like sources). Default:
     /// true for `lobster`, else false.
     pub starts_synced: Option<bool>,
+    /// Learn online in this stream (models whose family does, online.rs). Default: the
+    /// server's `[stream] online`; true for a frozen-only model is refused.
+    pub online: Option<bool>,
 }
 
 /// One stream-mode message, parsed.
@@ -128,6 +145,10 @@ pub struct StreamReply {
     /// it were applied and are answered above.
     pub error: Option<String>,
     pub closed: bool,
+    /// Whether the stream learns online; labels absorbed in this message and since it opened.
+    pub online: bool,
+    pub updates: u64,
+    pub stream_updates: u64,
 }
 
 struct Slot {
@@ -137,6 +158,8 @@ struct Slot {
     /// Windows waiting for the predictor, `[n × T × F]`, reused.
     buf: Vec<f32>,
     out: Outputs,
+    /// The stream's own online learner (online.rs), where the model learns online.
+    online: Option<OnlineSlot>,
 }
 
 /// The streams of one connection (released from the server's count when dropped).
@@ -221,6 +244,13 @@ impl Session {
             let meta = stream_meta(&model, &req.open, inputs.levels)?;
             let input = InputStream::new(inputs, &meta, self.app.streams.limits.max_book_levels)
                 .map_err(|e| ApiError::internal(format!("model {:?}: stream state: {e}", model.name)))?;
+            let online = match (&model.online, req.open.online.unwrap_or(self.app.streams.limits.online)) {
+                (Some(proto), true) => Some(OnlineSlot::new(proto.clone(), &card, &input, self.app.streams.limits.online_limits())?),
+                (None, true) if req.open.online == Some(true) => {
+                    return Err(ApiError::bad("parameters.online", format!("model {:?} does not learn online (docs/serve.md)", model.name)))
+                }
+                _ => None,
+            };
             if !self.app.streams.acquire() {
                 return Err(ApiError {
                     kind: crate::error::ErrorKind::Unavailable,
@@ -231,7 +261,7 @@ impl Session {
                 });
             }
             let k = model.info().classes.len();
-            let slot = Slot { model, input, starts_synced: meta.starts_synced, buf: Vec::new(), out: Outputs::new(k) };
+            let slot = Slot { model, input, starts_synced: meta.starts_synced, buf: Vec::new(), out: Outputs::new(k), online };
             tracing::debug!(stream = %req.stream_id, model = %slot.model.name, "stream opened");
             self.streams.insert(req.stream_id.clone(), slot);
         }
@@ -259,6 +289,9 @@ impl Session {
         let slot = self.open(&req)?;
         if req.reset {
             slot.input.reset(slot.starts_synced);
+            if let Some(o) = &mut slot.online {
+                o.reset();
+            }
         }
         let (t, f) = slot.input.shape();
         let mut reply = StreamReply {
@@ -283,12 +316,19 @@ impl Session {
                     if step.crossed {
                         reply.crossed.push(index);
                     }
+                    if let Some(o) = &mut slot.online {
+                        // Learns, then predicts this event's window itself (one at a time: the
+                        // next label may change the state).
+                        reply.updates += o.on_step(&step, ev, &slot.input, &mut slot.out).map_err(|e| model_error(&slot.model, e))?;
+                    }
                     if step.window {
-                        slot.buf.extend_from_slice(slot.input.window());
                         reply.event_index.push(index);
                         reply.ts.push(ev.ts_exchange);
-                        if slot.buf.len() >= CHUNK * t * f {
-                            predict(slot, t, f)?;
+                        if slot.online.is_none() {
+                            slot.buf.extend_from_slice(slot.input.window());
+                            if slot.buf.len() >= CHUNK * t * f {
+                                predict(slot, t, f)?;
+                            }
                         }
                     }
                 }
@@ -306,6 +346,13 @@ impl Session {
         reply.outputs = signal::tensors(&slot.model, out.probs, out.regression, out.std, n);
         reply.stream_events = slot.input.events();
         reply.stream_samples = slot.input.samples();
+        if let Some(o) = &slot.online {
+            reply.online = true;
+            reply.stream_updates = o.updates();
+        }
+        if reply.updates > 0 {
+            self.app.metrics.online_updates.with_label_values(&[&reply.model_name]).inc_by(reply.updates);
+        }
         if req.close || fatal {
             self.streams.remove(&req.stream_id);
             self.app.streams.release(1);
@@ -323,10 +370,20 @@ fn predict(slot: &mut Slot, t: usize, f: usize) -> Result<(), ApiError> {
         return Ok(());
     }
     let batch = Batch::new(&slot.buf, n, t, f).map_err(|e| ApiError::internal(format!("stream window: {e}")))?;
-    slot.model.predictor.predict(&batch, &mut slot.out).map_err(|e| match e {
-        ContractError::Input { .. } => ApiError::bad(EVENTS, e),
-        e => ApiError::internal(format!("model {:?}: {e}", slot.model.name)),
-    })?;
+    slot.model.predictor.predict(&batch, &mut slot.out).map_err(|e| model_error(&slot.model, e))?;
     slot.buf.clear();
     Ok(())
+}
+
+fn model_error(model: &Model, e: ContractError) -> ApiError {
+    match e {
+        ContractError::Input { .. } => ApiError::bad(EVENTS, e),
+        e => ApiError::internal(format!("model {:?}: {e}", model.name)),
+    }
+}
+
+impl StreamLimits {
+    pub fn online_limits(&self) -> OnlineLimits {
+        OnlineLimits { max_pending: self.online_max_pending, max_bytes: self.online_max_bytes }
+    }
 }

@@ -25,12 +25,15 @@ pub struct ServeArgs {
     /// serve.toml: auth tokens, rate limits, timeouts, queue, dynamic batching (docs/serve.md).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Stream mode: streams open at once (over all connections).
-    #[arg(long, default_value_t = flowcast_server::stream::StreamLimits::default().max_streams)]
-    max_streams: usize,
-    /// Stream mode: book levels per side one stream may hold (bounds its memory).
-    #[arg(long, default_value_t = flowcast_server::stream::StreamLimits::default().max_book_levels)]
-    max_stream_book_levels: usize,
+    /// Stream mode: streams open at once (over all connections) [default: 1024, or `[stream]`].
+    #[arg(long)]
+    max_streams: Option<usize>,
+    /// Stream mode: book levels per side one stream may hold (bounds its memory) [default: 20000].
+    #[arg(long)]
+    max_stream_book_levels: Option<usize>,
+    /// Stream mode: serve online models frozen (no learning in the streams; `[stream] online`).
+    #[arg(long)]
+    no_online: bool,
 }
 
 /// Serves until SIGTERM or ctrl-c (requests in flight finish); prints one JSON line (bound
@@ -51,11 +54,10 @@ pub fn run(a: ServeArgs) -> Result<bool> {
     );
     let ops = file.ops().map_err(|e| anyhow::anyhow!("{}: {e}", a.config.as_deref().unwrap_or("serve.toml".as_ref()).display()))?;
     let max_body_bytes = a.max_body_bytes.or(file.max_body_bytes).unwrap_or(flowcast_server::DEFAULT_MAX_BODY_BYTES);
-    let streams = flowcast_server::stream::StreamLimits {
-        max_streams: a.max_streams,
-        max_book_levels: a.max_stream_book_levels,
-        ..Default::default()
-    };
+    let mut streams = file.stream.clone().unwrap_or_default();
+    streams.max_streams = a.max_streams.unwrap_or(streams.max_streams);
+    streams.max_book_levels = a.max_stream_book_levels.unwrap_or(streams.max_book_levels);
+    streams.online &= !a.no_online;
     flowcast_server::serve_blocking(flowcast_server::Config {
         models,
         http,
