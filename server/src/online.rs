@@ -15,8 +15,9 @@
 //! Bounded per stream: the windows still waiting for a label are kept as a ring of the last
 //! T + H normalised rows (H = the horizon in rows; for a clock horizon the stream limit
 //! `online_max_pending`), plus the labeller and the model state; the total is checked against
-//! `online_max_bytes` when the stream opens. A stream reset or a feed gap clears the rows and
-//! pending labels (a label never spans a gap, as offline) and keeps the learned state.
+//! `online_max_bytes` when the stream opens. A stream reset clears the rows and pending labels
+//! and keeps the learned state; across a feed gap labels mature unlabelled (no label spans a gap,
+//! as offline) and the state is kept too.
 
 use crate::error::ApiError;
 use flowcast_contract::bayes::BayesOnline;
@@ -108,7 +109,8 @@ impl OnlineSlot {
         let labeller = StreamLabeller::new(def, limits.max_pending).map_err(|e| ApiError::internal(format!("online labels: {e}")))?;
         let (t, f) = input.shape();
         let cap = t + labeller.max_waiting();
-        let s = OnlineSlot { model, labeller, t, f, cap, rows: vec![0.0; 2 * cap * f], window_at: vec![false; cap], segment: 0, updates: 0 };
+        let s =
+            OnlineSlot { model, labeller, t, f, cap, rows: vec![0.0; 2 * cap * f], window_at: vec![false; cap], segment: 0, updates: 0 };
         if s.bytes() > limits.max_bytes {
             return Err(ApiError::bad(
                 "model_name",
@@ -116,7 +118,7 @@ impl OnlineSlot {
                     "online learning for target {} needs {} bytes per stream (rows of {} windows waiting for labels), above the limit of {} (online_max_bytes)",
                     def.id,
                     s.bytes(),
-                    labeller_wait(&s.labeller),
+                    s.labeller.max_waiting(),
                     limits.max_bytes
                 ),
             ));
@@ -184,10 +186,6 @@ impl OnlineSlot {
         self.window_at.iter_mut().for_each(|v| *v = false);
         self.segment = 0;
     }
-}
-
-fn labeller_wait(l: &StreamLabeller) -> usize {
-    l.max_waiting()
 }
 
 /// The online prototype of an exported model, where its family learns online (`None`

@@ -16,7 +16,7 @@ use flowcast_server::flowcast_contract::card::Family;
 use flowcast_server::flowcast_contract::predictor::predict_set;
 use flowcast_server::flowcast_contract::prepare::prepare_with;
 use flowcast_server::flowcast_contract::prequential::{maturity_rows, prequential};
-use flowcast_server::flowcast_contract::{ModelCard, OnlinePredictor, Predictor};
+use flowcast_server::flowcast_contract::{ModelCard, OnlinePredictor};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -153,7 +153,8 @@ fn offline(dir: &Path, card: &ModelCard, ds: &Dataset) -> Offline {
     let pq = prequential(m.as_mut(), set, &mature).unwrap();
     let k = card.classes.len();
     let key = |j: usize| pw.rows.event_index[set.ends[j] as usize] as i64;
-    let by = |o: &flowcast_server::flowcast_contract::Outputs| (0..set.len()).map(|j| (key(j), o.probs[j * k..(j + 1) * k].to_vec())).collect();
+    let by =
+        |o: &flowcast_server::flowcast_contract::Outputs| (0..set.len()).map(|j| (key(j), o.probs[j * k..(j + 1) * k].to_vec())).collect();
     let n = pw.rows.len();
     Offline { probs: by(&pq.outputs), frozen: by(&frozen), matured: mature.iter().filter(|&&r| r < n).count() as u64, windows: set.len() }
 }
@@ -208,7 +209,8 @@ fn online_models_in_stream_mode_serve_the_prequential_outputs() {
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let cfg = flowcast_server::Config { models: run_dir.clone(), http: Some(lo), grpc: None, max_body_bytes: 64 << 20, ..Default::default() };
+    let cfg =
+        flowcast_server::Config { models: run_dir.clone(), http: Some(lo), grpc: None, max_body_bytes: 64 << 20, ..Default::default() };
     let running = rt.block_on(flowcast_server::start(cfg, flowcast_server::candle_loader())).unwrap();
     let http = running.http.unwrap();
     let app = running.app.clone();
