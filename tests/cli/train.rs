@@ -231,7 +231,9 @@ fn ensemble_run_reproduces() {
     let (code, out, err) = flowcast(&["run", path.to_str().unwrap(), "--json", "--quiet", "--runs-dir", runs.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     let run_dir = std::path::PathBuf::from(json(&out)["run_dir"].as_str().unwrap());
-    for id in ["ens_logistic", "ens_hedge"] {
+    // Two targets in the experiment: model directories (and metrics keys) are `<id>_<target>`.
+    let ids = ["ens_logistic_k10", "ens_hedge_k10"];
+    for id in ids {
         assert!(run_dir.join(id).join("ensemble.json").is_file(), "{id} exported");
     }
     let again = tmp.path().join("again");
@@ -240,18 +242,18 @@ fn ensemble_run_reproduces() {
     assert_eq!(code, 0, "{out} {err}");
     let r = &json(&out)["reproduction"];
     assert_eq!(r["identical"], true, "{r}");
-    for id in ["ens_logistic", "ens_hedge"] {
+    for id in ids {
         assert_eq!(r["models"][id]["weights_identical"], true, "{id}: {r}");
         assert_eq!(r["models"][id]["max_abs_diff"].as_f64(), Some(0.0), "{id}: {r}");
     }
     // A changed ensemble number: exit 1, the key named.
     let mpath = run_dir.join("metrics.json");
     let mut m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&mpath).unwrap()).unwrap();
-    let acc = m["models"]["ens_hedge"]["test"]["accuracy"].as_f64().unwrap();
-    m["models"]["ens_hedge"]["test"]["accuracy"] = (acc + 0.01).into();
+    let acc = m["models"]["ens_hedge_k10"]["test"]["accuracy"].as_f64().unwrap();
+    m["models"]["ens_hedge_k10"]["test"]["accuracy"] = (acc + 0.01).into();
     std::fs::write(&mpath, m.to_string()).unwrap();
     let (code, out, err) = flowcast(&args);
     assert_eq!(code, 1, "{out} {err}");
     let r = &json(&out)["reproduction"];
-    assert_eq!(r["models"]["ens_hedge"]["differing"], serde_json::json!(["accuracy"]), "{r}");
+    assert_eq!(r["models"]["ens_hedge_k10"]["differing"], serde_json::json!(["accuracy"]), "{r}");
 }
