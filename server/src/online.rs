@@ -34,7 +34,7 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub enum OnlineModel {
     /// Bayesian online regression: the whole posterior is per stream.
-    Bayes(BayesOnline),
+    Bayes(Box<BayesOnline>),
     /// A Hedge ensemble: the members are shared and frozen, the meta-learner's losses per stream.
     Hedge { ensemble: Arc<EnsemblePredictor>, meta: MetaLearner },
 }
@@ -190,14 +190,14 @@ impl OnlineSlot {
 
 /// The online prototype of an exported model, where its family learns online (`None`
 /// otherwise): the state a fresh stream starts from is the exported one.
-pub fn load_online(dir: &std::path::Path, card: &ModelCard) -> Result<Option<(OnlineModel, Arc<dyn Predictor + Send + Sync>)>, String> {
+pub fn load_online(dir: &std::path::Path, card: &ModelCard) -> Result<Option<(OnlineModel, crate::repo::SharedPredictor)>, String> {
     if !OnlineModel::default_for(card) {
         return Ok(None);
     }
     Ok(Some(match card.family {
         Family::BayesOnline => {
             let m = BayesOnline::load(dir, card).map_err(|e| e.to_string())?;
-            (OnlineModel::Bayes(m.clone()), Arc::new(m))
+            (OnlineModel::Bayes(Box::new(m.clone())), Arc::new(m))
         }
         _ => {
             let e = Arc::new(flowcast_serve::load_ensemble(dir, card).map_err(|e| e.to_string())?);

@@ -295,4 +295,31 @@ fn online_models_in_stream_mode_serve_the_prequential_outputs() {
     );
     std::thread::sleep(std::time::Duration::from_millis(200));
     assert_eq!(app.streams.open(), 0);
+
+    // Online state counts against the stream limits: a server allowing 1 KiB per stream refuses
+    // an online stream naming the limit, and serves the same model frozen when asked.
+    let limits = flowcast_server::stream::StreamLimits { online_max_bytes: 1024, ..Default::default() };
+    let cfg = flowcast_server::Config { models: run_dir.clone(), http: Some(lo), grpc: None, streams: limits, ..Default::default() };
+    let small = rt.block_on(flowcast_server::start(cfg, flowcast_server::candle_loader())).unwrap();
+    let http2 = small.http.unwrap();
+    rt.spawn(small.wait());
+    let answers = rt.block_on(async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{http2}/v2/models/{name}/stream")).await.unwrap();
+        let mut out = Vec::new();
+        for online in [None, Some(false)] {
+            let events: Vec<[i64; 9]> = ds.events[..100].iter().map(row).collect();
+            let mut m = json!({"stream_id": format!("{online:?}"), "events": events});
+            if let Some(o) = online {
+                m["online"] = json!(o);
+            }
+            ws.send(tokio_tungstenite::tungstenite::Message::Text(m.to_string().into())).await.unwrap();
+            if let Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) = ws.next().await {
+                out.push(serde_json::from_str::<Value>(t.as_str()).unwrap());
+            }
+        }
+        out
+    });
+    let e = answers[0]["error"].as_str().unwrap_or_default();
+    assert!(e.contains("online_max_bytes") && e.contains("1024"), "{}", answers[0]);
+    assert!(answers[1]["error"].is_null() && answers[1]["online"] == false, "{}", answers[1]);
 }
