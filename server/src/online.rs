@@ -188,9 +188,12 @@ impl OnlineSlot {
     }
 }
 
+/// A loaded predictor shared across threads (the repository's `SharedPredictor`).
+pub type Shared = Arc<dyn Predictor + Send + Sync>;
+
 /// The online prototype of an exported model, where its family learns online (`None`
 /// otherwise): the state a fresh stream starts from is the exported one.
-pub fn load_online(dir: &std::path::Path, card: &ModelCard) -> Result<Option<(OnlineModel, crate::repo::SharedPredictor)>, String> {
+pub fn load_online(dir: &std::path::Path, card: &ModelCard) -> Result<Option<(OnlineModel, Shared)>, String> {
     if !OnlineModel::default_for(card) {
         return Ok(None);
     }
