@@ -242,9 +242,11 @@ mod tests {
 
     #[test]
     fn stream_table_sets_limits_and_online_learning() {
-        let f: ServeFile = toml::from_str("[stream]\nonline = false\nonline_max_pending = 10\nmax_streams = 3\n").unwrap();
+        let f: ServeFile =
+            toml::from_str("[stream]\nonline = false\nonline_max_pending = 10\nmax_streams = 3\nfrozen = [\"b\"]\n").unwrap();
         let s = f.stream.unwrap();
         assert!(!s.online);
+        assert_eq!(s.frozen, ["b"]);
         assert_eq!((s.online_max_pending, s.max_streams), (10, 3));
         assert_eq!(s.online_max_bytes, crate::stream::StreamLimits::default().online_max_bytes);
         let e = toml::from_str::<ServeFile>("[stream]\nonline_max_rows = 1\n").unwrap_err().to_string();

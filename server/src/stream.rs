@@ -44,6 +44,8 @@ pub struct StreamLimits {
     pub max_events_per_message: usize,
     /// Models whose family learns online (online.rs) learn in each stream; false: all frozen.
     pub online: bool,
+    /// Models (by name) served frozen although their family learns online.
+    pub frozen: Vec<String>,
     /// Clock-horizon labels a stream keeps waiting, at most (online learning).
     pub online_max_pending: usize,
     /// Bytes of online state per stream (waiting windows' rows, labeller, model state).
@@ -57,6 +59,7 @@ impl Default for StreamLimits {
             max_book_levels: 20_000,
             max_events_per_message: 65_536,
             online: true,
+            frozen: Vec::new(),
             online_max_pending: 65_536,
             online_max_bytes: 64 << 20,
         }
@@ -244,7 +247,9 @@ impl Session {
             let meta = stream_meta(&model, &req.open, inputs.levels)?;
             let input = InputStream::new(inputs, &meta, self.app.streams.limits.max_book_levels)
                 .map_err(|e| ApiError::internal(format!("model {:?}: stream state: {e}", model.name)))?;
-            let online = match (&model.online, req.open.online.unwrap_or(self.app.streams.limits.online)) {
+            let limits = &self.app.streams.limits;
+            let by_default = limits.online && !limits.frozen.contains(&model.name);
+            let online = match (&model.online, req.open.online.unwrap_or(by_default)) {
                 (Some(proto), true) => Some(OnlineSlot::new(proto.clone(), &card, &input, self.app.streams.limits.online_limits())?),
                 (None, true) if req.open.online == Some(true) => {
                     return Err(ApiError::bad("parameters.online", format!("model {:?} does not learn online (docs/serve.md)", model.name)))
