@@ -4,7 +4,7 @@
 //! mode over the WebSocket, and compare every served prediction of a labelled window with the
 //! offline `prequential` pass (as train/src/bayes.rs runs it) over the windows `prepare_with`
 //! builds for the same dataset, starting from the exported state: max |Δp| ≤ 1e-6, and as many
-//! updates as labels matured inside the data. The same stream served frozen differs (so the
+//! updates as labels matured inside the data (over gRPC too, on the synthetic day). The same stream served frozen differs (so the
 //! test sees the learning), and `flowcast_online_updates_total` counts the updates. On the
 //! synthetic day always; on LOBSTER AMZN when ../shared/data is present.
 
@@ -125,6 +125,63 @@ async fn via_ws(addr: SocketAddr, model: &str, ds: &Dataset, stream_id: &str, on
     got
 }
 
+/// The same replay over gRPC `ModelStreamInfer` (typed INT64 contents; `online` and the update
+/// counts as parameters).
+async fn via_grpc(addr: SocketAddr, model: &str, ds: &Dataset, stream_id: &str) -> Served {
+    use flowcast_server::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
+    use flowcast_server::proto::model_infer_request::InferInputTensor;
+    use flowcast_server::proto::*;
+    let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let mut c = GrpcInferenceServiceClient::new(ch).max_decoding_message_size(1 << 30);
+    let s = |v: &str| InferParameter { parameter_choice: Some(infer_parameter::ParameterChoice::StringParam(v.into())) };
+    let b = |v: bool| InferParameter { parameter_choice: Some(infer_parameter::ParameterChoice::BoolParam(v)) };
+    let reqs: Vec<ModelInferRequest> = ds
+        .events
+        .chunks(CHUNK)
+        .enumerate()
+        .map(|(n, chunk)| {
+            let mut p = HashMap::from([("stream_id".to_string(), s(stream_id))]);
+            if n == 0 {
+                p.insert("source_format".into(), s(&ds.meta.source_format));
+                p.insert("venue".into(), s(&ds.meta.instrument.venue));
+                p.insert("starts_synced".into(), b(ds.meta.starts_synced));
+                p.insert("online".into(), b(true));
+            }
+            let v: Vec<i64> = chunk.iter().flat_map(row).collect();
+            let input = InferInputTensor {
+                name: "EVENTS".into(),
+                datatype: "INT64".into(),
+                shape: vec![chunk.len() as i64, 9],
+                contents: Some(InferTensorContents { int64_contents: v, ..Default::default() }),
+                ..Default::default()
+            };
+            ModelInferRequest { model_name: model.into(), id: format!("m{n}"), parameters: p, inputs: vec![input], ..Default::default() }
+        })
+        .collect();
+    let mut resp = c.model_stream_infer(tokio_stream::iter(reqs)).await.unwrap().into_inner();
+    let mut got = Served::default();
+    while let Some(m) = resp.message().await.unwrap() {
+        assert!(m.error_message.is_empty(), "{model}: {}", m.error_message);
+        let r = m.infer_response.unwrap();
+        for o in &r.outputs {
+            let c = o.contents.clone().unwrap_or_default();
+            match o.name.as_str() {
+                "event_index" => got.index.extend(c.int64_contents),
+                "probs" => got.probs.extend(c.fp32_contents),
+                _ => {}
+            }
+        }
+        let int = |k: &str| match r.parameters[k].parameter_choice {
+            Some(infer_parameter::ParameterChoice::Int64Param(v)) => v as u64,
+            ref other => panic!("{k}: {other:?}"),
+        };
+        got.updates += int("updates");
+        got.stream_updates = int("stream_updates");
+        got.online = r.parameters["online"].parameter_choice == Some(infer_parameter::ParameterChoice::BoolParam(true));
+    }
+    got
+}
+
 /// The offline reference: `prequential` over `prepare_with`'s windows from the exported state,
 /// keyed by the event index of each window's end; the labels maturing inside the data; and
 /// the frozen model's outputs on the same windows.
@@ -210,9 +267,9 @@ fn online_models_in_stream_mode_serve_the_prequential_outputs() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let cfg =
-        flowcast_server::Config { models: run_dir.clone(), http: Some(lo), grpc: None, max_body_bytes: 64 << 20, ..Default::default() };
+        flowcast_server::Config { models: run_dir.clone(), http: Some(lo), grpc: Some(lo), max_body_bytes: 64 << 20, ..Default::default() };
     let running = rt.block_on(flowcast_server::start(cfg, flowcast_server::candle_loader())).unwrap();
-    let http = running.http.unwrap();
+    let (http, grpc) = (running.http.unwrap(), running.grpc.unwrap());
     let app = running.app.clone();
     rt.spawn(running.wait());
 
@@ -247,10 +304,19 @@ fn online_models_in_stream_mode_serve_the_prequential_outputs() {
             assert!(got.online, "{what}: the stream does not learn online");
             let d = max_diff(&what, &got, &r.probs, k);
             assert!(d <= 1e-6, "{what}: served vs offline prequential max |Δp| = {d:e}");
+            let mut grpc_updates = 0;
+            if ci == 0 {
+                let g = rt.block_on(via_grpc(grpc, name, ds, &format!("g{name}")));
+                assert!(g.online && g.stream_updates == r.matured && g.updates == g.stream_updates, "{what} over gRPC");
+                let dg = max_diff(&format!("{what} over gRPC"), &g, &r.probs, k);
+                assert!(dg <= 1e-6, "{what}: gRPC vs offline prequential max |Δp| = {dg:e}");
+                figures.push((format!("{what} over gRPC"), dg));
+                grpc_updates = g.updates;
+            }
             assert_eq!(got.stream_updates, r.matured, "{what}: updates vs labels that matured inside the data");
             assert_eq!(got.updates, got.stream_updates, "{what}: per-message updates add up");
             let after = app.metrics.online_updates.with_label_values(&[name.as_str()]).get();
-            assert_eq!(after - before, got.updates, "{what}: flowcast_online_updates_total");
+            assert_eq!(after - before, got.updates + grpc_updates, "{what}: flowcast_online_updates_total (both streams)");
             // Served frozen (per-stream switch): the exported state's outputs, not the learned ones.
             let frozen = rt.block_on(via_ws(http, name, ds, &format!("f{ci}{name}"), Some(false)));
             assert!(!frozen.online && frozen.stream_updates == 0);
