@@ -477,12 +477,31 @@ impl crate::gbdt::GbdtPredictor {
 }
 
 // The ensemble family's card side (beside the card, as gbdt's: `ensemble` does not depend on `card`).
-use crate::ensemble::{EnsembleDoc, EnsemblePredictor, Member, ENSEMBLE_DOC_FORMAT, ENSEMBLE_DOC_VERSION};
+use crate::ensemble::{is_plain_file_name, EnsembleDoc, EnsemblePredictor, Member, MetaLearner, ENSEMBLE_DOC_FORMAT, ENSEMBLE_DOC_VERSION};
 
 impl EnsembleDoc {
-    /// The card's `model` document as an ensemble document.
+    /// The card's `model` document as an ensemble document (a LightGBM meta model not loaded:
+    /// [`EnsembleDoc::load_meta`]).
     pub fn from_card(card: &ModelCard, path: &Path) -> Result<EnsembleDoc> {
         serde_json::from_value(card.model.clone()).map_err(|e| ContractError::card(path, "model", e.to_string()))
+    }
+
+    /// Reads the meta-learner's model file of ensemble directory `dir`, if it has one (the
+    /// `lightgbm` meta): its SHA-256 as the document records, then LightGBM's text format.
+    pub fn load_meta(&mut self, dir: &Path) -> Result<()> {
+        if let MetaLearner::Lightgbm { file, sha256, model, .. } = &mut self.meta {
+            let p = dir.join(crate::ensemble::ENSEMBLE_FILE);
+            if !is_plain_file_name(file) {
+                return Err(ContractError::card(&p, "model.meta.file", format!("{file:?}: need a plain file name beside the document")));
+            }
+            let f = dir.join(&*file);
+            let got = sha256_file(&f)?;
+            if &got != sha256 {
+                return Err(ContractError::card(&p, "model.meta.sha256", format!("{sha256} does not match {} ({got})", f.display())));
+            }
+            *model = Some(std::sync::Arc::new(GbdtModel::load(&f)?));
+        }
+        Ok(())
     }
 }
 
@@ -498,7 +517,7 @@ fn validate_ensemble(card: &ModelCard, dir: &Path) -> Result<()> {
     if card.model["version"] != ENSEMBLE_DOC_VERSION {
         return err("model.version", format!("{}, expected {ENSEMBLE_DOC_VERSION}", card.model["version"]));
     }
-    let doc = EnsembleDoc::from_card(card, &p)?;
+    let mut doc = EnsembleDoc::from_card(card, &p)?;
     let w = dir.join(&card.weights.file);
     let sha = sha256_file(&w)?;
     if sha != card.weights.sha256 {
@@ -513,6 +532,7 @@ fn validate_ensemble(card: &ModelCard, dir: &Path) -> Result<()> {
     if doc.members.is_empty() {
         return err("model.members", "empty".into());
     }
+    doc.load_meta(dir)?;
     if let Err(r) = doc.meta.check(doc.members.len(), k) {
         return err("model.meta", r);
     }
@@ -557,7 +577,8 @@ impl<M: ?Sized + crate::Predictor> EnsemblePredictor<M> {
     /// Loads a validated ensemble card's members (`load_member` builds each model member from
     /// its directory and card; it decides the engine) and meta-learner.
     pub fn load(dir: &Path, card: &ModelCard, load_member: &dyn Fn(&Path, &ModelCard) -> Result<Box<M>>) -> Result<Self> {
-        let doc = EnsembleDoc::from_card(card, &dir.join(CARD_FILE))?;
+        let mut doc = EnsembleDoc::from_card(card, &dir.join(CARD_FILE))?;
+        doc.load_meta(dir)?;
         let inp = &card.preprocessing.inputs;
         let mut members = Vec::with_capacity(doc.members.len());
         for m in &doc.members {

@@ -12,20 +12,27 @@
 //!   the out-of-fold log loss);
 //! - `logistic`: multinomial logistic regression on ln p_m (L2-penalised);
 //! - `hedge`: Freund & Schapire's (1997) Hedge with discounted losses: w_m ∝ exp(−η L_m),
-//!   L_m ← γ L_m + (−ln p_m(y)) for each matured label — online through [`OnlinePredictor`].
+//!   L_m ← γ L_m + (−ln p_m(y)) for each matured label — online through [`OnlinePredictor`];
+//! - `lightgbm`: shallow multiclass gradient-boosted trees on the M·K member probabilities, in
+//!   LightGBM's text format beside `ensemble.json` (trained with `--features lightgbm`), served
+//!   by the pure-Rust evaluator [`crate::gbdt`] — no C++ at serve time.
 //!
 //! Loading and validating an ensemble card live beside the card (`card.rs`), so this module does
 //! not depend on it. Formulas, the out-of-fold protocol and sources: docs/models.md.
 
 use crate::baselines::{Baseline, BaselinePredictor};
 use crate::error::{ContractError, Result};
+use crate::gbdt::{GbdtModel, Objective};
 use crate::predictor::{Batch, Matured, OnlinePredictor, Outputs, Predictor, PredictorInfo};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// The ensemble document file (its SHA-256 is the card's `weights.sha256`).
 pub const ENSEMBLE_FILE: &str = "ensemble.json";
 pub const ENSEMBLE_DOC_FORMAT: &str = "flowcast-ensemble";
 pub const ENSEMBLE_DOC_VERSION: u64 = 1;
+/// The LightGBM meta-learner's text model, beside `ensemble.json` (its SHA-256 is in the document).
+pub const META_LIGHTGBM_FILE: &str = "meta_lightgbm.txt";
 /// Probabilities are clamped here before a logarithm.
 const EPS: f64 = 1e-6;
 
@@ -40,6 +47,18 @@ pub enum MetaLearner {
     Logistic { coef: Vec<f64>, l2: f64 },
     /// w_m ∝ exp(−η (L_m − min L)); `losses` are the discounted cumulative log losses when exported.
     Hedge { eta: f64, discount: f64, losses: Vec<f64> },
+    /// p = LightGBM multiclass trees on z (feature m·K + c = p_m(c)). `file` (beside
+    /// `ensemble.json`, SHA-256 `sha256`) is LightGBM's text model; `model` is that file parsed,
+    /// set by the card's loader (`EnsembleDoc::load_meta`) — `check` refuses it unset.
+    Lightgbm {
+        file: String,
+        sha256: String,
+        /// Boosting rounds kept (chosen by early stopping) and LightGBM's parameters: for the record.
+        iterations: usize,
+        params: serde_json::Value,
+        #[serde(skip)]
+        model: Option<Arc<GbdtModel>>,
+    },
 }
 
 impl MetaLearner {
@@ -48,6 +67,7 @@ impl MetaLearner {
             MetaLearner::WeightedAverage { .. } => "weighted_average",
             MetaLearner::Logistic { .. } => "logistic",
             MetaLearner::Hedge { .. } => "hedge",
+            MetaLearner::Lightgbm { .. } => "lightgbm",
         }
     }
 
@@ -74,6 +94,27 @@ impl MetaLearner {
                 }
                 if losses.len() != m || !finite(losses) {
                     return Err(format!("losses: need {m} finite values, got {}", losses.len()));
+                }
+            }
+            MetaLearner::Lightgbm { file, model, .. } => {
+                if !is_plain_file_name(file) {
+                    return Err(format!("file {file:?}: need a plain file name beside the ensemble document"));
+                }
+                let Some(g) = model else {
+                    return Err(format!("file {file:?}: the LightGBM meta model is not loaded"));
+                };
+                if g.objective != (Objective::Multiclass { classes: k }) {
+                    return Err(format!(
+                        "file {file:?}: objective {:?}, need multiclass over the ensemble's {k} classes",
+                        g.objective_line
+                    ));
+                }
+                if g.features != m * k {
+                    return Err(format!(
+                        "file {file:?}: the model reads {} features, the meta-learner's inputs are {m}·{k} = {}",
+                        g.features,
+                        m * k
+                    ));
                 }
             }
         }
@@ -113,8 +154,28 @@ impl MetaLearner {
                 }
                 softmax_into(s, out);
             }
+            MetaLearner::Lightgbm { model: Some(g), .. } => {
+                let mut s = [0.0f64; 16];
+                let mut heap = Vec::new();
+                let raw: &mut [f64] = if k <= 16 {
+                    &mut s[..k]
+                } else {
+                    heap.resize(k, 0.0);
+                    &mut heap
+                };
+                g.raw_into(|j| z[j] as f64, raw);
+                g.transform(raw);
+                out.extend(raw.iter().map(|&p| p as f32));
+            }
+            // Unreachable through `EnsemblePredictor` (its `check` refuses an unloaded model).
+            MetaLearner::Lightgbm { model: None, .. } => out.extend(std::iter::repeat_n(f32::NAN, k)),
         }
     }
+}
+
+/// A name without directories (the meta model's file lives beside `ensemble.json`).
+pub fn is_plain_file_name(f: &str) -> bool {
+    !f.is_empty() && f != "." && f != ".." && !f.contains(['/', '\\'])
 }
 
 fn mix(w: &[f64], z: &[f32], k: usize, out: &mut Vec<f32>) {
@@ -522,6 +583,59 @@ mod tests {
         assert!(e.contains("coef"), "{e}");
         let e = MetaLearner::Hedge { eta: 1.0, discount: 1.5, losses: vec![0.0; 2] }.check(2, 3).unwrap_err();
         assert!(e.contains("discount"), "{e}");
+    }
+
+    /// A hand-written 3-class meta model over 2 members × 3 classes (6 features): class c's
+    /// tree splits member 0's p(c) (feature c) at 0.5 — leaf 1 above, 0 below.
+    fn meta_model(features: usize) -> GbdtModel {
+        let mut s = format!(
+            "tree\nversion=v4\nnum_class=3\nnum_tree_per_iteration=3\nlabel_index=0\nmax_feature_idx={}\nobjective=multiclass num_class:3\n\n",
+            features - 1
+        );
+        for c in 0..3 {
+            s += &format!(
+                "Tree={c}\nnum_leaves=2\nnum_cat=0\nsplit_feature={c}\nthreshold=0.5\ndecision_type=2\nleft_child=-1\nright_child=-2\nleaf_value=0 1\nshrinkage=1\n\n"
+            );
+        }
+        s += "end of trees\n";
+        GbdtModel::parse(&s, std::path::Path::new("meta.txt")).unwrap()
+    }
+
+    fn lgb_meta(model: Option<GbdtModel>) -> MetaLearner {
+        MetaLearner::Lightgbm {
+            file: META_LIGHTGBM_FILE.into(),
+            sha256: "0".repeat(64),
+            iterations: 1,
+            params: serde_json::json!({}),
+            model: model.map(Arc::new),
+        }
+    }
+
+    #[test]
+    fn lightgbm_meta_is_checked_and_evaluated() {
+        let meta = lgb_meta(Some(meta_model(6)));
+        meta.check(2, 3).unwrap();
+        assert!(meta.check(3, 3).unwrap_err().contains("reads 6 features"), "{:?}", meta.check(3, 3));
+        assert!(meta.check(2, 2).unwrap_err().contains("objective"));
+        assert!(lgb_meta(None).check(2, 3).unwrap_err().contains("not loaded"));
+        assert!(lgb_meta(Some(meta_model(7))).check(2, 3).unwrap_err().contains("7 features"));
+        let mut bad = lgb_meta(Some(meta_model(6)));
+        if let MetaLearner::Lightgbm { file, .. } = &mut bad {
+            *file = "../x.txt".into();
+        }
+        assert!(bad.check(2, 3).unwrap_err().contains("plain file name"));
+        // Member 0 says "up" (p = 0.8): softmax(0, 0, 1); member 1 is not read.
+        let mut out = Vec::new();
+        meta.combine(&[0.1, 0.1, 0.8, 0.9, 0.05, 0.05], 3, &mut out);
+        let e = 1f64.exp();
+        let want = [1.0 / (2.0 + e), 1.0 / (2.0 + e), e / (2.0 + e)];
+        assert!(out.iter().zip(want).all(|(&a, b)| (a as f64 - b).abs() < 1e-6), "{out:?}");
+        // The document keeps the file's name and hash, never the parsed model.
+        let v = serde_json::to_value(&meta).unwrap();
+        assert_eq!(v["kind"], "lightgbm");
+        assert!(v.get("model").is_none(), "{v}");
+        let back: MetaLearner = serde_json::from_value(v).unwrap();
+        assert!(matches!(back, MetaLearner::Lightgbm { model: None, .. }));
     }
 
     #[test]

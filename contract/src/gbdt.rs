@@ -43,7 +43,7 @@ enum Missing {
 }
 
 /// One tree, arrays indexed by internal node; a child `< 0` is leaf `!child`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 struct Tree {
     split_feature: Vec<u32>,
     threshold: Vec<f64>,
@@ -110,7 +110,7 @@ impl Tree {
 }
 
 /// A parsed LightGBM text model.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct GbdtModel {
     pub objective: Objective,
     /// `objective=` line as written.

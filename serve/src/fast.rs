@@ -15,7 +15,7 @@
 //! share runs in sub-batches that fit in cache; scratch buffers are per thread and reused.
 
 use crate::error::Result;
-use crate::kernels::{causal_softmax, conv_epilogue, gelu_bias, gru_cell, layer_norm, lstm_cell, matmul, relu_bias};
+use crate::kernels::{causal_softmax, conv_epilogue, gelu_bias, gru_cell, layer_norm, lstm_cell, matmul, relu_bias, Packed};
 use crate::layers::{BatchNorm, Conv2d, Gru, Linear, Lstm};
 use crate::models::{self, ConvUnit, DeepLob, Recurrent, RnnClassifier};
 use candle_core::Tensor;
@@ -79,6 +79,8 @@ struct Cell {
     /// LSTM: input and hidden biases summed; GRU: the input biases.
     bx: Vec<f32>,
     wh: Vec<f32>,
+    /// `wh` tile-packed for the recurrent product of a few sequences (single-window serving).
+    wh_packed: Packed,
     /// GRU only: the hidden biases (n's is multiplied by r, so it cannot be folded).
     bh: Vec<f32>,
     reverse: bool,
@@ -114,7 +116,8 @@ impl Cell {
                 *x += h;
             }
         }
-        Ok(Cell { gru, d_in, hidden, wx, bx, wh, bh, reverse })
+        let wh_packed = Packed::new(&wh, hidden, wh.len() / hidden);
+        Ok(Cell { gru, d_in, hidden, wx, bx, wh, wh_packed, bh, reverse })
     }
     fn lstm(l: &Lstm) -> Result<Self> {
         Cell::of_gates(&[&l.i, &l.f, &l.o, &l.c], false, l.hidden, l.reverse)
@@ -126,6 +129,15 @@ impl Cell {
         match r {
             Recurrent::Lstm(l) => Cell::lstm(l),
             Recurrent::Gru(g) => Cell::gru(g),
+        }
+    }
+
+    /// `out[b, gw] += h[b, H] · wh`: the tile-packed product for a few sequences, gemm beyond.
+    fn recurrent(&self, b: usize, h: &[f32], out: &mut [f32], gw: usize) {
+        if b <= 4 {
+            self.wh_packed.matmul(b, h, self.hidden, out, gw, true);
+        } else {
+            matmul(b, self.hidden, gw, h, self.hidden, &self.wh, out, gw, true);
         }
     }
 
@@ -167,17 +179,17 @@ impl Cell {
                     gh[i * gw..(i + 1) * gw].copy_from_slice(&self.bh);
                 }
                 if k > 0 {
-                    matmul(b, h_n, gw, h, h_n, &self.wh, gh, gw, true);
+                    self.recurrent(b, h, gh, gw);
                 }
                 for i in 0..b {
                     gru_cell(&blk[i * gw..(i + 1) * gw], &gh[i * gw..(i + 1) * gw], &mut h[i * h_n..(i + 1) * h_n]);
                 }
             } else {
                 if k > 0 {
-                    matmul(b, h_n, gw, h, h_n, &self.wh, blk, gw, true);
+                    self.recurrent(b, h, blk, gw);
                 }
                 for i in 0..b {
-                    lstm_cell(&blk[i * gw..(i + 1) * gw], &mut c[i * h_n..(i + 1) * h_n], &mut h[i * h_n..(i + 1) * h_n]);
+                    lstm_cell(&mut blk[i * gw..(i + 1) * gw], &mut c[i * h_n..(i + 1) * h_n], &mut h[i * h_n..(i + 1) * h_n]);
                 }
             }
             if let Some((o, ldo, col)) = out.as_mut() {

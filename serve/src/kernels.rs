@@ -89,6 +89,120 @@ fn axpy_rows_impl(a: &[f32], b: &[f32], c: &mut [f32], acc: bool, fma: impl Fn(f
     }
 }
 
+/// Columns per tile of [`Packed`]: 8 AVX2 registers of accumulators.
+const TILE: usize = 64;
+
+/// A right operand `b [k, n]` repacked tile-major (`[n/64 tiles][k][64]`, then the remaining
+/// columns as one narrower `[k][n mod 64]` tile) for products with few left rows, the recurrent
+/// step of a single window. Each tile's 64 accumulators stay in registers over all k while `b`
+/// streams once, in order; the row-by-row form ([`matmul`]'s small-m path) reloads and stores
+/// all n accumulators for every one of the k rows, which made it most of an LSTM window's time.
+pub struct Packed {
+    k: usize,
+    n: usize,
+    data: Vec<f32>,
+}
+
+impl Packed {
+    pub fn new(b: &[f32], k: usize, n: usize) -> Packed {
+        assert!(b.len() >= k * n, "Packed: operand too small");
+        let mut data = Vec::with_capacity(k * n);
+        for j0 in (0..n).step_by(TILE) {
+            let w = TILE.min(n - j0);
+            for i in 0..k {
+                data.extend_from_slice(&b[i * n + j0..i * n + j0 + w]);
+            }
+        }
+        Packed { k, n, data }
+    }
+
+    /// `c[r] (=|+=) a[r] · b` for `m` rows: `a` with row stride `lda`, `c` with row stride `ldc`.
+    pub fn matmul(&self, m: usize, a: &[f32], lda: usize, c: &mut [f32], ldc: usize, acc: bool) {
+        let (k, n) = (self.k, self.n);
+        if m == 0 || n == 0 {
+            return;
+        }
+        assert!(ldc >= n && c.len() >= (m - 1) * ldc + n, "Packed::matmul: destination too small");
+        assert!(k == 0 || a.len() >= (m - 1) * lda + k, "Packed::matmul: left operand too small");
+        for r in 0..m {
+            let (ar, cr) = (&a[r * lda..r * lda + k], &mut c[r * ldc..r * ldc + n]);
+            if !acc {
+                cr.fill(0.0);
+            }
+            #[cfg(target_arch = "x86_64")]
+            if has_avx2_fma() {
+                // SAFETY: the CPU has AVX2 and FMA (checked at run time); lengths checked above.
+                unsafe { self.row_avx2(ar, cr) };
+                continue;
+            }
+            self.row_scalar(ar, cr);
+        }
+    }
+
+    fn row_scalar(&self, a: &[f32], c: &mut [f32]) {
+        let k = self.k;
+        let mut base = 0;
+        for j0 in (0..self.n).step_by(TILE) {
+            let w = TILE.min(self.n - j0);
+            let cw = &mut c[j0..j0 + w];
+            for (i, &ai) in a.iter().enumerate() {
+                for (cj, &bj) in cw.iter_mut().zip(&self.data[base + i * w..base + (i + 1) * w]) {
+                    *cj += ai * bj;
+                }
+            }
+            base += k * w;
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn row_avx2(&self, a: &[f32], c: &mut [f32]) {
+        use std::arch::x86_64::*;
+        let (k, n) = (self.k, self.n);
+        let full = n / TILE;
+        let p = self.data.as_ptr();
+        for t in 0..full {
+            let cp = c.as_mut_ptr().add(t * TILE);
+            let bp = p.add(t * k * TILE);
+            let mut acc = [_mm256_setzero_ps(); 8];
+            for (v, r) in acc.iter_mut().enumerate() {
+                *r = _mm256_loadu_ps(cp.add(8 * v));
+            }
+            for (i, &ai) in a.iter().enumerate() {
+                let x = _mm256_set1_ps(ai);
+                let row = bp.add(i * TILE);
+                for (v, r) in acc.iter_mut().enumerate() {
+                    *r = _mm256_fmadd_ps(x, _mm256_loadu_ps(row.add(8 * v)), *r);
+                }
+            }
+            for (v, r) in acc.iter().enumerate() {
+                _mm256_storeu_ps(cp.add(8 * v), *r);
+            }
+        }
+        // The narrower last tile: 8-wide vectors, then single columns.
+        let (j0, w) = (full * TILE, n - full * TILE);
+        if w > 0 {
+            let bp = p.add(full * k * TILE);
+            let vecs = w / 8;
+            for v in 0..vecs {
+                let cp = c.as_mut_ptr().add(j0 + 8 * v);
+                let mut r = _mm256_loadu_ps(cp);
+                for (i, &ai) in a.iter().enumerate() {
+                    r = _mm256_fmadd_ps(_mm256_set1_ps(ai), _mm256_loadu_ps(bp.add(i * w + 8 * v)), r);
+                }
+                _mm256_storeu_ps(cp, r);
+            }
+            for j in 8 * vecs..w {
+                let mut s = c[j0 + j];
+                for (i, &ai) in a.iter().enumerate() {
+                    s = ai.mul_add(*bp.add(i * w + j), s);
+                }
+                c[j0 + j] = s;
+            }
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 #[inline]
 fn has_avx2_fma() -> bool {
@@ -96,51 +210,82 @@ fn has_avx2_fma() -> bool {
 }
 
 /// Runs `$body` (a block using only `#[inline(always)]` helpers) compiled with AVX2 + FMA when
-/// the CPU has them, else for the baseline target.
+/// the CPU has them, else for the baseline target. The body sees `const FMA: bool`, true in the
+/// AVX2 + FMA copy, to pass to the `*_f` helpers (a fused multiply-add shortens their dependency
+/// chains; without the instruction `mul_add` would be a library call).
 macro_rules! multiversion {
     (fn $name:ident($($arg:ident: $ty:ty),*) $body:block) => {
         pub fn $name($($arg: $ty),*) {
             #[inline(always)]
-            fn imp($($arg: $ty),*) $body
+            fn imp<const FMA: bool>($($arg: $ty),*) $body
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2,fma")]
-                unsafe fn fast($($arg: $ty),*) { imp($($arg),*) }
+                unsafe fn fast($($arg: $ty),*) { imp::<true>($($arg),*) }
                 if has_avx2_fma() {
                     // SAFETY: the CPU has AVX2 and FMA (checked at run time).
                     return unsafe { fast($($arg),*) };
                 }
             }
-            imp($($arg),*)
+            imp::<false>($($arg),*)
         }
     };
+}
+
+/// `a·b + c`, fused when `F` (the caller is compiled with FMA), else two roundings.
+#[inline(always)]
+fn fmadd<const F: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if F {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
 }
 
 /// e^x to about 2 ulp over the f32 range (Cephes `expf`: x = n·ln2 + r, a degree-6 polynomial in
 /// r, times 2^n), branch-free so loops over it vectorise; saturates at e^±88.
 #[inline(always)]
-pub fn exp(x: f32) -> f32 {
+pub fn exp_f<const F: bool>(x: f32) -> f32 {
     let x = x.clamp(-87.3, 88.3);
     // Round to nearest by the 1.5·2^23 trick (SSE2 has no vector floor).
-    let n = (x * std::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;
-    let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
-    let p = ((((1.987_569_1e-4 * r + 1.398_2e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 0.166_666_65) * r + 0.5;
-    let y = p * r * r + r + 1.0;
+    let n = fmadd::<F>(x, std::f32::consts::LOG2_E, 12_582_912.0) - 12_582_912.0;
+    let r = fmadd::<F>(n, 2.121_944_4e-4, fmadd::<F>(n, -0.693_359_4, x));
+    let mut p = 1.987_569_1e-4;
+    for c in [1.398_2e-3, 8.333_452e-3, 4.166_579_6e-2, 0.166_666_65, 0.5] {
+        p = fmadd::<F>(p, r, c);
+    }
+    let y = fmadd::<F>(p, r * r, r) + 1.0;
     // SAFETY: x is clamped, so n is an integer in [−126, 127].
     let n = unsafe { n.to_int_unchecked::<i32>() };
     y * f32::from_bits(((n + 127) << 23) as u32)
 }
 
 #[inline(always)]
-pub fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + exp(-x))
+pub fn sigmoid_f<const F: bool>(x: f32) -> f32 {
+    1.0 / (1.0 + exp_f::<F>(-x))
 }
 
 /// tanh x = 1 − 2 / (e^{2x} + 1): absolute error ~1e-7 (the relative error near 0 is larger,
 /// which nothing downstream sees).
 #[inline(always)]
+pub fn tanh_f<const F: bool>(x: f32) -> f32 {
+    1.0 - 2.0 / (exp_f::<F>(2.0 * x) + 1.0)
+}
+
+/// [`exp_f`] without FMA (any caller).
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    exp_f::<false>(x)
+}
+
+#[inline(always)]
+pub fn sigmoid(x: f32) -> f32 {
+    sigmoid_f::<false>(x)
+}
+
+#[inline(always)]
 pub fn tanh(x: f32) -> f32 {
-    1.0 - 2.0 / (exp(2.0 * x) + 1.0)
+    tanh_f::<false>(x)
 }
 
 /// The negative slope of every LeakyReLU (burn's and the reference's 0.01).
@@ -157,7 +302,7 @@ multiversion! {
             let row = &mut row[..c];
             if tanh_act {
                 for j in 0..c {
-                    row[j] = tanh(row[j] + bias[j]) * scale[j] + shift[j];
+                    row[j] = tanh_f::<FMA>(row[j] + bias[j]) * scale[j] + shift[j];
                 }
             } else {
                 for j in 0..c {
@@ -170,21 +315,28 @@ multiversion! {
 }
 
 multiversion! {
-    fn lstm_cell(g: &[f32], c: &mut [f32], h: &mut [f32]) {
-        // g = [i | f | o | c̃] pre-activations of one row; PyTorch's/burn's LSTM equations.
+    fn lstm_cell(g: &mut [f32], c: &mut [f32], h: &mut [f32]) {
+        // g = [i | f | o | c̃] pre-activations of one row; PyTorch's/burn's LSTM equations. The
+        // activations are taken in place in two passes before the state update: short,
+        // independent iterations that overlap in the core, where one fused loop was a long
+        // dependency chain (exp, divide, exp, divide) per element.
         let n = h.len();
+        let g = &mut g[..4 * n];
+        let (sig, gc) = g.split_at_mut(3 * n);
+        for v in sig.iter_mut() {
+            *v = sigmoid_f::<FMA>(*v);
+        }
+        for v in gc.iter_mut() {
+            *v = tanh_f::<FMA>(*v);
+        }
         let (gi, rest) = g.split_at(n);
         let (gf, rest) = rest.split_at(n);
         let (go, gc) = rest.split_at(n);
         let (gc, c) = (&gc[..n], &mut c[..n]);
         for j in 0..n {
-            let i = sigmoid(gi[j]);
-            let f = sigmoid(gf[j]);
-            let o = sigmoid(go[j]);
-            let cc = tanh(gc[j]);
-            let cn = f * c[j] + i * cc;
+            let cn = gf[j] * c[j] + gi[j] * gc[j];
             c[j] = cn;
-            h[j] = o * tanh(cn);
+            h[j] = go[j] * tanh_f::<FMA>(cn);
         }
     }
 }
@@ -199,9 +351,9 @@ multiversion! {
         let (hz, rest) = gh.split_at(n);
         let (hr, hn) = rest.split_at(n);
         for j in 0..n {
-            let z = sigmoid(xz[j] + hz[j]);
-            let r = sigmoid(xr[j] + hr[j]);
-            let nn = tanh(xn[j] + r * hn[j]);
+            let z = sigmoid_f::<FMA>(xz[j] + hz[j]);
+            let r = sigmoid_f::<FMA>(xr[j] + hr[j]);
+            let nn = tanh_f::<FMA>(xn[j] + r * hn[j]);
             h[j] = (1.0 - z) * nn + z * h[j];
         }
     }
@@ -209,11 +361,19 @@ multiversion! {
 
 /// erf x to ~5e-7 absolute in f32 (Abramowitz & Stegun 7.1.26: 1.5e-7 in exact arithmetic), branch-free.
 #[inline(always)]
-pub fn erf(x: f32) -> f32 {
+pub fn erf_f<const F: bool>(x: f32) -> f32 {
     let a = x.abs();
     let t = 1.0 / (1.0 + 0.327_591_1 * a);
-    let p = ((((1.061_405_4 * t - 1.453_152_1) * t + 1.421_413_8) * t - 0.284_496_74) * t + 0.254_829_6) * t;
-    (1.0 - p * exp(-a * a)).copysign(x)
+    let mut p = 1.061_405_4;
+    for c in [-1.453_152_1, 1.421_413_8, -0.284_496_74, 0.254_829_6] {
+        p = fmadd::<F>(p, t, c);
+    }
+    (1.0 - p * t * exp_f::<F>(-a * a)).copysign(x)
+}
+
+#[inline(always)]
+pub fn erf(x: f32) -> f32 {
+    erf_f::<false>(x)
 }
 
 multiversion! {
@@ -223,7 +383,7 @@ multiversion! {
         for row in y.chunks_exact_mut(c) {
             for j in 0..c {
                 let v = row[j] + bias[j];
-                row[j] = 0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
+                row[j] = 0.5 * v * (1.0 + erf_f::<FMA>(v * std::f32::consts::FRAC_1_SQRT_2));
             }
         }
     }
@@ -275,7 +435,7 @@ multiversion! {
             }
             let mut sum = 0.0;
             for v in live.iter_mut() {
-                *v = exp(*v - max);
+                *v = exp_f::<FMA>(*v - max);
                 sum += *v;
             }
             for v in live.iter_mut() {
@@ -292,18 +452,25 @@ mod tests {
 
     #[test]
     fn exp_sigmoid_tanh_match_std() {
-        let mut worst = (0f32, 0f32, 0f32);
-        for i in -20_000..=20_000 {
-            let x = i as f32 / 1000.0;
-            worst.0 = worst.0.max((exp(x) - x.exp()).abs() / x.exp());
-            worst.1 = worst.1.max((sigmoid(x) - 1.0 / (1.0 + (-x).exp())).abs());
-            worst.2 = worst.2.max((tanh(x) - x.tanh()).abs());
+        // Both copies: without and with fused multiply-adds.
+        fn check<const F: bool>() {
+            let mut worst = (0f32, 0f32, 0f32);
+            for i in -20_000..=20_000 {
+                let x = i as f32 / 1000.0;
+                worst.0 = worst.0.max((exp_f::<F>(x) - x.exp()).abs() / x.exp());
+                worst.1 = worst.1.max((sigmoid_f::<F>(x) - 1.0 / (1.0 + (-x).exp())).abs());
+                worst.2 = worst.2.max((tanh_f::<F>(x) - x.tanh()).abs());
+            }
+            let erf_err = |x: f32| (erf_f::<F>(x) - erf_ref(x as f64) as f32).abs();
+            let worst_erf = (-4000..=4000).map(|i| i as f32 / 1000.0).map(erf_err).fold(0f32, f32::max);
+            assert!(worst_erf < 6e-7, "erf {worst_erf} (fma {F})");
+            assert!(worst.0 < 4e-7 && worst.1 < 2e-7 && worst.2 < 3e-7, "{worst:?} (fma {F})");
+            assert_eq!(exp_f::<F>(-200.0), (-87.3f32).exp().max(exp_f::<F>(-200.0)));
+            let t = tanh_f::<F>;
+            assert!(exp_f::<F>(200.0).is_finite() && sigmoid_f::<F>(-200.0) >= 0.0 && t(-200.0) == -1.0 && t(200.0) == 1.0);
         }
-        let worst_erf = (-4000..=4000).map(|i| i as f32 / 1000.0).map(|x| (erf(x) - erf_ref(x as f64) as f32).abs()).fold(0f32, f32::max);
-        assert!(worst_erf < 6e-7, "erf {worst_erf}");
-        assert!(worst.0 < 4e-7 && worst.1 < 2e-7 && worst.2 < 3e-7, "{worst:?}");
-        assert_eq!(exp(-200.0), (-87.3f32).exp().max(exp(-200.0)));
-        assert!(exp(200.0).is_finite() && sigmoid(-200.0) >= 0.0 && tanh(-200.0) == -1.0 && tanh(200.0) == 1.0);
+        check::<false>();
+        check::<true>();
     }
 
     /// erf by its Maclaurin series in f64 (converges fast for |x| ≤ 4).
@@ -335,6 +502,32 @@ mod tests {
             matmul(m, k, n, &a, lda, &b, &mut c, ldc, false);
             let want: f32 = (0..k).map(|i| a[i] * b[i * n]).sum();
             assert!((c[0] - want).abs() < 1e-4);
+        }
+    }
+
+    #[test]
+    fn packed_equals_matmul_for_every_tile_shape() {
+        // Full 64-column tiles, a narrower tile with 8-wide vectors and single columns, and n < 8.
+        for &(m, k, n) in &[(1, 64, 256), (2, 7, 64 + 8 * 3 + 5), (4, 33, 131), (1, 5, 3), (3, 0, 9)] {
+            let lda = k + 2;
+            let a: Vec<f32> = (0..m * lda).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| ((i * 53 % 97) as f32 - 48.0) / 48.0).collect();
+            let p = Packed::new(&b, k, n);
+            let ldc = n + 1;
+            for acc in [true, false] {
+                let mut want = vec![0.5f32; m * ldc];
+                let mut got = want.clone();
+                for r in 0..m {
+                    for j in 0..n {
+                        let s: f32 = (0..k).map(|i| a[r * lda + i] * b[i * n + j]).sum();
+                        want[r * ldc + j] = if acc { 0.5 + s } else { s };
+                    }
+                }
+                p.matmul(m, &a, lda, &mut got, ldc, acc);
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert!((g - w).abs() < 1e-4, "{m}x{k}x{n} acc {acc} at {i}: {g} vs {w}");
+                }
+            }
         }
     }
 }

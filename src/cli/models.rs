@@ -10,7 +10,7 @@ use flowcast_train::config::{BayesParams, LightgbmParams, BAYES_ONLINE, ENSEMBLE
 
 const LIGHTGBM_SUMMARY: &str = "gradient-boosted trees on the window's last feature row (multiclass or regression)";
 const ENSEMBLE_SUMMARY: &str =
-    "stacked ensemble of registry models on one or more horizons: weighted_average, logistic or hedge meta-learner on purged out-of-fold predictions";
+    "stacked ensemble of registry models on one or more horizons: weighted_average, logistic, hedge or lightgbm (--features lightgbm to train) meta-learner on purged out-of-fold predictions";
 const ENSEMBLE_REFERENCE: &str = "Wolpert 1992, Stacked generalization; Freund & Schapire 1997 (Hedge); López de Prado 2018 (purged CV)";
 const LIGHTGBM_REFERENCE: &str = "Ke et al. 2017, LightGBM: A Highly Efficient Gradient Boosting Decision Tree (NeurIPS)";
 const BAYES_SUMMARY: &str =

@@ -327,6 +327,14 @@ pub struct EnsembleParams {
     /// Hedge's loss discount γ per matured label (1 = plain Hedge).
     #[serde(default = "discount")]
     pub discount: f64,
+    /// The LightGBM meta-learner's hyperparameters (a `lightgbm` model's keys), over the
+    /// meta-learner defaults of [`EnsembleParams::meta_lightgbm_params`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta_lightgbm: Option<serde_json::Map<String, Value>>,
+    /// The latest fraction of the out-of-fold rows held out (purged) for the LightGBM
+    /// meta-learner's early stopping.
+    #[serde(default = "meta_holdout")]
+    pub meta_holdout: f64,
 }
 
 fn logistic() -> MetaKind {
@@ -341,6 +349,9 @@ fn l2() -> f64 {
 fn discount() -> f64 {
     0.999
 }
+fn meta_holdout() -> f64 {
+    0.2
+}
 
 impl EnsembleParams {
     /// The `[[model]]` table's ensemble keys, checked against the experiment's target ids.
@@ -354,11 +365,14 @@ impl EnsembleParams {
         if p.folds < 2 {
             return bad(format!("folds = {} (need ≥ 2)", p.folds));
         }
+        if p.meta_lightgbm.is_some() && p.meta != MetaKind::Lightgbm {
+            return bad(format!("meta_lightgbm is for meta = \"lightgbm\", but meta = {:?}", p.meta));
+        }
+        if !(p.meta_holdout > 0.0 && p.meta_holdout < 1.0) {
+            return bad(format!("meta_holdout = {} (need 0 < v < 1)", p.meta_holdout));
+        }
         if p.meta == MetaKind::Lightgbm {
-            return bad(
-                "meta = \"lightgbm\" (LightGBM stacking) is not implemented yet: use \"logistic\", \"weighted_average\" or \"hedge\""
-                    .into(),
-            );
+            p.meta_lightgbm_params(m.id())?;
         }
         let eta_ok = p.eta.is_none_or(|e| e >= 0.0 && e.is_finite());
         if !(p.l2 >= 0.0 && p.l2.is_finite() && p.discount > 0.0 && p.discount <= 1.0 && eta_ok) {
@@ -389,6 +403,28 @@ impl EnsembleParams {
             }
         }
         Ok(p)
+    }
+}
+
+impl EnsembleParams {
+    /// The LightGBM meta-learner's parameters: `meta_lightgbm` over defaults for a meta-learner —
+    /// shallow trees (max_depth 3, num_leaves 7), learning rate 0.05, ≤ 300 rounds with early
+    /// stopping after 30, min_data_in_leaf 50, lambda_l2 1: its M·K inputs are few and strongly
+    /// informative, its rows noisy, so small trees and shrinkage keep it from fitting the noise
+    /// of the out-of-fold probabilities (docs/models.md, "Ensemble").
+    pub fn meta_lightgbm_params(&self, id: &str) -> std::result::Result<LightgbmParams, String> {
+        let mut map: serde_json::Map<String, Value> = serde_json::json!({
+            "num_leaves": 7, "max_depth": 3, "learning_rate": 0.05, "num_iterations": 300,
+            "early_stopping_rounds": 30, "min_data_in_leaf": 50, "lambda_l2": 1.0, "shap_rows": 0,
+        })
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+        for (k, v) in self.meta_lightgbm.iter().flatten() {
+            map.insert(k.clone(), v.clone());
+        }
+        let spec = ModelSpec { name: LIGHTGBM.into(), id: Some(format!("{id} meta_lightgbm")), targets: None, params: map };
+        LightgbmParams::from_spec(&spec)
     }
 }
 

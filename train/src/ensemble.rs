@@ -8,7 +8,9 @@
 //!    `embargo` rows after it (default: the longest label horizon of any target involved plus
 //!    the window length, so no training input sees a held-out label either), and predicts the
 //!    block. So no out-of-fold input of a row comes from a member trained on that row's label.
-//! 2. The meta-learner is fitted on these out-of-fold rows (labels: the ensemble's target).
+//! 2. The meta-learner is fitted on these out-of-fold rows (labels: the ensemble's target); the
+//!    `lightgbm` one (feature `lightgbm`) picks its rounds by early stopping on a purged holdout
+//!    of the latest rows ([`purged_holdout`]), then refits on all of them.
 //! 3. Final members are refitted on all training windows (early stopping on validation as any
 //!    model of the run) and exported into `<ensemble>/members/<id>/`: the fold models only
 //!    produce the meta-learner's inputs and are deleted. The refitted members see ~1/(folds−1)
@@ -222,6 +224,122 @@ fn matured_counts(set: &WindowSet, reach: &[usize]) -> Vec<usize> {
         .collect()
 }
 
+/// A purged holdout of `set`'s windows (in time order) for early stopping: the latest `frac` of
+/// them, and the earlier ones whose label interval [e, reach(e)] ends before the holdout's
+/// first end row (the rest, whose labels reach into the holdout, are purged).
+pub fn purged_holdout(set: &WindowSet, reach: &[usize], frac: f64) -> (Vec<usize>, Vec<usize>) {
+    let n = set.len();
+    let tail = ((n as f64 * frac).round() as usize).min(n);
+    if tail == 0 || tail == n {
+        return ((0..n).collect(), Vec::new());
+    }
+    let cut = n - tail;
+    let lo = set.ends[cut..].iter().copied().min().unwrap_or(0) as usize;
+    ((0..cut).filter(|&i| reach[set.ends[i] as usize] < lo).collect(), (cut..n).collect())
+}
+
+/// Feature names of the stacked rows: `<member>__<class>` (LightGBM refuses JSON punctuation).
+#[cfg(feature = "lightgbm")]
+fn meta_feature_names(members: &[&str], classes: &[String]) -> Vec<String> {
+    let clean = |s: &str| s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect::<String>();
+    members.iter().flat_map(|m| classes.iter().map(move |c| format!("{}__{}", clean(m), clean(c)))).collect()
+}
+
+#[cfg(not(feature = "lightgbm"))]
+#[allow(clippy::too_many_arguments)]
+fn fit_lightgbm_meta(
+    _p: &EnsembleParams,
+    id: &str,
+    _seed: u64,
+    _dir: &Path,
+    _rows: (&[f32], &[u8], Option<&[f64]>),
+    _members: &[&str],
+    _classes: &[String],
+    _set: &WindowSet,
+    _reach: &[usize],
+) -> Result<(MetaLearner, Value)> {
+    Err(crate::lightgbm::meta_not_built(id))
+}
+
+/// The LightGBM meta-learner on the out-of-fold rows `z` (`[n × m·k]`, labels `y`, class
+/// weights `cw`): the number of rounds by early stopping on a purged holdout of the latest
+/// rows (fitted on the earlier ones), then refitted with that many rounds on all rows — the
+/// rows the other meta-learners are fitted on. Writes `dir/meta_lightgbm.txt`; records the
+/// pure-Rust evaluator's agreement with LightGBM's own predictions on every out-of-fold row.
+#[cfg(feature = "lightgbm")]
+#[allow(clippy::too_many_arguments)]
+fn fit_lightgbm_meta(
+    p: &EnsembleParams,
+    id: &str,
+    seed: u64,
+    dir: &Path,
+    (z, y, cw): (&[f32], &[u8], Option<&[f64]>),
+    members: &[&str],
+    classes: &[String],
+    set: &WindowSet,
+    reach: &[usize],
+) -> Result<(MetaLearner, Value)> {
+    use crate::lightgbm::{fit, parameters, Rows};
+    use flowcast_contract::ensemble::META_LIGHTGBM_FILE;
+    use flowcast_contract::gbdt::GbdtModel;
+    let lgb = |e: lightgbm3::Error| TrainError::Invalid(format!("[[model]] {id}: LightGBM meta-learner: {e}"));
+    let mut lp = p.meta_lightgbm_params(id).map_err(TrainError::Invalid)?;
+    let (k, f) = (classes.len(), members.len() * classes.len());
+    let names = meta_feature_names(members, classes);
+    let yf: Vec<f32> = y.iter().map(|&c| c as f32).collect();
+    let w: Option<Vec<f32>> = cw.map(|w| y.iter().map(|&c| w[c as usize] as f32).collect());
+    let pick = |idx: &[usize]| -> (Vec<f32>, Vec<f32>, Option<Vec<f32>>) {
+        (
+            idx.iter().flat_map(|&i| z[i * f..(i + 1) * f].iter().copied()).collect(),
+            idx.iter().map(|&i| yf[i]).collect(),
+            w.as_ref().map(|w| idx.iter().map(|&i| w[i]).collect()),
+        )
+    };
+    let (head, tail) = purged_holdout(set, reach, p.meta_holdout);
+    let mut es = json!(null);
+    if lp.early_stopping_rounds > 0 && !head.is_empty() && !tail.is_empty() {
+        let (hx, hy, hw) = pick(&head);
+        let (tx, ty, tw) = pick(&tail);
+        let params = parameters(&lp, Some(k), seed, true);
+        let b =
+            fit(&params, &names, Rows { x: &hx, y: &hy, weights: hw.as_deref() }, Some(Rows { x: &tx, y: &ty, weights: tw.as_deref() }))?;
+        let best = (b.num_iterations().max(1)) as u32;
+        es = json!({"fit_rows": head.len(), "holdout_rows": tail.len(), "purged_rows": set.len() - head.len() - tail.len(),
+                    "best_iteration": best, "max_iterations": lp.num_iterations});
+        lp.num_iterations = best;
+    } else {
+        tracing::warn!(id, rows = set.len(), "ensemble: no early stopping for the LightGBM meta-learner (no holdout or rounds = 0)");
+    }
+    let params = parameters(&lp, Some(k), seed, false);
+    let booster = fit(&params, &names, Rows { x: z, y: &yf, weights: w.as_deref() }, None)?;
+    let path = dir.join(META_LIGHTGBM_FILE);
+    booster.save_file(&path.display().to_string()).map_err(lgb)?;
+    let model = GbdtModel::load(&path)?;
+    // The served evaluator against LightGBM on every out-of-fold row.
+    let own = booster.predict(z, f as i32, true).map_err(lgb)?;
+    let (mut row, mut mine) = (vec![0.0f64; f], vec![0.0f64; k]);
+    let mut max_diff = 0.0f64;
+    for (r, x) in z.chunks(f).enumerate() {
+        row.iter_mut().zip(x).for_each(|(d, &s)| *d = s as f64);
+        model.predict_row(&row, &mut mine);
+        for (a, b) in mine.iter().zip(&own[r * k..(r + 1) * k]) {
+            max_diff = max_diff.max((a - b).abs());
+        }
+    }
+    let iterations = model.iterations();
+    tracing::info!(id, iterations, max_diff, "ensemble: LightGBM meta-learner");
+    let info = json!({"lightgbm": {"early_stopping": es, "iterations": iterations, "trees": model.trees(), "leaves": model.leaves(),
+                                   "features": names, "evaluator": {"max_abs_diff_vs_lightgbm": max_diff, "rows": y.len()}}});
+    let meta = MetaLearner::Lightgbm {
+        file: META_LIGHTGBM_FILE.into(),
+        sha256: sha256_file(&path)?,
+        iterations,
+        params,
+        model: Some(std::sync::Arc::new(model)),
+    };
+    Ok((meta, info))
+}
+
 fn headline(m: &Metrics) -> Value {
     let mut h = m.headline();
     h["log_loss"] = json!(m.log_loss);
@@ -327,6 +445,7 @@ pub(crate) fn train_and_export(
         crate::trainer::class_weights(&exp.training.class_weights, &pt.train, k)?.map(|w| w.into_iter().map(|v| v as f64).collect());
     let y = &pt.train.labels;
     let mut meta_info = json!({});
+    let mut params = 0usize;
     let meta = match p.meta {
         MetaKind::WeightedAverage => MetaLearner::WeightedAverage { weights: fit_weighted_average(&z_oof, y, m_n, k, cw.as_deref()) },
         MetaKind::Logistic => MetaLearner::Logistic { coef: fit_logistic(&z_oof, y, m_n, k, p.l2, cw.as_deref()), l2: p.l2 },
@@ -345,12 +464,19 @@ pub(crate) fn train_and_export(
             let (_, l2) = hedge_prequential(&z_val, &pt.validation.labels, &vmat, (m_n, k), (eta, p.discount), &l1, None);
             MetaLearner::Hedge { eta, discount: p.discount, losses: l2 }
         }
-        MetaKind::Lightgbm => unreachable!("rejected by EnsembleParams::from_spec"),
+        MetaKind::Lightgbm => {
+            let ids: Vec<&str> = p.members.iter().map(|m| m.id()).collect();
+            let (meta, info) = fit_lightgbm_meta(&p, id, exp.seed, dir, (&z_oof, y, cw.as_deref()), &ids, &classes, &pt.train, &reach[ti])?;
+            meta_info = info;
+            meta
+        }
     };
+    if let MetaLearner::Lightgbm { model: Some(g), .. } = &meta {
+        params += g.leaves();
+    }
 
     // 4. The document, the card, then test through the reloaded (burn-free) ensemble.
     let mut entries = Vec::new();
-    let mut params = 0usize;
     for (m, f) in p.members.iter().zip(&finals) {
         let target = data.targets[tm_of(m)].def.id.clone();
         entries.push(match f {
@@ -526,6 +652,17 @@ mod tests {
         assert_eq!(f.held_out, 25..50);
         assert!(f.train.iter().all(|&i| i + 4 < 25 || i > 53 + 6), "{:?}", f.train);
         assert!(f.train.contains(&20) && f.train.contains(&60) && !f.train.contains(&21) && !f.train.contains(&59));
+    }
+
+    #[test]
+    fn purged_holdout_drops_labels_reaching_into_it() {
+        let n = 100;
+        let reach: Vec<usize> = (0..n).map(|r| (r + 4).min(n - 1)).collect();
+        let (head, tail) = purged_holdout(&set(n), &reach, 0.2);
+        assert_eq!(tail, (80..100).collect::<Vec<_>>());
+        assert_eq!(head, (0..76).collect::<Vec<_>>(), "rows 76..79 read labels of holdout rows");
+        let (head, tail) = purged_holdout(&set(2), &reach[..2], 0.2);
+        assert_eq!((head.len(), tail.len()), (2, 0), "too few rows for a holdout: no early stopping");
     }
 
     #[test]

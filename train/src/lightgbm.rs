@@ -61,8 +61,23 @@ pub fn not_built() -> TrainError {
     )
 }
 
+/// The error of an ensemble with `meta = "lightgbm"` in a build without the feature.
+pub fn meta_not_built(id: &str) -> TrainError {
+    TrainError::Invalid(format!(
+        "[[model]] {id}: meta = \"lightgbm\" (LightGBM stacking) needs flowcast built with `--features lightgbm` (bundled LightGBM: CMake ≥ 3.28 and libclang at build time; docs/models.md); without it use \"logistic\", \"weighted_average\" or \"hedge\""
+    ))
+}
+
+/// Row-major training rows for LightGBM: `x` is `y.len() × features`, `weights` one per row.
+#[derive(Clone, Copy)]
+pub struct Rows<'a> {
+    pub x: &'a [f32],
+    pub y: &'a [f32],
+    pub weights: Option<&'a [f32]>,
+}
+
 #[cfg(feature = "lightgbm")]
-pub use imp::train_and_export;
+pub use imp::{fit, parameters, train_and_export};
 
 #[cfg(feature = "lightgbm")]
 mod imp {
@@ -109,6 +124,28 @@ mod imp {
             v["early_stopping_rounds"] = json!(p.early_stopping_rounds);
         }
         v
+    }
+
+    /// A booster trained with LightGBM `params` on `train` (columns named `names`), with
+    /// `valid` as its validation set (early stopping when `params` asks for it).
+    pub fn fit(params: &Value, names: &[String], train: Rows<'_>, valid: Option<Rows<'_>>) -> Result<Booster> {
+        let f = names.len() as i32;
+        let mut ds = Dataset::from_slice(train.x, train.y, f, true).map_err(lgb)?;
+        ds.set_feature_names(names).map_err(lgb)?;
+        if let Some(w) = train.weights {
+            ds.set_weights(w).map_err(lgb)?;
+        }
+        let valid = match valid {
+            None => None,
+            Some(v) => {
+                let mut d = Dataset::from_slice_with_reference(v.x, v.y, f, true, Some(&ds)).map_err(lgb)?;
+                if let Some(w) = v.weights {
+                    d.set_weights(w).map_err(lgb)?;
+                }
+                Some(d)
+            }
+        };
+        Booster::train_with_valid(ds, valid, params).map_err(lgb)
     }
 
     /// TreeSHAP contributions (`C_API_PREDICT_CONTRIB`) of row-major `x` from the saved model:
@@ -179,23 +216,18 @@ mod imp {
         };
         let t0 = std::time::Instant::now();
         let (xtr, ytr) = (end_rows(data, &pt.train), label(&pt.train));
-        let mut train = Dataset::from_slice(&xtr, &ytr, f as i32, true).map_err(lgb)?;
-        train.set_feature_names(&data.inputs.names).map_err(lgb)?;
         let class_weights = if regression { None } else { crate::trainer::class_weights(&job.exp.training.class_weights, &pt.train, k)? };
-        if let Some(w) = &class_weights {
-            let sw: Vec<f32> = pt.train.labels.iter().map(|&c| w[c as usize]).collect();
-            train.set_weights(&sw).map_err(lgb)?;
-        }
+        let sw: Option<Vec<f32>> = class_weights.as_ref().map(|w| pt.train.labels.iter().map(|&c| w[c as usize]).collect());
         let has_valid = !pt.validation.is_empty();
-        let valid = if has_valid {
-            let (xv, yv) = (end_rows(data, &pt.validation), label(&pt.validation));
-            Some(Dataset::from_slice_with_reference(&xv, &yv, f as i32, true, Some(&train)).map_err(lgb)?)
-        } else {
-            None
-        };
+        let (xv, yv) = if has_valid { (end_rows(data, &pt.validation), label(&pt.validation)) } else { (Vec::new(), Vec::new()) };
         let params = parameters(&p, (!regression).then_some(k), job.exp.seed, has_valid);
         tracing::info!(model = job.id, target = %pt.def.id, rows = pt.train.len(), features = f, "training lightgbm");
-        let booster = Booster::train_with_valid(train, valid, &params).map_err(lgb)?;
+        let booster = fit(
+            &params,
+            &data.inputs.names,
+            Rows { x: &xtr, y: &ytr, weights: sw.as_deref() },
+            has_valid.then_some(Rows { x: &xv, y: &yv, weights: None }),
+        )?;
         let train_s = t0.elapsed().as_secs_f64();
         let iterations = booster.num_iterations() as usize;
         let model_path = job.dir.join(LIGHTGBM_MODEL_FILE);

@@ -182,8 +182,15 @@ pub fn run_prepared(
 ) -> Result<Summary> {
     let device_name = opts.device.clone().unwrap_or_else(|| exp.device.clone());
     let device = device_of(&device_name)?;
-    if !cfg!(feature = "lightgbm") && exp.models.iter().any(|m| m.uses(crate::config::LIGHTGBM)) {
-        return Err(crate::lightgbm::not_built());
+    if !cfg!(feature = "lightgbm") {
+        if exp.models.iter().any(|m| m.uses(crate::config::LIGHTGBM)) {
+            return Err(crate::lightgbm::not_built());
+        }
+        if let Some(m) =
+            exp.models.iter().find(|m| m.name == crate::config::ENSEMBLE && m.params.get("meta").is_some_and(|v| v == "lightgbm"))
+        {
+            return Err(crate::lightgbm::meta_not_built(m.id()));
+        }
     }
     if let Some(want) = &opts.expect_events_sha256 {
         if &data.info.events_sha256 != want {

@@ -139,9 +139,22 @@ fn bad_ensemble_tables_are_named() {
     let bad = EXPERIMENT.replace("target = \"k20\"", "target = \"k99\"");
     let e = Experiment::from_toml(&bad, "ens.toml").unwrap_err().to_string();
     assert!(e.contains("k99"), "{e}");
-    let bad = EXPERIMENT.replace("meta = \"logistic\"", "meta = \"lightgbm\"");
+    let bad = EXPERIMENT.replace("meta = \"logistic\"", "meta = \"lightgbm\"\nmeta_lightgbm = { num_leavs = 3 }");
     let e = Experiment::from_toml(&bad, "ens.toml").unwrap_err().to_string();
-    assert!(e.contains("lightgbm") && e.contains("not implemented"), "{e}");
+    assert!(e.contains("meta_lightgbm") && e.contains("num_leavs"), "{e}");
+    let bad = EXPERIMENT.replace("meta = \"logistic\"", "meta = \"logistic\"\nmeta_lightgbm = { num_leaves = 3 }");
+    let e = Experiment::from_toml(&bad, "ens.toml").unwrap_err().to_string();
+    assert!(e.contains("meta_lightgbm is for meta = \"lightgbm\""), "{e}");
+    // LightGBM stacking parses in every build; without the feature the run refuses before
+    // training anything, saying how to build it (with it: tests/ensemble_lightgbm.rs).
+    let lgb_meta = EXPERIMENT.replace("meta = \"logistic\"", "meta = \"lightgbm\"");
+    let exp = Experiment::from_toml(&lgb_meta, "ens.toml").unwrap();
+    if !cfg!(feature = "lightgbm") {
+        let tmp = tempfile::tempdir().unwrap();
+        let opts = RunOptions { progress: Mode::Quiet, runs_dir: Some(tmp.path().to_path_buf()), ..RunOptions::default() };
+        let e = run_experiment(&exp, &lgb_meta, &opts).unwrap_err().to_string();
+        assert!(e.contains("[[model]] stack") && e.contains("meta = \"lightgbm\"") && e.contains("--features lightgbm"), "{e}");
+    }
     if !cfg!(feature = "lightgbm") {
         let with_lgbm = EXPERIMENT.replace("{ name = \"majority\" },", "{ name = \"lightgbm\" },");
         let exp = Experiment::from_toml(&with_lgbm, "ens.toml").unwrap();
