@@ -57,14 +57,15 @@ impl Majority {
         Majority { class, frequencies }
     }
     pub fn probs(&self, n: usize) -> Vec<f32> {
-        let k = self.frequencies.len();
-        let mut p = vec![0.0f32; n * k];
-        for row in p.chunks_mut(k) {
-            for (j, v) in row.iter_mut().enumerate() {
-                *v = self.frequencies[j] as f32;
-            }
-        }
+        let mut p = Vec::new();
+        self.probs_into(n, &mut p);
         p
+    }
+    /// Appends the probabilities of `n` windows to `out` (no allocation beyond growing it).
+    pub fn probs_into(&self, n: usize, out: &mut Vec<f32>) {
+        for _ in 0..n {
+            out.extend(self.frequencies.iter().map(|&f| f as f32));
+        }
     }
 }
 
@@ -175,18 +176,30 @@ impl OfiLogistic {
     }
 
     pub fn probs(&self, x: &[f64]) -> Vec<f32> {
+        let mut out = Vec::with_capacity(x.len() * self.coef.len());
+        self.probs_into(x, &mut out);
+        out
+    }
+    /// Appends the probabilities of the windows with OFI sums `x` to `out` (no allocation
+    /// beyond growing it for up to 16 classes).
+    pub fn probs_into(&self, x: &[f64], out: &mut Vec<f32>) {
         let k = self.coef.len();
-        let mut out = Vec::with_capacity(x.len() * k);
-        let mut p = vec![0.0f64; k];
+        let mut stack = [0.0f64; 16];
+        let mut heap = Vec::new();
+        let p: &mut [f64] = if k <= 16 {
+            &mut stack[..k]
+        } else {
+            heap.resize(k, 0.0);
+            &mut heap
+        };
         for &v in x {
             let z = (v - self.mean) / self.std;
             for (c, w) in self.coef.iter().enumerate() {
                 p[c] = w[0] + w[1] * z;
             }
-            softmax(&mut p);
+            softmax(p);
             out.extend(p.iter().map(|&q| q as f32));
         }
-        out
     }
 }
 
@@ -244,8 +257,8 @@ impl Predictor for BaselinePredictor {
     fn predict(&self, batch: &Batch<'_>, out: &mut Outputs) -> Result<()> {
         self.info.check(batch)?;
         match &self.baseline {
-            Baseline::Majority(m) => out.probs.extend(m.probs(batch.batch)),
-            Baseline::OfiLogistic(m) => out.probs.extend(m.probs(batch.window_ofi.expect("checked"))),
+            Baseline::Majority(m) => m.probs_into(batch.batch, &mut out.probs),
+            Baseline::OfiLogistic(m) => m.probs_into(batch.window_ofi.expect("checked"), &mut out.probs),
         }
         Ok(())
     }

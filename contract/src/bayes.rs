@@ -1021,11 +1021,11 @@ pub fn student_t_cdf(t: f64, nu: f64) -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Counts heap allocations per thread, so a test can assert that a hot path makes none.
-    mod alloc_count {
+    pub(crate) mod alloc_count {
         use std::alloc::{GlobalAlloc, Layout, System};
         use std::cell::Cell;
 

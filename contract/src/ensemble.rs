@@ -127,8 +127,16 @@ impl MetaLearner {
         match self {
             MetaLearner::WeightedAverage { weights } => mix(weights, z, k, out),
             MetaLearner::Hedge { eta, losses, .. } => {
-                let w = hedge_weights(*eta, losses);
-                mix(&w, z, k, out)
+                let mut stack = [0.0f64; 16];
+                let mut heap = Vec::new();
+                let w: &mut [f64] = if m <= 16 {
+                    &mut stack[..m]
+                } else {
+                    heap.resize(m, 0.0);
+                    &mut heap
+                };
+                hedge_weights_into(*eta, losses, w);
+                mix(w, z, k, out)
             }
             MetaLearner::Logistic { coef, .. } => {
                 let d = m * k + 1;
@@ -188,10 +196,19 @@ fn softmax_into(s: &[f64], out: &mut Vec<f32>) {
 
 /// Hedge weights exp(−η (L_m − min L)) / Σ (shifted by the minimum for stability).
 pub fn hedge_weights(eta: f64, losses: &[f64]) -> Vec<f64> {
+    let mut w = vec![0.0; losses.len()];
+    hedge_weights_into(eta, losses, &mut w);
+    w
+}
+
+/// [`hedge_weights`] into `w` (`losses.len()` values; no allocation: the serving path).
+pub fn hedge_weights_into(eta: f64, losses: &[f64], w: &mut [f64]) {
     let mn = losses.iter().copied().fold(f64::INFINITY, f64::min);
-    let w: Vec<f64> = losses.iter().map(|l| (-eta * (l - mn)).exp()).collect();
+    for (o, l) in w.iter_mut().zip(losses) {
+        *o = (-eta * (l - mn)).exp();
+    }
     let s: f64 = w.iter().sum();
-    w.into_iter().map(|v| v / s).collect()
+    w.iter_mut().for_each(|v| *v /= s);
 }
 
 /// Hedge's loss update with one matured label `y` of member probabilities `z` (`[m × k]`).
@@ -406,13 +423,22 @@ impl<M: ?Sized + Predictor> EnsemblePredictor<M> {
 
     /// The members' probabilities `[batch × m × k]` for `b`.
     pub fn member_probs(&self, b: &Batch<'_>) -> Result<Vec<f32>> {
+        let mut z = Vec::new();
+        self.member_probs_into(b, &mut z, &mut Outputs::new(self.info.classes.len()))?;
+        Ok(z)
+    }
+
+    /// [`EnsemblePredictor::member_probs`] into `z`, with `o` the members' output buffer: both
+    /// are reused, so once they have grown to the batch size nothing here allocates.
+    pub fn member_probs_into(&self, b: &Batch<'_>, z: &mut Vec<f32>, o: &mut Outputs) -> Result<()> {
         let k = self.info.classes.len();
         let m = self.members.len();
-        let mut z = vec![0.0f32; b.batch * m * k];
-        let mut o = Outputs::new(k);
+        z.clear();
+        z.resize(b.batch * m * k, 0.0);
+        o.classes = k;
         for (j, mem) in self.members.iter().enumerate() {
             o.clear();
-            member_predict(mem, b, &mut o)?;
+            member_predict(mem, b, o)?;
             if o.probs.len() != b.batch * k {
                 return Err(ContractError::Invalid(format!(
                     "ensemble member {} gave {} probabilities for {} windows of {k} classes",
@@ -425,29 +451,27 @@ impl<M: ?Sized + Predictor> EnsemblePredictor<M> {
                 z[(w * m + j) * k..(w * m + j + 1) * k].copy_from_slice(&o.probs[w * k..(w + 1) * k]);
             }
         }
-        Ok(z)
-    }
-}
-
-impl<M: ?Sized + Predictor> Predictor for EnsemblePredictor<M> {
-    fn info(&self) -> &PredictorInfo {
-        &self.info
-    }
-    fn predict(&self, b: &Batch<'_>, out: &mut Outputs) -> Result<()> {
-        self.info.check(b)?;
-        let k = self.info.classes.len();
-        let z = self.member_probs(b)?;
-        for row in z.chunks(self.members.len() * k) {
-            self.meta.combine(row, k, &mut out.probs);
-        }
         Ok(())
     }
-}
 
-/// Hedge learns online: each matured label updates the members' discounted losses. The other
-/// meta-learners are fitted once and refuse.
-impl<M: ?Sized + Predictor> OnlinePredictor for EnsemblePredictor<M> {
-    fn update(&mut self, b: &Batch<'_>, labels: &Matured<'_>) -> Result<()> {
+    /// The ensemble's outputs for `b` with the meta-learner `meta` instead of its own (stream
+    /// mode keeps one Hedge state per stream; members are shared). Reuses a per-thread scratch.
+    pub fn predict_with(&self, meta: &MetaLearner, b: &Batch<'_>, out: &mut Outputs) -> Result<()> {
+        self.info.check(b)?;
+        let k = self.info.classes.len();
+        let m = self.members.len();
+        meta.check(m, k).map_err(|r| ContractError::Invalid(format!("ensemble meta-learner: {r}")))?;
+        with_scratch(|z, o| {
+            self.member_probs_into(b, z, o)?;
+            for row in z.chunks(m * k) {
+                meta.combine(row, k, &mut out.probs);
+            }
+            Ok(())
+        })
+    }
+
+    /// Absorbs matured labels into `meta` (Hedge only; the other meta-learners refuse).
+    pub fn update_meta(&self, meta: &mut MetaLearner, b: &Batch<'_>, labels: &Matured<'_>) -> Result<()> {
         self.info.check(b)?;
         if labels.classes.len() != b.batch {
             return Err(ContractError::input("classes", format!("{} labels for {} windows", labels.classes.len(), b.batch)));
@@ -456,17 +480,54 @@ impl<M: ?Sized + Predictor> OnlinePredictor for EnsemblePredictor<M> {
         if let Some(&c) = labels.classes.iter().find(|&&c| c as usize >= k) {
             return Err(ContractError::input("classes", format!("class {c} of {k}")));
         }
-        let z = self.member_probs(b)?;
+        let MetaLearner::Hedge { discount, losses, .. } = meta else {
+            return Err(ContractError::Invalid(format!("the {} meta-learner does not learn online (use meta = \"hedge\")", meta.name())));
+        };
         let m = self.members.len();
-        match &mut self.meta {
-            MetaLearner::Hedge { discount, losses, .. } => {
-                for (row, &c) in z.chunks(m * k).zip(labels.classes) {
-                    hedge_update(losses, *discount, row, k, c as usize);
-                }
-                Ok(())
+        with_scratch(|z, o| {
+            self.member_probs_into(b, z, o)?;
+            for (row, &c) in z.chunks(m * k).zip(labels.classes) {
+                hedge_update(losses, *discount, row, k, c as usize);
             }
-            other => Err(ContractError::Invalid(format!("the {} meta-learner does not learn online (use meta = \"hedge\")", other.name()))),
+            Ok(())
+        })
+    }
+}
+
+thread_local! {
+    /// The members' probabilities and outputs of the ensemble calls on this thread (members are
+    /// never ensembles, so the calls do not nest; if they did, a fresh scratch is used).
+    static SCRATCH: std::cell::RefCell<(Vec<f32>, Outputs)> = std::cell::RefCell::new((Vec::new(), Outputs::new(0)));
+}
+
+fn with_scratch<T>(f: impl FnOnce(&mut Vec<f32>, &mut Outputs) -> Result<T>) -> Result<T> {
+    SCRATCH.with(|s| match s.try_borrow_mut() {
+        Ok(mut g) => {
+            let (z, o) = &mut *g;
+            f(z, o)
         }
+        Err(_) => f(&mut Vec::new(), &mut Outputs::new(0)),
+    })
+}
+
+impl<M: ?Sized + Predictor> Predictor for EnsemblePredictor<M> {
+    fn info(&self) -> &PredictorInfo {
+        &self.info
+    }
+    fn predict(&self, b: &Batch<'_>, out: &mut Outputs) -> Result<()> {
+        self.predict_with(&self.meta, b, out)
+    }
+}
+
+/// Hedge learns online: each matured label updates the members' discounted losses. The other
+/// meta-learners are fitted once and refuse.
+impl<M: ?Sized + Predictor> OnlinePredictor for EnsemblePredictor<M> {
+    fn update(&mut self, b: &Batch<'_>, labels: &Matured<'_>) -> Result<()> {
+        // The meta state is taken out for the call (members are read, the meta is written).
+        let mut meta = std::mem::replace(&mut self.meta, MetaLearner::WeightedAverage { weights: Vec::new() });
+        let r = self.update_meta(&mut meta, b, labels);
+        self.meta = meta;
+        r
     }
 }
 
@@ -600,5 +661,57 @@ mod tests {
         assert!(o.probs[2] > 0.79, "{:?}", o.probs);
         let mut w = mk(MetaLearner::WeightedAverage { weights: vec![0.5, 0.5] });
         assert!(w.update(&b, &Matured { classes: &[2, 2, 2, 2], values: &[] }).unwrap_err().to_string().contains("hedge"));
+    }
+
+    /// The hot path reuses its buffers: once warm, neither `predict` (every meta-learner) nor a
+    /// Hedge `update` allocates (counted by the test binary's allocator, per thread); a
+    /// per-stream meta state gives the same outputs as the ensemble's own.
+    #[test]
+    fn predict_and_update_reuse_their_buffers() {
+        use crate::baselines::Majority;
+        use crate::bayes::tests::alloc_count::count;
+        let classes: Vec<String> = ["down", "flat", "up"].iter().map(|s| s.to_string()).collect();
+        let a = Baseline::Majority(Majority { class: 2, frequencies: vec![0.1, 0.1, 0.8] });
+        let c = Baseline::Majority(Majority { class: 0, frequencies: vec![0.8, 0.1, 0.1] });
+        let x = vec![0.0f32; 64 * 2];
+        let b = Batch::new(&x, 64, 1, 2).unwrap();
+        let labels = vec![2u8; 64];
+        for meta in [
+            MetaLearner::Hedge { eta: 1.0, discount: 0.99, losses: vec![0.0, 0.0] },
+            MetaLearner::WeightedAverage { weights: vec![0.3, 0.7] },
+            MetaLearner::Logistic { coef: vec![0.1; 3 * 7], l2: 0.0 },
+        ] {
+            let ms: Vec<Member<dyn Predictor>> =
+                vec![Member::Baseline(a.predictor(&classes, 1, 2)), Member::Baseline(c.predictor(&classes, 1, 2))];
+            let mut e = EnsemblePredictor::new(ms, meta.clone(), &classes, 1, 2).unwrap();
+            let mut o = Outputs::new(3);
+            o.probs.reserve(64 * 3);
+            e.predict(&b, &mut o).unwrap(); // warm-up: the scratch grows
+            let hedge = matches!(meta, MetaLearner::Hedge { .. });
+            if hedge {
+                e.update(&b, &Matured { classes: &labels, values: &[] }).unwrap();
+            }
+            let before = count();
+            for _ in 0..10 {
+                o.clear();
+                e.predict(&b, &mut o).unwrap();
+                if hedge {
+                    e.update(&b, &Matured { classes: &labels, values: &[] }).unwrap();
+                }
+            }
+            assert_eq!(count(), before, "{} allocated on a warm path", meta.name());
+            // Outside state: the same outputs as the ensemble's own meta.
+            let mut mine = e.meta().clone();
+            let mut p = Outputs::new(3);
+            e.predict_with(&mine, &b, &mut p).unwrap();
+            o.clear();
+            e.predict(&b, &mut o).unwrap();
+            assert_eq!(p, o);
+            if hedge {
+                e.update_meta(&mut mine, &b, &Matured { classes: &labels, values: &[] }).unwrap();
+                e.update(&b, &Matured { classes: &labels, values: &[] }).unwrap();
+                assert_eq!(&mine, e.meta());
+            }
+        }
     }
 }

@@ -13,6 +13,7 @@
 //! - [`bayes`]: Bayesian online regression (`bayes_online`), an `OnlinePredictor` (cards of family
 //!   `bayes_online`); [`bayes_changepoint`]: its optional changepoint-driven forgetting;
 //! - [`prequential`]: online evaluation that hands labels over only once they have matured;
+//!   [`labeller`]: the same labels computed row by row as they mature (stream mode learns on them);
 //! - [`ensemble`]: stacked ensembles of exported members and their meta-learners (`ensemble` cards);
 //! - [`gbdt`]: a pure-Rust evaluator of LightGBM's text model format (`lightgbm` cards);
 //! - [`metrics`], [`predictions`]: scoring and the predictions file;
@@ -32,6 +33,7 @@ pub mod error;
 pub mod eval;
 pub mod files;
 pub mod gbdt;
+pub mod labeller;
 pub mod metrics;
 pub mod predictions;
 pub mod predictor;

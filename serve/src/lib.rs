@@ -13,7 +13,7 @@ pub mod weights;
 
 pub use error::{Result, ServeError};
 pub use flowcast_contract::spec::ModelSpec;
-pub use predictor::{load_predictor, CandlePredictor};
+pub use predictor::{load_ensemble, load_predictor, CandlePredictor};
 
 use candle_core::{Device, Tensor};
 use flowcast_contract::files::{CONFIG_FILE, WEIGHTS_FILE};

@@ -61,6 +61,12 @@ pub fn load_predictor(dir: &Path, card: &ModelCard) -> flowcast_contract::Result
     })
 }
 
+/// An `ensemble` card's predictor as its own type (its members loaded as [`load_predictor`]
+/// loads them), for callers that keep a meta-learner state of their own (stream mode's Hedge).
+pub fn load_ensemble(dir: &Path, card: &ModelCard) -> flowcast_contract::Result<flowcast_contract::ensemble::EnsemblePredictor> {
+    flowcast_contract::ensemble::EnsemblePredictor::load(dir, card, &member)
+}
+
 fn member(dir: &Path, card: &ModelCard) -> flowcast_contract::Result<Box<dyn Predictor + Send + Sync>> {
     if card.family == Family::Ensemble {
         return Err(ContractError::Invalid(format!("{}: an ensemble member cannot be an ensemble", dir.display())));

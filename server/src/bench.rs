@@ -47,7 +47,7 @@ pub fn bare_loader(window: usize) -> Loader {
         let model = flowcast_serve::Model::load_dir(dir).map_err(|e| e.to_string())?;
         let classes: Vec<String> = ["down", "stationary", "up"].iter().map(|s| s.to_string()).collect();
         let info = PredictorInfo::classifier(model.spec().name(), &classes, window, model.spec().n_features());
-        Ok(Loaded { predictor: Arc::new(BareCandle { model, info }), parameters: vec![], card: None })
+        Ok(Loaded { predictor: Arc::new(BareCandle { model, info }), parameters: vec![], card: None, online: None })
     })
 }
 

@@ -100,7 +100,12 @@ async fn session(app: &Arc<App>, sub: &Subscription, stop: &mut tokio::sync::wat
     let inst = bus.instrument(&sub.stream).await?;
     let mut durable = bus.durable(&sub.stream, &sub.durable_name()).await?;
     let subject = sub.subject();
-    let open = OpenOptions { source_format: sub.source_format.clone(), venue: Some(inst.venue.clone()), starts_synced: sub.starts_synced };
+    let open = OpenOptions {
+        source_format: sub.source_format.clone(),
+        venue: Some(inst.venue.clone()),
+        starts_synced: sub.starts_synced,
+        online: None,
+    };
     let max = sub.batch.unwrap_or(256);
     let mut streams = Session::new(app.clone());
     let mut replies: Vec<String> = Vec::with_capacity(max);

@@ -267,10 +267,28 @@ mod tests {
             toml::from_str("[stream]\nmax_streams = 8\nmax_book_levels = 500\nmax_events_per_message = 100\nmax_snapshot_levels = 50\n")
                 .unwrap();
         let l = f.stream_limits(&StreamFlags::default()).unwrap();
-        assert_eq!(l, StreamLimits { max_streams: 8, max_book_levels: 500, max_events_per_message: 100, max_snapshot_levels: 50 });
+        assert_eq!(
+            l,
+            StreamLimits {
+                max_streams: 8,
+                max_book_levels: 500,
+                max_events_per_message: 100,
+                max_snapshot_levels: 50,
+                ..Default::default()
+            }
+        );
         let flags = StreamFlags { max_streams: Some(3), max_snapshot_levels: Some(10), ..Default::default() };
         let l = f.stream_limits(&flags).unwrap();
-        assert_eq!(l, StreamLimits { max_streams: 3, max_book_levels: 500, max_events_per_message: 100, max_snapshot_levels: 10 });
+        assert_eq!(
+            l,
+            StreamLimits {
+                max_streams: 3,
+                max_book_levels: 500,
+                max_events_per_message: 100,
+                max_snapshot_levels: 10,
+                ..Default::default()
+            }
+        );
         // Absent table or keys: the defaults.
         assert_eq!(ServeFile::default().stream_limits(&StreamFlags::default()).unwrap(), StreamLimits::default());
         let f: ServeFile = toml::from_str("[stream]\nmax_streams = 2\n").unwrap();
@@ -284,6 +302,19 @@ mod tests {
         // A flag can repair what the file set.
         let flags = StreamFlags { max_snapshot_levels: Some(10), ..Default::default() };
         assert_eq!(f.stream_limits(&flags).unwrap().max_snapshot_levels, 10);
+    }
+
+    #[test]
+    fn stream_table_sets_limits_and_online_learning() {
+        let f: ServeFile =
+            toml::from_str("[stream]\nonline = false\nonline_max_pending = 10\nmax_streams = 3\nfrozen = [\"b\"]\n").unwrap();
+        let s = f.stream_limits(&StreamFlags::default()).unwrap();
+        assert!(!s.online);
+        assert_eq!(s.frozen, ["b"]);
+        assert_eq!((s.online_max_pending, s.max_streams), (10, 3));
+        assert_eq!(s.online_max_bytes, StreamLimits::default().online_max_bytes);
+        let e = toml::from_str::<ServeFile>("[stream]\nonline_max_rows = 1\n").unwrap_err().to_string();
+        assert!(e.contains("unknown field `online_max_rows`"), "{e}");
     }
 
     #[test]

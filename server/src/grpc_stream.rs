@@ -47,6 +47,7 @@ pub fn parse(r: ModelInferRequest) -> Result<(StreamRequest, bool), ApiError> {
         source_format: string_param(p, "source_format")?,
         venue: string_param(p, "venue")?,
         starts_synced: bool_param(p, "starts_synced")?,
+        online: bool_param(p, "online")?,
     };
     if r.inputs.len() > 2 {
         return Err(ApiError::bad("inputs", format!("{} tensors: stream mode takes {EVENTS:?} and/or {SNAPSHOTS:?}", r.inputs.len())));
@@ -124,6 +125,9 @@ pub fn response(r: StreamReply, raw: bool) -> ModelStreamInferResponse {
     }
     parameters.insert("stream_events".into(), int_param(r.stream_events as i64));
     parameters.insert("stream_samples".into(), int_param(r.stream_samples as i64));
+    parameters.insert("online".into(), InferParameter { parameter_choice: Some(infer_parameter::ParameterChoice::BoolParam(r.online)) });
+    parameters.insert("updates".into(), int_param(r.updates as i64));
+    parameters.insert("stream_updates".into(), int_param(r.stream_updates as i64));
     parameters.insert("closed".into(), InferParameter { parameter_choice: Some(infer_parameter::ParameterChoice::BoolParam(r.closed)) });
     ModelStreamInferResponse {
         error_message: r.error.unwrap_or_default(),

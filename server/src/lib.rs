@@ -22,6 +22,7 @@ pub mod grpc_tensors;
 pub mod infer;
 pub mod limits;
 pub mod metrics;
+pub mod online;
 pub mod repo;
 pub mod rest;
 pub mod signal;

@@ -37,6 +37,8 @@ pub struct Metrics {
     pub bus_messages: IntCounterVec,
     pub bus_predictions: IntCounterVec,
     pub bus_errors: IntCounterVec,
+    /// Matured labels absorbed by online models in stream mode (online.rs), by model.
+    pub online_updates: IntCounterVec,
 }
 
 fn hist(name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
@@ -94,9 +96,14 @@ impl Metrics {
                 &["model", "stream"],
             )
             .expect("valid counter"),
+            online_updates: IntCounterVec::new(
+                Opts::new("flowcast_online_updates_total", "Matured labels absorbed by online models in stream mode"),
+                &["model"],
+            )
+            .expect("valid counter"),
         };
         let r = &m.registry;
-        let all: [Box<dyn prometheus::core::Collector>; 14] = [
+        let all: [Box<dyn prometheus::core::Collector>; 15] = [
             Box::new(m.requests.clone()),
             Box::new(m.request_seconds.clone()),
             Box::new(m.queue_seconds.clone()),
@@ -111,6 +118,7 @@ impl Metrics {
             Box::new(m.bus_messages.clone()),
             Box::new(m.bus_predictions.clone()),
             Box::new(m.bus_errors.clone()),
+            Box::new(m.online_updates.clone()),
         ];
         for c in all {
             r.register(c).expect("unique metric names");

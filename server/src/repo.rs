@@ -19,6 +19,8 @@ pub struct Loaded {
     pub predictor: SharedPredictor,
     pub parameters: Vec<(String, String)>,
     pub card: Option<Arc<ModelCard>>,
+    /// The learned state each stream starts from, where the family learns online (online.rs).
+    pub online: Option<crate::online::OnlineModel>,
 }
 
 /// Loads (and so validates) the model in a directory; the error is the reason it is skipped.
@@ -30,7 +32,10 @@ pub type Loader = Arc<dyn Fn(&Path) -> Result<Loaded, String> + Send + Sync>;
 pub fn candle_loader() -> Loader {
     Arc::new(|dir: &Path| {
         let card = flowcast_contract::ModelCard::load(dir).map_err(|e| e.to_string())?;
-        let p: SharedPredictor = Arc::from(flowcast_serve::load_predictor(dir, &card).map_err(|e| e.to_string())?);
+        let (online, p): (_, SharedPredictor) = match crate::online::load_online(dir, &card)? {
+            Some((proto, p)) => (Some(proto), p),
+            None => (None, Arc::from(flowcast_serve::load_predictor(dir, &card).map_err(|e| e.to_string())?)),
+        };
         let parameters = vec![
             ("architecture".to_string(), p.info().name.clone()),
             ("experiment".to_string(), card.experiment.clone()),
@@ -38,7 +43,7 @@ pub fn candle_loader() -> Loader {
             ("target".to_string(), card.preprocessing.target.id.clone()),
             ("classes".to_string(), card.classes.join(",")),
         ];
-        Ok(Loaded { predictor: p, parameters, card: Some(Arc::new(card)) })
+        Ok(Loaded { predictor: p, parameters, card: Some(Arc::new(card)), online })
     })
 }
 
@@ -52,6 +57,8 @@ pub struct Model {
     pub card: Option<Arc<ModelCard>>,
     /// The decision rule of the card (`SignalRule::of_card`), else the defaults on its classes.
     pub signal: SignalRule,
+    /// The exported online state each stream copies (online.rs); `None`: served frozen.
+    pub online: Option<crate::online::OnlineModel>,
 }
 
 impl Model {
@@ -189,6 +196,7 @@ impl Registry {
                     parameters: l.parameters,
                     card: l.card,
                     signal,
+                    online: l.online,
                 }))
             }
             Err(e) => {

@@ -15,6 +15,7 @@
 //! docs/serve.md, "Stream mode".
 
 use crate::error::ApiError;
+use crate::online::{OnlineLimits, OnlineSlot};
 use crate::repo::Model;
 use crate::signal::{self, Tensor};
 use crate::App;
@@ -53,11 +54,28 @@ pub struct StreamLimits {
     pub max_events_per_message: usize,
     /// Levels per side of a `SNAPSHOTS` row (bounds the differ's state: 2 × 4 × L integers).
     pub max_snapshot_levels: usize,
+    /// Models whose family learns online (online.rs) learn in each stream; false: all frozen.
+    pub online: bool,
+    /// Models (by name) served frozen although their family learns online.
+    pub frozen: Vec<String>,
+    /// Clock-horizon labels a stream keeps waiting, at most (online learning).
+    pub online_max_pending: usize,
+    /// Bytes of online state per stream (waiting windows' rows, labeller, model state).
+    pub online_max_bytes: usize,
 }
 
 impl Default for StreamLimits {
     fn default() -> Self {
-        StreamLimits { max_streams: 1024, max_book_levels: 20_000, max_events_per_message: 65_536, max_snapshot_levels: 1000 }
+        StreamLimits {
+            max_streams: 1024,
+            max_book_levels: 20_000,
+            max_events_per_message: 65_536,
+            max_snapshot_levels: 1000,
+            online: true,
+            frozen: Vec::new(),
+            online_max_pending: 65_536,
+            online_max_bytes: 64 << 20,
+        }
     }
 }
 
@@ -118,6 +136,9 @@ pub struct OpenOptions {
     /// Whether the book is valid before a first `Snapshot` (LOBSTER-like sources). Default:
     /// true for `lobster`, else false.
     pub starts_synced: Option<bool>,
+    /// Learn online in this stream (models whose family does, online.rs). Default: the
+    /// server's `[stream] online`; true for a frozen-only model is refused.
+    pub online: Option<bool>,
 }
 
 /// The rows of a `SNAPSHOTS` tensor, shape-checked: `rows × (4 + 4·levels)` values, row-major.
@@ -203,6 +224,10 @@ pub struct StreamReply {
     /// it were applied and are answered above.
     pub error: Option<String>,
     pub closed: bool,
+    /// Whether the stream learns online; labels absorbed in this message and since it opened.
+    pub online: bool,
+    pub updates: u64,
+    pub stream_updates: u64,
 }
 
 struct Slot {
@@ -218,6 +243,8 @@ struct Slot {
     /// Canonical book events (level, snapshot, gap) were applied since the stream opened or was
     /// reset: snapshots would no longer describe the book.
     book_events: bool,
+    /// The stream's own online learner (online.rs), where the model learns online.
+    online: Option<OnlineSlot>,
 }
 
 struct SnapshotState {
@@ -316,6 +343,15 @@ impl Session {
             let meta = stream_meta(&model, &req.open, inputs.levels)?;
             let input = InputStream::new(inputs, &meta, self.app.streams.limits.max_book_levels)
                 .map_err(|e| ApiError::internal(format!("model {:?}: stream state: {e}", model.name)))?;
+            let limits = &self.app.streams.limits;
+            let by_default = limits.online && !limits.frozen.contains(&model.name);
+            let online = match (&model.online, req.open.online.unwrap_or(by_default)) {
+                (Some(proto), true) => Some(OnlineSlot::new(proto.clone(), &card, &input, self.app.streams.limits.online_limits())?),
+                (None, true) if req.open.online == Some(true) => {
+                    return Err(ApiError::bad("parameters.online", format!("model {:?} does not learn online (docs/serve.md)", model.name)))
+                }
+                _ => None,
+            };
             if !self.app.streams.acquire() {
                 return Err(ApiError {
                     kind: crate::error::ErrorKind::Unavailable,
@@ -334,6 +370,7 @@ impl Session {
                 out: Outputs::new(k),
                 snap: None,
                 book_events: false,
+                online,
             };
             tracing::debug!(stream = %req.stream_id, model = %slot.model.name, "stream opened");
             self.streams.insert(req.stream_id.clone(), slot);
@@ -371,6 +408,9 @@ impl Session {
             slot.input.reset(slot.starts_synced);
             slot.snap = None;
             slot.book_events = false;
+            if let Some(o) = &mut slot.online {
+                o.reset();
+            }
         }
         if let Some(sn) = &req.snapshots {
             if slot.book_events {
@@ -436,6 +476,13 @@ impl Session {
         reply.outputs = signal::tensors(&slot.model, out.probs, out.regression, out.std, n);
         reply.stream_events = slot.input.events();
         reply.stream_samples = slot.input.samples();
+        if let Some(o) = &slot.online {
+            reply.online = true;
+            reply.stream_updates = o.updates();
+        }
+        if reply.updates > 0 {
+            self.app.metrics.online_updates.with_label_values(&[&reply.model_name]).inc_by(reply.updates);
+        }
         if req.close || fatal {
             self.streams.remove(&req.stream_id);
             self.app.streams.release(1);
@@ -468,12 +515,19 @@ fn step(slot: &mut Slot, ev: &Event, reply: &mut StreamReply, t: usize, f: usize
     if step.crossed {
         reply.crossed.push(index);
     }
+    if let Some(o) = &mut slot.online {
+        // Learns, then predicts this event's window itself (one at a time: the next label may
+        // change the state).
+        reply.updates += o.on_step(&step, ev, &slot.input, &mut slot.out).map_err(|e| model_error(&slot.model, e))?;
+    }
     if step.window {
-        slot.buf.extend_from_slice(slot.input.window());
         reply.event_index.push(index);
         reply.ts.push(ev.ts_exchange);
-        if slot.buf.len() >= CHUNK * t * f {
-            predict(slot, t, f)?;
+        if slot.online.is_none() {
+            slot.buf.extend_from_slice(slot.input.window());
+            if slot.buf.len() >= CHUNK * t * f {
+                predict(slot, t, f)?;
+            }
         }
     }
     Ok(None)
@@ -633,10 +687,20 @@ fn predict(slot: &mut Slot, t: usize, f: usize) -> Result<(), ApiError> {
         return Ok(());
     }
     let batch = Batch::new(&slot.buf, n, t, f).map_err(|e| ApiError::internal(format!("stream window: {e}")))?;
-    slot.model.predictor.predict(&batch, &mut slot.out).map_err(|e| match e {
-        ContractError::Input { .. } => ApiError::bad(EVENTS, e),
-        e => ApiError::internal(format!("model {:?}: {e}", slot.model.name)),
-    })?;
+    slot.model.predictor.predict(&batch, &mut slot.out).map_err(|e| model_error(&slot.model, e))?;
     slot.buf.clear();
     Ok(())
+}
+
+fn model_error(model: &Model, e: ContractError) -> ApiError {
+    match e {
+        ContractError::Input { .. } => ApiError::bad(EVENTS, e),
+        e => ApiError::internal(format!("model {:?}: {e}", model.name)),
+    }
+}
+
+impl StreamLimits {
+    pub fn online_limits(&self) -> OnlineLimits {
+        OnlineLimits { max_pending: self.online_max_pending, max_bytes: self.online_max_bytes }
+    }
 }

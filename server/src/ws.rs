@@ -37,6 +37,9 @@ struct WsRequest {
     venue: Option<String>,
     #[serde(default)]
     starts_synced: Option<bool>,
+    /// Learn online in this stream (default: the server's `[stream] online`).
+    #[serde(default)]
+    online: Option<bool>,
 }
 
 /// An array of equally long integer arrays, read into one flat vector (no allocation per row).
@@ -137,6 +140,10 @@ struct WsReply<'a> {
     queue_time_us: u64,
     compute_time_us: u64,
     closed: bool,
+    /// Online learning: whether the stream learns, labels absorbed in this message and in all.
+    online: bool,
+    updates: u64,
+    stream_updates: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
 }
@@ -197,6 +204,9 @@ pub(crate) fn reply_json(r: &StreamReply) -> String {
         queue_time_us: r.queue_us,
         compute_time_us: r.compute_us,
         closed: r.closed,
+        online: r.online,
+        updates: r.updates,
+        stream_updates: r.stream_updates,
         error: r.error.as_deref(),
     };
     serde_json::to_string(&w).unwrap_or_else(|e| serde_json::json!({ "error": format!("reply: {e}") }).to_string())
@@ -228,7 +238,7 @@ fn parse(text: &str, model: &str, version: Option<&str>) -> Result<StreamRequest
         stream_id: m.stream_id,
         events,
         snapshots,
-        open: OpenOptions { source_format: m.source_format, venue: m.venue, starts_synced: m.starts_synced },
+        open: OpenOptions { source_format: m.source_format, venue: m.venue, starts_synced: m.starts_synced, online: m.online },
         reset: m.reset,
         close: m.close,
     })

@@ -62,7 +62,12 @@ fn fake_loader() -> Loader {
         let classes: Vec<String> = CLASSES.iter().map(|s| s.to_string()).collect();
         let info =
             PredictorInfo::classifier("fake", &classes, v["window"].as_u64().unwrap() as usize, v["features"].as_u64().unwrap() as usize);
-        Ok(Loaded { predictor: Arc::new(Fake { info }), parameters: vec![("architecture".into(), "fake".into())], card: None })
+        Ok(Loaded {
+            predictor: Arc::new(Fake { info }),
+            parameters: vec![("architecture".into(), "fake".into())],
+            card: None,
+            online: None,
+        })
     })
 }
 

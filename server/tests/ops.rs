@@ -69,7 +69,7 @@ fn loader() -> Loader {
         }
         let info = PredictorInfo::classifier("fake", &classes(), T, F);
         let sleep = Duration::from_millis(v["sleep_ms"].as_u64().unwrap_or(0));
-        Ok(Loaded { predictor: Arc::new(Fake { info, sleep }), parameters: vec![], card: None })
+        Ok(Loaded { predictor: Arc::new(Fake { info, sleep }), parameters: vec![], card: None, online: None })
     })
 }
 

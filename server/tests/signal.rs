@@ -41,7 +41,12 @@ impl Predictor for Fake {
 fn loader() -> Loader {
     Arc::new(|_: &Path| {
         let classes: Vec<String> = ["down", "flat", "up"].iter().map(|s| s.to_string()).collect();
-        Ok(Loaded { predictor: Arc::new(Fake { info: PredictorInfo::classifier("fake", &classes, 2, 1) }), parameters: vec![], card: None })
+        Ok(Loaded {
+            predictor: Arc::new(Fake { info: PredictorInfo::classifier("fake", &classes, 2, 1) }),
+            parameters: vec![],
+            card: None,
+            online: None,
+        })
     })
 }
 

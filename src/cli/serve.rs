@@ -37,6 +37,9 @@ pub struct ServeArgs {
     /// Stream mode: levels per side of a SNAPSHOTS row [default: 1000].
     #[arg(long)]
     max_stream_snapshot_levels: Option<usize>,
+    /// Stream mode: serve online models frozen (no learning in the streams; `[stream] online`).
+    #[arg(long)]
+    no_online: bool,
 }
 
 /// Serves until SIGTERM or ctrl-c (requests in flight finish); prints one JSON line (bound
@@ -63,7 +66,8 @@ pub fn run(a: ServeArgs) -> Result<bool> {
         max_events_per_message: a.max_stream_events_per_message,
         max_snapshot_levels: a.max_stream_snapshot_levels,
     };
-    let streams = file.stream_limits(&flags).map_err(|e| anyhow::anyhow!("[stream] / --max-stream-*: {e}"))?;
+    let mut streams = file.stream_limits(&flags).map_err(|e| anyhow::anyhow!("[stream] / --max-stream-*: {e}"))?;
+    streams.online &= !a.no_online;
     flowcast_server::serve_blocking(flowcast_server::Config {
         models,
         http,

@@ -8,6 +8,7 @@ use std::process::Command;
 
 mod collect;
 mod labels;
+mod online;
 mod serve;
 mod serve_ops;
 mod stream;

@@ -195,3 +195,65 @@ fn bench_train_reports_rates_and_same_process_ratios() {
     let ratio = v["baseline"]["train_samples_per_s"].as_f64().unwrap() / v["train_samples_per_s"].as_f64().unwrap();
     assert!((ratio - v["train_cost_vs_baseline"].as_f64().unwrap()).abs() < 1e-9 * ratio);
 }
+
+/// `flowcast reproduce` on an ensemble run (experiments/ensemble_quickstart.toml cut to tiny
+/// sizes: two LSTM members on two horizons, a baseline member, logistic and Hedge meta-learners):
+/// the re-run is identical — every ensemble's and member's test metrics and the exported
+/// `ensemble.json` (which records each member card's SHA-256) — and a changed number is caught.
+#[test]
+fn ensemble_run_reproduces() {
+    let tmp = tempfile::tempdir().unwrap();
+    let quick = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/ensemble_quickstart.toml")).unwrap();
+    let mut exp: toml::Table = toml::from_str(&quick).unwrap();
+    exp["name"] = "ensemble_repro".into();
+    exp["data"]["synthetic"] = toml::Value::Table(toml::toml! { levels = 2
+    events = 6000
+    seed = 13 });
+    exp["columns"]["levels"] = 2.into();
+    exp["columns"]["window"] = 8.into();
+    let models = exp["model"].as_array_mut().unwrap();
+    models.retain(|m| m["id"].as_str() != Some("ens_weighted"));
+    for m in models.iter_mut() {
+        m["folds"] = 2.into();
+        for mem in m["members"].as_array_mut().unwrap() {
+            if mem.get("hidden").is_some() {
+                mem["hidden"] = 4.into();
+            }
+        }
+    }
+    let t = exp["training"].as_table_mut().unwrap();
+    t.insert("epochs".into(), 1.into());
+    t.insert("batch".into(), 32.into());
+    t.insert("max_batches".into(), 2.into());
+    let path = tmp.path().join("ensemble.toml");
+    std::fs::write(&path, toml::to_string(&exp).unwrap()).unwrap();
+    let runs = tmp.path().join("runs");
+    let (code, out, err) = flowcast(&["run", path.to_str().unwrap(), "--json", "--quiet", "--runs-dir", runs.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let run_dir = std::path::PathBuf::from(json(&out)["run_dir"].as_str().unwrap());
+    // Two targets in the experiment: model directories (and metrics keys) are `<id>_<target>`.
+    let ids = ["ens_logistic_k10", "ens_hedge_k10"];
+    for id in ids {
+        assert!(run_dir.join(id).join("ensemble.json").is_file(), "{id} exported");
+    }
+    let again = tmp.path().join("again");
+    let args = ["reproduce", "--run", run_dir.to_str().unwrap(), "--quiet", "--json", "--runs-dir", again.to_str().unwrap()];
+    let (code, out, err) = flowcast(&args);
+    assert_eq!(code, 0, "{out} {err}");
+    let r = &json(&out)["reproduction"];
+    assert_eq!(r["identical"], true, "{r}");
+    for id in ids {
+        assert_eq!(r["models"][id]["weights_identical"], true, "{id}: {r}");
+        assert_eq!(r["models"][id]["max_abs_diff"].as_f64(), Some(0.0), "{id}: {r}");
+    }
+    // A changed ensemble number: exit 1, the key named.
+    let mpath = run_dir.join("metrics.json");
+    let mut m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&mpath).unwrap()).unwrap();
+    let acc = m["models"]["ens_hedge_k10"]["test"]["accuracy"].as_f64().unwrap();
+    m["models"]["ens_hedge_k10"]["test"]["accuracy"] = (acc + 0.01).into();
+    std::fs::write(&mpath, m.to_string()).unwrap();
+    let (code, out, err) = flowcast(&args);
+    assert_eq!(code, 1, "{out} {err}");
+    let r = &json(&out)["reproduction"];
+    assert_eq!(r["models"]["ens_hedge_k10"]["differing"], serde_json::json!(["accuracy"]), "{r}");
+}

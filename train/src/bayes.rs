@@ -96,7 +96,14 @@ pub fn train_and_export(job: &Job<'_>, data: &PreparedData) -> Result<Trained> {
     write_predictions(&job.dir.join(PREDICTIONS_FILE), &pt.test, &data.rows, &pt.def.classes, &out)?;
 
     // Prequential: validation then test, learning from matured labels only.
-    let seq = concat(&pt.validation, &pt.test);
+    // An ensemble's out-of-fold member sees a test fold inside the training range, before the
+    // validation split: then the test windows alone (concatenated they would not be in time order).
+    let in_order = match (pt.validation.ends.last(), pt.test.ends.first()) {
+        (Some(v), Some(t)) => v < t,
+        _ => true,
+    };
+    let empty = WindowSet::new(pt.test.data.clone(), pt.test.window, vec![], vec![]).with_values(vec![]);
+    let seq = concat(if in_order { &pt.validation } else { &empty }, &pt.test);
     let mature = maturity_rows(&pt.def, &data.rows.ts, &seq.ends)?;
     let t2 = std::time::Instant::now();
     let (pq, fired_pq) = match adaptive {
@@ -108,7 +115,7 @@ pub fn train_and_export(job: &Job<'_>, data: &PreparedData) -> Result<Trained> {
         None => (prequential(&mut model.clone(), &seq, &mature)?, None),
     };
     let pq_s = t2.elapsed().as_secs_f64();
-    let nv = pt.validation.len();
+    let nv = if in_order { pt.validation.len() } else { 0 };
     let pq_test = slice(&pq.outputs, nv..seq.len());
     let (pm, preg) = score(&pt.test, &pq_test, k);
     let pq_val = (nv > 0).then(|| score(&pt.validation, &slice(&pq.outputs, 0..nv), k));

@@ -47,6 +47,33 @@ fn compare(a: &Value, b: &Value, path: &str, max: &mut f64, differ: &mut Vec<Str
     }
 }
 
+/// What identifies an exported model's weights: deep weights by their tensors (safetensors
+/// headers are not byte-stable), `model.txt` / `bayes_state.json` by their bytes, an ensemble by
+/// its document with each member's card hash replaced by that member's own digest (a member card
+/// records run-dependent figures such as training speed, so its bytes differ between runs).
+fn weights_digest(dir: &Path) -> Result<String> {
+    use flowcast_contract::card::Family;
+    let card = read_json(&dir.join(flowcast_contract::files::CARD_FILE))?;
+    let file = card["weights"]["file"].as_str().unwrap_or(flowcast_contract::files::WEIGHTS_FILE);
+    let path = dir.join(file);
+    let family = card["family"].as_str().unwrap_or_default();
+    if family == Family::Deep.name() {
+        return Ok(flowcast_contract::card::tensors_sha256(&path)?);
+    }
+    if family != Family::Ensemble.name() {
+        return Ok(flowcast_contract::card::sha256_file(&path)?);
+    }
+    let mut doc = read_json(&path)?;
+    if let Some(members) = doc["members"].as_array_mut() {
+        for m in members {
+            if let Some(d) = m["dir"].as_str().map(str::to_string) {
+                m["card_sha256"] = json!(weights_digest(&dir.join(d))?);
+            }
+        }
+    }
+    Ok(doc.to_string())
+}
+
 /// Re-run `run_dir` and compare. `opts.runs_dir` defaults to the original's parent directory.
 pub fn reproduce(run_dir: &Path, opts: &RunOptions) -> Result<Summary> {
     let cfg_path = run_dir.join("config.json");
@@ -77,19 +104,7 @@ pub fn reproduce(run_dir: &Path, opts: &RunOptions) -> Result<Summary> {
     for id in ids.iter().map(String::as_str) {
         let (mut max, mut differ) = (0.0f64, Vec::new());
         compare(&old_metrics["models"][id]["test"], &new_metrics["models"][id]["test"], "", &mut max, &mut differ);
-        // Deep weights by their tensors (safetensors headers are not byte-stable); the other
-        // families' files (model.txt, bayes_state.json) by their bytes.
-        let w = |d: &Path| -> Result<String> {
-            let card = read_json(&d.join(id).join(flowcast_contract::files::CARD_FILE))?;
-            let file = card["weights"]["file"].as_str().unwrap_or(flowcast_contract::files::WEIGHTS_FILE);
-            let path = d.join(id).join(file);
-            Ok(if card["family"] == flowcast_contract::card::Family::Deep.name() {
-                flowcast_contract::card::tensors_sha256(&path)?
-            } else {
-                flowcast_contract::card::sha256_file(&path)?
-            })
-        };
-        let weights_identical = w(run_dir)? == w(&new_dir)?;
+        let weights_identical = weights_digest(&run_dir.join(id))? == weights_digest(&new_dir.join(id))?;
         identical &= weights_identical && differ.is_empty();
         models.insert(
             id.into(),
