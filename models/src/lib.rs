@@ -9,6 +9,7 @@ pub mod deeplob;
 pub mod device;
 pub mod error;
 pub mod export;
+pub mod lstm_op;
 pub mod registry;
 pub mod rnn;
 pub mod translob;
