@@ -237,6 +237,9 @@ fn rows_per_chunk(batch: usize) -> usize {
     batch.div_ceil(rayon::current_num_threads().max(1)).max(1)
 }
 
+/// One chunk of batch rows: pre-activations (activated in place), h, c, tanh c, h_{t−1} (kept).
+type ForwardChunk<'a> = (&'a mut [f32], &'a mut [f32], &'a mut [f32], &'a mut [f32], Option<&'a mut [f32]>);
+
 /// Hidden states [b, t, h], plus the tape when `keep`.
 fn run_forward(d: Dims, x: &[f32], wx: &[f32], wh: &[f32], bias: &[f32], keep: bool) -> (Vec<f32>, Option<Saved>) {
     let (b, t, h, g) = (d.batch, d.seq, d.hidden, d.gates());
@@ -252,7 +255,7 @@ fn run_forward(d: Dims, x: &[f32], wx: &[f32], wh: &[f32], bias: &[f32], keep: b
     let mut tanh_cell = vec![0.0f32; rows * h];
     let mut h_prev = if keep { vec![0.0f32; rows * h] } else { Vec::new() };
     let nb = rows_per_chunk(b);
-    let chunk = |(z, out, cell, tanh_cell, mut h_prev): (&mut [f32], &mut [f32], &mut [f32], &mut [f32], Option<&mut [f32]>)| {
+    let chunk = |(z, out, cell, tanh_cell, mut h_prev): ForwardChunk<'_>| {
         let n = out.len() / (t * h);
         for s in 0..t {
             if s > 0 {
