@@ -231,41 +231,35 @@ impl Backward<Flex, 5> for LstmBackward {
     }
 }
 
-/// Batch rows per parallel chunk: one chunk per rayon thread (the recurrences of different
-/// rows are independent, so chunks never synchronise inside the time loop).
-fn rows_per_chunk(batch: usize) -> usize {
-    batch.div_ceil(rayon::current_num_threads().max(1)).max(1)
-}
+/// Batch rows per parallel chunk, fixed: every product and sum then runs in the same order
+/// whatever the number of threads, so a run reproduces bit for bit under another thread budget
+/// (`flowcast reproduce`, sweeps). The recurrences of different rows are independent, so chunks
+/// never synchronise inside the time loop; 16 rows keep a per-step product large enough for the
+/// gemm kernels and give 4 chunks at batch 64.
+const CHUNK_ROWS: usize = 16;
 
-/// One chunk of batch rows: pre-activations (activated in place), h, c, tanh c, h_{t−1} (kept).
-type ForwardChunk<'a> = (&'a mut [f32], &'a mut [f32], &'a mut [f32], &'a mut [f32], Option<&'a mut [f32]>);
+/// One chunk of batch rows: input, pre-activations (activated in place), h, c, tanh c, h_{t−1}.
+type ForwardChunk<'a> = (&'a [f32], &'a mut [f32], &'a mut [f32], &'a mut [f32], &'a mut [f32], Option<&'a mut [f32]>);
 
 /// Hidden states [b, t, h], plus the tape when `keep`.
 fn run_forward(d: Dims, x: &[f32], wx: &[f32], wh: &[f32], bias: &[f32], keep: bool) -> (Vec<f32>, Option<Saved>) {
     let (b, t, h, g) = (d.batch, d.seq, d.hidden, d.gates());
     let rows = b * t;
-    // z = x·W + b_x + b_h for every step at once; the per-step product adds h_{t−1}·U.
-    let mut z = Vec::with_capacity(rows * g);
-    for _ in 0..rows {
-        z.extend_from_slice(bias);
-    }
-    gemm(Mat { m: rows, n: g, k: d.d_in }, Out(&mut z, g, 1, true), In(x, d.d_in, 1), In(wx, g, 1), true);
+    let mut z = vec![0.0f32; rows * g];
     let mut out = vec![0.0f32; rows * h];
     let mut cell = vec![0.0f32; rows * h];
     let mut tanh_cell = vec![0.0f32; rows * h];
     let mut h_prev = if keep { vec![0.0f32; rows * h] } else { Vec::new() };
-    let nb = rows_per_chunk(b);
-    let chunk = |(z, out, cell, tanh_cell, mut h_prev): ForwardChunk<'_>| {
+    let chunk = |(x, z, out, cell, tanh_cell, mut h_prev): ForwardChunk<'_>| {
         let n = out.len() / (t * h);
+        // z = x·W + b_x + b_h for every step of these rows at once; each step adds h_{t−1}·U.
+        for zr in z.chunks_exact_mut(g) {
+            zr.copy_from_slice(bias);
+        }
+        gemm(Mat { m: n * t, n: g, k: d.d_in }, Out(z, g, 1, true), In(x, d.d_in, 1), In(wx, g, 1));
         for s in 0..t {
             if s > 0 {
-                gemm(
-                    Mat { m: n, n: g, k: h },
-                    Out(&mut z[s * g..], t * g, 1, true),
-                    In(&out[(s - 1) * h..], t * h, 1),
-                    In(wh, g, 1),
-                    false,
-                );
+                gemm(Mat { m: n, n: g, k: h }, Out(&mut z[s * g..], t * g, 1, true), In(&out[(s - 1) * h..], t * h, 1), In(wh, g, 1));
             }
             for r in 0..n {
                 let at = r * t + s;
@@ -281,14 +275,18 @@ fn run_forward(d: Dims, x: &[f32], wx: &[f32], wh: &[f32], bias: &[f32], keep: b
             }
         }
     };
-    let zc = z.par_chunks_mut(nb * t * g);
-    let oc = out.par_chunks_mut(nb * t * h);
-    let cc = cell.par_chunks_mut(nb * t * h);
-    let tc = tanh_cell.par_chunks_mut(nb * t * h);
+    let rows_per = CHUNK_ROWS * t;
+    let xc = x.par_chunks(rows_per * d.d_in);
+    let zc = z.par_chunks_mut(rows_per * g);
+    let oc = out.par_chunks_mut(rows_per * h);
+    let cc = cell.par_chunks_mut(rows_per * h);
+    let tc = tanh_cell.par_chunks_mut(rows_per * h);
     if keep {
-        (zc, oc, cc, tc, h_prev.par_chunks_mut(nb * t * h)).into_par_iter().for_each(|(z, o, c, tcl, hp)| chunk((z, o, c, tcl, Some(hp))));
+        (xc, zc, oc, cc, tc, h_prev.par_chunks_mut(rows_per * h))
+            .into_par_iter()
+            .for_each(|(x, z, o, c, tcl, hp)| chunk((x, z, o, c, tcl, Some(hp))));
     } else {
-        (zc, oc, cc, tc).into_par_iter().for_each(|(z, o, c, tcl)| chunk((z, o, c, tcl, None)));
+        (xc, zc, oc, cc, tc).into_par_iter().for_each(|(x, z, o, c, tcl)| chunk((x, z, o, c, tcl, None)));
     }
     let saved = keep.then_some(Saved { gates: z, cell, tanh_cell, h_prev });
     (out, saved)
@@ -302,26 +300,32 @@ struct Grads {
     db: Vec<f32>,
 }
 
-/// Back-propagation through time from dL/dh_t for every step ([b, t, h]).
+/// Back-propagation through time from dL/dh_t for every step ([b, t, h]). Each chunk of rows
+/// yields its share of the weight gradients; the shares are added in chunk order.
 fn run_backward(tape: &Tape, dout: &[f32], need_dx: bool) -> Grads {
     let d = tape.dims;
     let (b, t, h, g) = (d.batch, d.seq, d.hidden, d.gates());
-    let rows = b * t;
     let s = &tape.saved;
-    let wh = f32s(&tape.wh);
-    // dz: the gradient of every pre-activation, [b, t, 4h].
-    let mut dz = vec![0.0f32; rows * g];
-    let nb = rows_per_chunk(b);
-    (
-        dz.par_chunks_mut(nb * t * g),
-        dout.par_chunks(nb * t * h),
-        s.gates.par_chunks(nb * t * g),
-        s.cell.par_chunks(nb * t * h),
-        s.tanh_cell.par_chunks(nb * t * h),
+    let (x, wx, wh) = (f32s(&tape.x), f32s(&tape.wx), f32s(&tape.wh));
+    let mut dx = if need_dx { vec![0.0f32; b * t * d.d_in] } else { Vec::new() };
+    let rows_per = CHUNK_ROWS * t;
+    let n_chunks = b.div_ceil(CHUNK_ROWS);
+    let dx_chunks: Vec<Option<&mut [f32]>> =
+        if need_dx { dx.chunks_mut(rows_per * d.d_in).map(Some).collect() } else { (0..n_chunks).map(|_| None).collect() };
+    let shares: Vec<Grads> = (
+        dx_chunks,
+        dout.par_chunks(rows_per * h),
+        s.gates.par_chunks(rows_per * g),
+        s.cell.par_chunks(rows_per * h),
+        s.tanh_cell.par_chunks(rows_per * h),
+        s.h_prev.par_chunks(rows_per * h),
+        x.par_chunks(rows_per * d.d_in),
     )
         .into_par_iter()
-        .for_each(|(dz, dout, gates, cell, tanh_cell)| {
+        .map(|(dx, dout, gates, cell, tanh_cell, h_prev, x)| {
             let n = dout.len() / (t * h);
+            // dz: the gradient of every pre-activation of these rows, [n, t, 4h].
+            let mut dz = vec![0.0f32; n * t * g];
             let mut dh = vec![0.0f32; n * h];
             let mut dc = vec![0.0f32; n * h];
             // dz of step s+1, contiguous, for the recurrent product dh_s += dz_{s+1}·Uᵀ.
@@ -332,7 +336,7 @@ fn run_backward(tape: &Tape, dout: &[f32], need_dx: bool) -> Grads {
                     dh[r * h..(r + 1) * h].copy_from_slice(&dout[at * h..(at + 1) * h]);
                 }
                 if st + 1 < t {
-                    gemm(Mat { m: n, n: h, k: g }, Out(&mut dh, h, 1, true), In(&dz_next, g, 1), In(wh, 1, g), false);
+                    gemm(Mat { m: n, n: h, k: g }, Out(&mut dh, h, 1, true), In(&dz_next, g, 1), In(wh, 1, g));
                 }
                 for r in 0..n {
                     let at = r * t + st;
@@ -348,25 +352,35 @@ fn run_backward(tape: &Tape, dout: &[f32], need_dx: bool) -> Grads {
                     dz[at * g..(at + 1) * g].copy_from_slice(&dz_next[r * g..(r + 1) * g]);
                 }
             }
-        });
-    let x = f32s(&tape.x);
-    // dW = Σ_rows xᵀ dz, dU = Σ_rows h_{t−1}ᵀ dz: one product over all rows each (xᵀ through strides).
-    let mut dwx = vec![0.0f32; d.d_in * g];
-    gemm(Mat { m: d.d_in, n: g, k: rows }, Out(&mut dwx, g, 1, false), In(x, 1, d.d_in), In(&dz, g, 1), true);
-    let mut dwh = vec![0.0f32; h * g];
-    gemm(Mat { m: h, n: g, k: rows }, Out(&mut dwh, g, 1, false), In(&s.h_prev, 1, h), In(&dz, g, 1), true);
-    let mut db = vec![0.0f32; g];
-    for row in dz.chunks_exact(g) {
-        for (a, v) in db.iter_mut().zip(row) {
-            *a += v;
+            let rows = n * t;
+            // dW = Σ xᵀ dz, dU = Σ h_{t−1}ᵀ dz over these rows (the transposes through strides).
+            let mut dwx = vec![0.0f32; d.d_in * g];
+            gemm(Mat { m: d.d_in, n: g, k: rows }, Out(&mut dwx, g, 1, false), In(x, 1, d.d_in), In(&dz, g, 1));
+            let mut dwh = vec![0.0f32; h * g];
+            gemm(Mat { m: h, n: g, k: rows }, Out(&mut dwh, g, 1, false), In(h_prev, 1, h), In(&dz, g, 1));
+            let mut db = vec![0.0f32; g];
+            for row in dz.chunks_exact(g) {
+                for (a, v) in db.iter_mut().zip(row) {
+                    *a += v;
+                }
+            }
+            if let Some(dx) = dx {
+                gemm(Mat { m: rows, n: d.d_in, k: g }, Out(dx, d.d_in, 1, false), In(&dz, g, 1), In(wx, 1, g));
+            }
+            Grads { dx: None, dwx, dwh, db }
+        })
+        .collect();
+    let mut shares = shares.into_iter();
+    let mut total = shares.next().expect("a batch has at least one row");
+    for share in shares {
+        for (acc, part) in [(&mut total.dwx, &share.dwx), (&mut total.dwh, &share.dwh), (&mut total.db, &share.db)] {
+            for (a, v) in acc.iter_mut().zip(part) {
+                *a += v;
+            }
         }
     }
-    let dx = need_dx.then(|| {
-        let mut dx = vec![0.0f32; rows * d.d_in];
-        gemm(Mat { m: rows, n: d.d_in, k: g }, Out(&mut dx, d.d_in, 1, false), In(&dz, g, 1), In(f32s(&tape.wx), 1, g), true);
-        dx
-    });
-    Grads { dx, dwx, dwh, db }
+    total.dx = need_dx.then_some(dx);
+    total
 }
 
 /// Product sizes: dst [m, n] = lhs [m, k] · rhs [k, n].
@@ -380,9 +394,9 @@ struct In<'a>(&'a [f32], usize, usize);
 /// The destination with its (row, column) strides and whether to add to it (else overwrite).
 struct Out<'a>(&'a mut [f32], usize, usize, bool);
 
-/// `dst (=|+=) lhs · rhs` through the gemm crate (runtime AVX2/AVX-512 dispatch), any strides;
-/// `parallel` splits it over rayon's threads (only for the products over all rows).
-fn gemm(s: Mat, dst: Out<'_>, lhs: In<'_>, rhs: In<'_>, parallel: bool) {
+/// `dst (=|+=) lhs · rhs` through the gemm crate (runtime AVX2/AVX-512 dispatch), any strides,
+/// on the calling thread (the caller splits the work into fixed chunks).
+fn gemm(s: Mat, dst: Out<'_>, lhs: In<'_>, rhs: In<'_>) {
     let Mat { m, n, k } = s;
     if m == 0 || n == 0 {
         return;
@@ -395,7 +409,6 @@ fn gemm(s: Mat, dst: Out<'_>, lhs: In<'_>, rhs: In<'_>, parallel: bool) {
     }
     assert!(lhs.0.len() > last(lhs.1, lhs.2, m, k), "gemm: left operand too small");
     assert!(rhs.0.len() > last(rhs.1, rhs.2, k, n), "gemm: right operand too small");
-    let par = if parallel { gemm_crate::Parallelism::Rayon(rayon::current_num_threads()) } else { gemm_crate::Parallelism::None };
     // SAFETY: the asserts bound the last element gemm reads or writes of every operand; strides
     // are positive element counts and `dst` is a unique borrow disjoint from both inputs.
     unsafe {
@@ -418,7 +431,7 @@ fn gemm(s: Mat, dst: Out<'_>, lhs: In<'_>, rhs: In<'_>, parallel: bool) {
             false,
             false,
             false,
-            par,
+            gemm_crate::Parallelism::None,
         )
     }
 }
@@ -590,6 +603,37 @@ mod tests {
                 close(w1, w0, 1e-5, &format!("{at}: {n}.weight gradient"));
                 close(b1, b0, 1e-5, &format!("{at}: {n}.bias gradient"));
             }
+        }
+    }
+
+    /// Outputs and every gradient are bit-identical under 1, 2 and 3 rayon threads, with a batch
+    /// split into uneven chunks (37 rows): what `flowcast reproduce` under another thread
+    /// budget relies on.
+    #[test]
+    fn fused_lstm_is_bit_identical_under_any_thread_count() {
+        let ad = Device::flex().autodiff();
+        ad.seed(3);
+        let l = LstmConfig::new(7, 12, true).init(&ad);
+        let x0 = Tensor::<3>::random([37, 9, 7], Distribution::Normal(0.0, 1.0), &ad);
+        let weights = Tensor::<3>::random([37, 9, 12], Distribution::Normal(0.0, 1.0), &ad);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let x = x0.clone().detach().require_grad();
+                let y = forward(&l, x.clone());
+                let grads = (y.clone() * weights.clone()).sum().backward();
+                let mut all = vec![values(y.inner()), values(x.grad(&grads).unwrap())];
+                for (_, w, b) in all_params(&l) {
+                    all.push(values(w.val().grad(&grads).unwrap()));
+                    all.push(values(b.val().grad(&grads).unwrap()));
+                }
+                all.into_iter().map(|v| v.into_iter().map(f32::to_bits).collect::<Vec<_>>()).collect::<Vec<_>>()
+            })
+        };
+        let one = run(1);
+        assert_eq!(one.len(), 18);
+        for threads in [2, 3] {
+            assert!(run(threads) == one, "{threads} threads differ from 1 in some output or gradient bit");
         }
     }
 
