@@ -176,7 +176,7 @@ impl DeepLob {
         let x = Tensor::cat(vec![b1, b2, b3], 1); // [batch, 192, T', 1]
         let [_, ch, t, _] = x.dims();
         let x = x.reshape([batch, ch, t]).swap_dims(1, 2); // [batch, T', 192]
-        let out = crate::lstm_op::forward(&self.lstm, x); // [batch, T', 64]
+        let out = crate::rnn_op::lstm(&self.lstm, x); // [batch, T', 64]
         let [_, _, h] = out.dims();
         let last = out.slice(s![.., t - 1, ..]).reshape([batch, h]); // [batch, 64]
         self.fc1.forward(last) // [batch, classes]

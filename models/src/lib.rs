@@ -9,9 +9,9 @@ pub mod deeplob;
 pub mod device;
 pub mod error;
 pub mod export;
-pub mod lstm_op;
 pub mod registry;
 pub mod rnn;
+pub mod rnn_op;
 pub mod translob;
 
 /// The burn version these models are written against, re-exported so dependants agree.

@@ -61,9 +61,9 @@ impl RnnLayer {
     /// [batch, seq, d_in] → [batch, seq, hidden × directions]
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         match self {
-            RnnLayer::Lstm(m) => crate::lstm_op::forward(m, x),
+            RnnLayer::Lstm(m) => crate::rnn_op::lstm(m, x),
             RnnLayer::BiLstm(m) => m.forward(x, None).0,
-            RnnLayer::Gru(m) => m.forward(x, None),
+            RnnLayer::Gru(m) => crate::rnn_op::gru(m, x),
             RnnLayer::BiGru(m) => m.forward(x, None).0,
         }
     }

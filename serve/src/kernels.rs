@@ -205,14 +205,17 @@ impl Packed {
 
 #[cfg(target_arch = "x86_64")]
 #[inline]
-fn has_avx2_fma() -> bool {
+#[doc(hidden)]
+pub fn has_avx2_fma() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
 /// Runs `$body` (a block using only `#[inline(always)]` helpers) compiled with AVX2 + FMA when
 /// the CPU has them, else for the baseline target. The body sees `const FMA: bool`, true in the
 /// AVX2 + FMA copy, to pass to the `*_f` helpers (a fused multiply-add shortens their dependency
-/// chains; without the instruction `mul_add` would be a library call).
+/// chains; without the instruction `mul_add` would be a library call). Exported for the burn
+/// models' fused training ops (models/src/rnn_op.rs), which share these activations.
+#[macro_export]
 macro_rules! multiversion {
     (fn $name:ident($($arg:ident: $ty:ty),*) $body:block) => {
         pub fn $name($($arg: $ty),*) {
@@ -222,7 +225,7 @@ macro_rules! multiversion {
             {
                 #[target_feature(enable = "avx2,fma")]
                 unsafe fn fast($($arg: $ty),*) { imp::<true>($($arg),*) }
-                if has_avx2_fma() {
+                if $crate::kernels::has_avx2_fma() {
                     // SAFETY: the CPU has AVX2 and FMA (checked at run time).
                     return unsafe { fast($($arg),*) };
                 }
