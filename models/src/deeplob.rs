@@ -6,7 +6,6 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, Lstm, LstmConfig, PaddingConfig2d};
 use burn::prelude::*;
-use burn::tensor::activation::{leaky_relu, tanh};
 
 /// Negative slope of every LeakyReLU in the reference.
 const LEAKY_SLOPE: f64 = 0.01;
@@ -64,12 +63,8 @@ impl ConvUnit {
     }
     /// [batch, c_in, T, W] → [batch, c_out, T', W']
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = self.conv.forward(x);
-        let x = match self.act {
-            ConvAct::LeakyRelu => leaky_relu(x, LEAKY_SLOPE),
-            ConvAct::Tanh => tanh(x),
-        };
-        self.bn.forward(x)
+        // One fused op on the CPU backend, burn's three modules elsewhere (models/src/conv_op.rs).
+        crate::conv_op::unit(&self.conv, self.act, LEAKY_SLOPE as f32, &self.bn, x)
     }
 }
 

@@ -5,6 +5,7 @@
 //! Every model maps `[batch, seq, features]` to logits `[batch, classes]`. Shapes, parameter
 //! counts and tensor names: docs/models.md.
 
+pub mod conv_op;
 pub mod deeplob;
 pub mod device;
 pub mod error;

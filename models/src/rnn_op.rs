@@ -361,7 +361,7 @@ fn dims_of<C: Cell>(x: &FlexTensor, wh: &FlexTensor) -> Dims {
     Dims { batch: s[0], seq: s[1], d_in: s[2], hidden }
 }
 
-fn contiguous(t: FlexTensor) -> FlexTensor {
+pub(crate) fn contiguous(t: FlexTensor) -> FlexTensor {
     if t.as_slice::<f32>().is_some() {
         t
     } else {
@@ -369,11 +369,11 @@ fn contiguous(t: FlexTensor) -> FlexTensor {
     }
 }
 
-fn f32s(t: &FlexTensor) -> &[f32] {
+pub(crate) fn f32s(t: &FlexTensor) -> &[f32] {
     t.as_slice::<f32>().expect("contiguous f32 tensor")
 }
 
-fn flex<const D: usize>(v: Vec<f32>, shape: [usize; D]) -> FlexTensor {
+pub(crate) fn flex<const D: usize>(v: Vec<f32>, shape: [usize; D]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(v, shape))
 }
 
@@ -608,19 +608,19 @@ fn run_backward<C: Cell>(tape: &Tape, dout: &[f32], need_dx: bool) -> Grads {
 }
 
 /// Product sizes: dst [m, n] = lhs [m, k] · rhs [k, n].
-struct Mat {
-    m: usize,
-    n: usize,
-    k: usize,
+pub(crate) struct Mat {
+    pub(crate) m: usize,
+    pub(crate) n: usize,
+    pub(crate) k: usize,
 }
 /// A read operand with its (row, column) strides in elements.
-struct In<'a>(&'a [f32], usize, usize);
+pub(crate) struct In<'a>(pub(crate) &'a [f32], pub(crate) usize, pub(crate) usize);
 /// The destination with its (row, column) strides and whether to add to it (else overwrite).
-struct Out<'a>(&'a mut [f32], usize, usize, bool);
+pub(crate) struct Out<'a>(pub(crate) &'a mut [f32], pub(crate) usize, pub(crate) usize, pub(crate) bool);
 
 /// `dst (=|+=) lhs · rhs` through the gemm crate (runtime AVX2/AVX-512 dispatch), any strides,
 /// on the calling thread (the caller splits the work into fixed chunks).
-fn gemm(s: Mat, dst: Out<'_>, lhs: In<'_>, rhs: In<'_>) {
+pub(crate) fn gemm(s: Mat, dst: Out<'_>, lhs: In<'_>, rhs: In<'_>) {
     let Mat { m, n, k } = s;
     if m == 0 || n == 0 {
         return;
