@@ -26,10 +26,16 @@ use burn::prelude::*;
 use burn::tensor::DType;
 use rayon::prelude::*;
 
-use crate::deeplob::ConvAct;
 use crate::rnn_op::{contiguous, f32s, flex, gemm, In, Mat, Out};
 use flowcast_serve::kernels::tanh_f;
 use flowcast_serve::multiversion;
+
+/// Activation following a convolution in a DeepLOB block (the reference uses tanh in block 2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvAct {
+    LeakyRelu,
+    Tanh,
+}
 
 /// Windows (batch items) per parallel chunk, fixed so that every sum runs in the same order
 /// whatever the number of threads (bit-identical reproduction under another thread budget).
@@ -221,11 +227,21 @@ impl Geometry {
     fn item_out(&self) -> usize {
         self.cout * self.p()
     }
-    /// A (kh, 1) convolution at stride 1 without padding (DeepLOB's (4,1) and 1×1 ones): tap i is a
-    /// [cout, cin] · [cin, P] product with the input shifted by i rows, read in place, so no
-    /// column matrix is built.
-    fn temporal(&self) -> bool {
-        self.kw == 1 && self.sh == 1 && self.sw == 1 && self.pt == 0 && self.pl == 0
+    /// Without padding, when output position p = (oh, ow) reads input column
+    /// off(i, j) + stride·p for every tap (i, j) — the rows line up (sh·w = sw·wo) or there is one
+    /// output column — each tap is a [cout, cin]·[cin, P] product reading the input in place
+    /// (all of DeepLOB's unpadded convolutions: (1,2) stride 2, (4,1), (1,L), 1×1), so no column
+    /// matrix is built. Returns that stride.
+    fn tap_stride(&self) -> Option<usize> {
+        if self.pt != 0 || self.pl != 0 {
+            None
+        } else if self.sh * self.w == self.sw * self.wo {
+            Some(self.sw)
+        } else if self.wo == 1 {
+            Some(self.sh * self.w)
+        } else {
+            None
+        }
     }
     /// cols [K, P]: cols[(ci, i, j), (oh, ow)] = x[ci, oh·sh + i − pt, ow·sw + j − pl] (0 outside).
     fn im2col(&self, x: &[f32], cols: &mut [f32]) {
@@ -293,11 +309,13 @@ impl Geometry {
     #[allow(clippy::too_many_arguments)]
     fn conv_act(&self, x: &[f32], w: &[f32], bias: &[f32], act: Act, cols: &mut Vec<f32>, y: &mut [f32], stats: &mut [f64]) {
         let (k, p) = (self.k(), self.p());
-        if self.temporal() {
-            // W[co, ci, i] at co·K + ci·kh + i; x[ci, i·w + q] for q < P = ho·w.
-            for i in 0..self.kh {
+        if let Some(st) = self.tap_stride() {
+            // W[co, ci, i, j] at co·K + ci·kh·kw + i·kw + j; x[ci, i·w + j + st·p].
+            let (taps, hw) = (self.kh * self.kw, self.h * self.w);
+            for tap in 0..taps {
+                let off = (tap / self.kw) * self.w + tap % self.kw;
                 let m = Mat { m: self.cout, n: p, k: self.cin };
-                gemm(m, Out(y, p, 1, i > 0), In(&w[i..], k, self.kh), In(&x[i * self.w..], self.h * self.w, 1));
+                gemm(m, Out(y, p, 1, tap > 0), In(&w[tap..], k, taps), In(&x[off..], hw, st));
             }
         } else {
             cols.resize(k * p, 0.0);
@@ -533,7 +551,7 @@ fn unit_backward(t: &Tape, dout: &[f32], need_dx: bool) -> UnitGrads {
                 let (mut dw, mut db) = (vec![0.0f32; cout * k], vec![0.0f32; cout]);
                 let mut dz = vec![0.0f32; g.item_out()];
                 let mut cols = Vec::new();
-                let mut dcols = vec![0.0f32; if g.temporal() { 0 } else { k * p }];
+                let mut dcols = vec![0.0f32; if g.tap_stride().is_some() { 0 } else { k * p }];
                 for (i, ((d, y), x)) in
                     d.chunks_exact(g.item_out()).zip(y.chunks_exact(g.item_out())).zip(x.chunks_exact(g.item_in())).enumerate()
                 {
@@ -544,19 +562,20 @@ fn unit_backward(t: &Tape, dout: &[f32], need_dx: bool) -> UnitGrads {
                         bn_act_backward(dzc, dc, yc, &coef, t.act.tanh, t.act.slope, &mut sum);
                         db[c] += sum;
                     }
-                    if g.temporal() {
-                        let (hw, kh) = (g.h * g.w, g.kh);
-                        // Per tap i: ∂L/∂W[:, :, i] += δz · x_iᵀ, ∂L/∂x_i += W_iᵀ · δz.
-                        for tap in 0..kh {
-                            let xs = &x[tap * g.w..];
-                            gemm(Mat { m: cout, n: g.cin, k: p }, Out(&mut dw[tap..], k, kh, true), In(&dz, p, 1), In(xs, 1, hw));
+                    if let Some(st) = g.tap_stride() {
+                        let (hw, taps) = (g.h * g.w, g.kh * g.kw);
+                        let off = |tap: usize| (tap / g.kw) * g.w + tap % g.kw;
+                        // Per tap: ∂L/∂W[:, :, i, j] += δz · x_tapᵀ, ∂L/∂x_tap += W_tapᵀ · δz.
+                        for tap in 0..taps {
+                            let m = Mat { m: cout, n: g.cin, k: p };
+                            gemm(m, Out(&mut dw[tap..], k, taps, true), In(&dz, p, 1), In(&x[off(tap)..], st, hw));
                         }
                         if let Some(dx) = dx.as_deref_mut() {
                             let dxi = &mut dx[i * g.item_in()..(i + 1) * g.item_in()];
                             dxi.fill(0.0);
-                            for tap in 0..kh {
+                            for tap in 0..taps {
                                 let m = Mat { m: g.cin, n: p, k: cout };
-                                gemm(m, Out(&mut dxi[tap * g.w..], hw, 1, true), In(&w[tap..], kh, k), In(&dz, p, 1));
+                                gemm(m, Out(&mut dxi[off(tap)..], hw, st, true), In(&w[tap..], taps, k), In(&dz, p, 1));
                             }
                         }
                         continue;
@@ -628,7 +647,7 @@ mod tests {
         assert!(b.iter().any(|v| *v != 0.0), "{what}: the reference is all zeros");
     }
 
-    /// Every DeepLOB unit shape (strided (1,2), (4,1), (1,L), 1×1, 'same' (3,1) and (5,1)),
+    /// Every DeepLOB unit shape (strided (1,2), (4,1), (1,L), 1×1, 'same' (3,1) and (5,1)) and two more,
     /// both activations: the fused unit against burn's Conv2d → activation → BatchNorm, on
     /// outputs, the input gradient, all four parameter gradients and the running statistics
     /// after the step; then inference with those statistics.
@@ -636,13 +655,17 @@ mod tests {
     fn fused_unit_matches_burns_modules_and_all_their_gradients() {
         let ad = Device::flex().autodiff();
         ad.seed(21);
-        let cases: [(usize, usize, usize, usize, [usize; 2], [usize; 2], usize, ConvAct); 6] = [
+        // (1,2)/2, (4,1), (1,5) on width 5 and 1×1 read the input in place (tap products); the
+        // padded, (2,3) and row-strided ones build columns.
+        let cases: [(usize, usize, usize, usize, [usize; 2], [usize; 2], usize, ConvAct); 8] = [
             (1, 3, 9, 8, [1, 2], [1, 2], 0, ConvAct::LeakyRelu),
             (3, 4, 9, 4, [4, 1], [1, 1], 0, ConvAct::Tanh),
             (3, 4, 7, 5, [1, 5], [1, 1], 0, ConvAct::LeakyRelu),
             (4, 6, 8, 1, [1, 1], [1, 1], 0, ConvAct::LeakyRelu),
             (4, 5, 8, 1, [3, 1], [1, 1], 1, ConvAct::LeakyRelu),
             (3, 5, 9, 1, [5, 1], [1, 1], 2, ConvAct::Tanh),
+            (2, 3, 6, 7, [2, 3], [1, 1], 0, ConvAct::Tanh),
+            (2, 3, 9, 3, [3, 1], [2, 1], 0, ConvAct::LeakyRelu),
         ];
         for (cin, cout, h, w, kernel, stride, pad, act) in cases {
             let at = format!("cin {cin} cout {cout} {h}x{w} kernel {kernel:?} stride {stride:?} pad {pad} {act:?}");

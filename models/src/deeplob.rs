@@ -29,12 +29,8 @@ pub struct DeepLobConfig {
     pub lstm_hidden: usize,
 }
 
-/// Activation following a convolution in a block (the reference uses tanh in block 2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ConvAct {
-    LeakyRelu,
-    Tanh,
-}
+/// Activation following a convolution in a block (defined beside the fused unit that computes it).
+pub use crate::conv_op::ConvAct;
 
 /// Convolution → activation → BatchNorm, the reference's repeating unit.
 #[derive(Module, Debug)]
