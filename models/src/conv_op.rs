@@ -110,38 +110,29 @@ struct Act {
     slope: f32,
 }
 
-/// Runs `$body` for i in 0..n with `$l` = i mod 8 for full groups of 8 (lane accumulators
-/// that vectorise and sum in a fixed order, so deterministically) and 0 for the tail.
-macro_rules! lanes {
-    ($n:expr, |$l:ident, $i:ident| $body:block) => {{
-        let full = $n / 8 * 8;
-        let mut i0 = 0usize;
-        while i0 < full {
-            for $l in 0..8 {
-                let $i = i0 + $l;
-                $body
-            }
-            i0 += 8;
-        }
-        for $i in full..$n {
-            let $l = 0usize;
-            $body
-        }
-    }};
-}
+// The three passes below keep 8 lane accumulators over chunks of exactly 8 (so they vectorise
+// and sum in a fixed order, hence deterministically), then fold the tail into lane 0.
 
 multiversion! {
     fn bias_act_sums(row: &mut [f32], b: f32, tanh: bool, slope: f32, out: &mut [f32; 2]) {
         // y = act(z + b) in place; out = [Σy, Σy²].
+        let act = |z: f32| if tanh { tanh_f::<FMA>(z) } else if z >= 0.0 { z } else { z * slope };
         let (mut s1, mut s2) = ([0.0f32; 8], [0.0f32; 8]);
-        let n = row.len();
-        lanes!(n, |l, i| {
-            let z = row[i] + b;
-            let y = if tanh { tanh_f::<FMA>(z) } else if z >= 0.0 { z } else { z * slope };
-            row[i] = y;
-            s1[l] += y;
-            s2[l] += y * y;
-        });
+        let mut chunks = row.chunks_exact_mut(8);
+        for c in &mut chunks {
+            for l in 0..8 {
+                let y = act(c[l] + b);
+                c[l] = y;
+                s1[l] += y;
+                s2[l] += y * y;
+            }
+        }
+        for v in chunks.into_remainder() {
+            let y = act(*v + b);
+            *v = y;
+            s1[0] += y;
+            s2[0] += y * y;
+        }
         *out = [s1.iter().sum(), s2.iter().sum()];
     }
 }
@@ -150,11 +141,18 @@ multiversion! {
     fn bn_grad_sums(d: &[f32], y: &[f32], m: f32, s: f32, out: &mut [f32; 2]) {
         // out = [Σ δout, Σ δout·x̂], x̂ = (y − m)·s.
         let (mut a, mut b) = ([0.0f32; 8], [0.0f32; 8]);
-        let n = d.len().min(y.len());
-        lanes!(n, |l, i| {
-            a[l] += d[i];
-            b[l] += d[i] * (y[i] - m) * s;
-        });
+        let (dc, yc) = (d.chunks_exact(8), y.chunks_exact(8));
+        let tail = dc.remainder().iter().zip(yc.remainder());
+        for (dc, yc) in dc.zip(yc) {
+            for l in 0..8 {
+                a[l] += dc[l];
+                b[l] += dc[l] * (yc[l] - m) * s;
+            }
+        }
+        for (dv, yv) in tail {
+            a[0] += dv;
+            b[0] += dv * (yv - m) * s;
+        }
         *out = [a.iter().sum(), b.iter().sum()];
     }
 }
@@ -164,15 +162,26 @@ multiversion! {
         // δz = γ·s·(δout − mean δout − x̂·mean(δout·x̂))·act'(y), act' from the output:
         // tanh 1 − y², leaky 1 or the slope; `sum` = Σ δz.
         let [m, s, ga, mb, mg] = *coef;
-        let mut acc = [0.0f32; 8];
-        let n = dz.len().min(d.len()).min(y.len());
-        lanes!(n, |l, i| {
-            let yv = y[i];
+        let f = |dv: f32, yv: f32| {
             let da = if tanh { 1.0 - yv * yv } else if yv >= 0.0 { 1.0 } else { slope };
-            let v = ga * s * (d[i] - mb - (yv - m) * s * mg) * da;
-            dz[i] = v;
-            acc[l] += v;
-        });
+            ga * s * (dv - mb - (yv - m) * s * mg) * da
+        };
+        let mut acc = [0.0f32; 8];
+        let mut zc = dz.chunks_exact_mut(8);
+        let (dc, yc) = (d.chunks_exact(8), y.chunks_exact(8));
+        let (dt, yt) = (dc.remainder(), yc.remainder());
+        for ((zc, dc), yc) in (&mut zc).zip(dc).zip(yc) {
+            for l in 0..8 {
+                let v = f(dc[l], yc[l]);
+                zc[l] = v;
+                acc[l] += v;
+            }
+        }
+        for ((z, dv), yv) in zc.into_remainder().iter_mut().zip(dt).zip(yt) {
+            let v = f(*dv, *yv);
+            *z = v;
+            acc[0] += v;
+        }
         *sum = acc.iter().sum();
     }
 }
