@@ -656,6 +656,9 @@ mod tests {
         assert!(b.iter().any(|v| *v != 0.0), "{what}: the reference is all zeros");
     }
 
+    /// c_in, c_out, H, W, kernel, stride, padding rows, activation.
+    type Case = (usize, usize, usize, usize, [usize; 2], [usize; 2], usize, ConvAct);
+
     /// Every DeepLOB unit shape (strided (1,2), (4,1), (1,L), 1×1, 'same' (3,1) and (5,1)) and two more,
     /// both activations: the fused unit against burn's Conv2d → activation → BatchNorm, on
     /// outputs, the input gradient, all four parameter gradients and the running statistics
@@ -666,7 +669,7 @@ mod tests {
         ad.seed(21);
         // (1,2)/2, (4,1), (1,5) on width 5 and 1×1 read the input in place (tap products); the
         // padded, (2,3) and row-strided ones build columns.
-        let cases: [(usize, usize, usize, usize, [usize; 2], [usize; 2], usize, ConvAct); 8] = [
+        let cases: [Case; 8] = [
             (1, 3, 9, 8, [1, 2], [1, 2], 0, ConvAct::LeakyRelu),
             (3, 4, 9, 4, [4, 1], [1, 1], 0, ConvAct::Tanh),
             (3, 4, 7, 5, [1, 5], [1, 1], 0, ConvAct::LeakyRelu),
