@@ -72,12 +72,38 @@ enum Cmd {
     Collect(CollectCmd),
 }
 
+/// Training allocates the same large buffers every step (activations, tapes, gradients). glibc
+/// serves blocks over its dynamic mmap threshold with fresh `mmap`s and returns freed heap tops
+/// to the OS, so each step paid page faults and kernel zeroing again: ≈ 9 % of a DeepLOB step
+/// (perf), and DeepLOB trained ≈ 1.25× faster with freed memory kept for reuse (docs/models.md
+/// "Speed (CPU)"). The resident size then stays at its peak instead of shrinking between steps,
+/// so the long-running `serve` and `collect` keep glibc's defaults.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn mallopt(param: std::os::raw::c_int, value: std::os::raw::c_int) -> std::os::raw::c_int;
+        }
+        // glibc <malloc.h>: M_TRIM_THRESHOLD = -1, M_MMAP_THRESHOLD = -3 (at most 32 MiB on 64-bit).
+        const M_TRIM_THRESHOLD: std::os::raw::c_int = -1;
+        const M_MMAP_THRESHOLD: std::os::raw::c_int = -3;
+        // SAFETY: mallopt only sets allocator parameters; called before any thread starts.
+        let ok = unsafe { mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1 && mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1 };
+        if !ok {
+            tracing::debug!("mallopt refused the allocator settings; glibc defaults stay");
+        }
+    }
+}
+
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("FLOWCAST_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
     let args = Cli::parse();
+    if !matches!(args.cmd, Cmd::Serve(_) | Cmd::Collect(_)) {
+        keep_freed_memory();
+    }
     let result = match args.cmd {
         Cmd::Data(c) => cli::data::run(c),
         Cmd::Features(c) => cli::features::run(c),
