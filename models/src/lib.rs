@@ -8,11 +8,13 @@
 pub mod conv_op;
 pub mod deeplob;
 pub mod device;
+pub mod dropout;
 pub mod error;
 pub mod export;
 pub mod registry;
 pub mod rnn;
 pub mod rnn_op;
+pub mod softmax_op;
 pub mod translob;
 
 /// The burn version these models are written against, re-exported so dependants agree.

@@ -3,11 +3,12 @@
 //! head. docs/models.md § transformer.
 
 use burn::nn::attention::generate_autoregressive_mask;
+use burn::nn::attention::MultiHeadAttention;
 use burn::nn::conv::{Conv1d, Conv1dConfig};
-use burn::nn::transformer::{TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput};
+use burn::nn::transformer::{TransformerEncoder, TransformerEncoderConfig, TransformerEncoderLayer};
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig, PaddingConfig1d};
 use burn::prelude::*;
-use burn::tensor::activation::relu;
+use burn::tensor::activation::{quiet_softmax, relu, softmax};
 
 /// Hyperparameters of the transformer. Defaults are the paper's (window 100, five convolutions
 /// of 14 filters with dilations 1..16, 3 heads, 2 blocks, a 64-unit head).
@@ -141,12 +142,63 @@ impl TransLob {
         let pos = position_channel(seq, &device).expand([batch, seq, 1]); // [batch, T, 1]
         let h = Tensor::cat(vec![h, pos], 2); // [batch, T, C+1]
         let mask = generate_autoregressive_mask(batch, seq, &device);
-        let h = self.encoder.forward(TransformerEncoderInput::new(h).mask_attn(mask)); // [batch, T, d]
+        let h = encoder_forward(&self.encoder, h, &mask); // [batch, T, d]
         let [_, _, d] = h.dims();
         let h = h.reshape([batch, seq * d]); // [batch, T·d]
-        let h = self.dropout.forward(relu(self.fc1.forward(h))); // [batch, mlp_hidden]
+        let h = crate::dropout::forward(&self.dropout, relu(self.fc1.forward(h))); // [batch, mlp_hidden]
         self.fc2.forward(h) // [batch, classes]
     }
+}
+
+/// burn's `TransformerEncoder::forward` with a mask, layer for layer and op for op (the same
+/// parameters and arithmetic), except that every dropout draws its mask through
+/// [`crate::dropout`] (burn's per-element generator dominated training).
+fn encoder_forward(encoder: &TransformerEncoder, x: Tensor<3>, mask: &Tensor<3, Bool>) -> Tensor<3> {
+    encoder.layers.iter().fold(x, |x, layer| encoder_layer(layer, x, mask))
+}
+
+/// `TransformerEncoderLayer::forward` (burn-nn 0.22.1). [batch, T, d] → [batch, T, d]
+fn encoder_layer(l: &TransformerEncoderLayer, x: Tensor<3>, mask: &Tensor<3, Bool>) -> Tensor<3> {
+    let residual = if l.norm_first { l.norm_2.forward(x.clone()) } else { x.clone() };
+    let residual = crate::dropout::forward(&l.dropout, self_attention(&l.mha, residual, mask));
+    let mut x = x + residual;
+    let residual = if l.norm_first {
+        l.norm_1.forward(x.clone())
+    } else {
+        x = l.norm_1.forward(x);
+        x.clone()
+    };
+    let ff = &l.pwff;
+    let residual = ff.activation.forward(ff.linear_inner.forward(residual));
+    let residual = ff.linear_outer.forward(crate::dropout::forward(&ff.dropout, residual));
+    let x = x + crate::dropout::forward(&l.dropout, residual);
+    if l.norm_first {
+        x
+    } else {
+        l.norm_2.forward(x)
+    }
+}
+
+/// `MultiHeadAttention::forward` on self-attention with an attention mask. [batch, T, d] →
+/// [batch, T, d]
+fn self_attention(m: &MultiHeadAttention, x: Tensor<3>, mask: &Tensor<3, Bool>) -> Tensor<3> {
+    let [batch, seq, d] = x.dims();
+    let heads = |l: &Linear| l.forward(x.clone()).reshape([batch, seq, m.n_heads, m.d_k]).swap_dims(1, 2); // [batch, H, T, d_k]
+    let (q, k, v) = (heads(&m.query), heads(&m.key), heads(&m.value));
+    let scores = q.matmul(k.transpose()).div_scalar((m.d_k as f32).sqrt()); // [batch, H, T, T]
+    let [mb, s1, s2] = mask.dims();
+    let fused = if m.quiet_softmax { None } else { crate::softmax_op::masked_softmax(&scores, mask) };
+    let weights = fused.unwrap_or_else(|| {
+        let scores = scores.mask_fill(mask.clone().reshape([mb, 1, s1, s2]), m.min_float);
+        if m.quiet_softmax {
+            quiet_softmax(scores, 3)
+        } else {
+            softmax(scores, 3)
+        }
+    });
+    let weights = crate::dropout::forward(&m.dropout, weights);
+    let context = weights.matmul(v).swap_dims(1, 2).reshape([batch, seq, d]); // [batch, T, d]
+    m.output.forward(context)
 }
 
 /// TransLOB's positional encoding: the time index mapped linearly onto [-1, 1], as one extra
@@ -155,4 +207,41 @@ fn position_channel(seq: usize, device: &Device) -> Tensor<3> {
     let denom = (seq.max(2) - 1) as f32;
     let pos: Vec<f32> = (0..seq).map(|t| -1.0 + 2.0 * t as f32 / denom).collect();
     Tensor::<1>::from_floats(pos.as_slice(), device).reshape([1, seq, 1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::transformer::TransformerEncoderInput;
+    use burn::tensor::Distribution;
+
+    fn close<const D: usize>(a: Tensor<D>, b: Tensor<D>, what: &str) {
+        let (a, b) = (a.into_data().try_to_vec::<f32>().unwrap(), b.into_data().try_to_vec::<f32>().unwrap());
+        assert!(b.iter().any(|v| *v != 0.0), "{what}: the reference is all zeros");
+        let d = a.iter().zip(&b).map(|(x, y)| (x - y).abs() / (1.0 + y.abs())).fold(0.0f32, f32::max);
+        assert!(d <= 1e-5, "{what}: max |Δ|/(1+|ref|) = {d}");
+    }
+
+    /// The encoder forward equals burn's `TransformerEncoder::forward` (to 1e-5: the masked
+    /// softmax takes the serving kernels' `expf`): at inference, and in training with dropout 0
+    /// (outputs, the input gradient and a weight gradient), so only the dropout masks' generator
+    /// differs otherwise.
+    #[test]
+    fn encoder_forward_is_burns() {
+        for (device, p) in [(Device::flex(), 0.1), (Device::flex().autodiff(), 0.0)] {
+            let enc = TransformerEncoderConfig::new(15, 60, 3, 2).with_dropout(p).init(&device);
+            let x = Tensor::<3>::random([4, 12, 15], Distribution::Normal(0.0, 1.0), &device);
+            let x = if device.is_autodiff() { x.require_grad() } else { x };
+            let mask = generate_autoregressive_mask(4, 12, &device);
+            let ours = encoder_forward(&enc, x.clone(), &mask);
+            let burns = enc.forward(TransformerEncoderInput::new(x.clone()).mask_attn(mask));
+            if device.is_autodiff() {
+                let (go, gb) = (ours.clone().sum().backward(), burns.clone().sum().backward());
+                let w = &enc.layers[1].mha.query.weight;
+                close(w.val().grad(&go).unwrap(), w.val().grad(&gb).unwrap(), "query weight gradient");
+                close(x.grad(&go).unwrap(), x.grad(&gb).unwrap(), "input gradient");
+            }
+            close(ours, burns, "outputs");
+        }
+    }
 }
