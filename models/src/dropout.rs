@@ -46,14 +46,13 @@ pub fn mask(n: usize, keep: f64, seed: u64) -> Vec<f32> {
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
     };
-    let mut out = Vec::with_capacity(n);
-    while out.len() < n {
-        // Two 24-bit uniforms per 64-bit draw.
+    let mut out = vec![0.0f32; n];
+    // Two 24-bit uniforms per 64-bit draw.
+    for pair in out.chunks_mut(2) {
         let r = next();
-        for u in [r >> 40, (r >> 16) & 0xFF_FFFF] {
-            if out.len() < n {
-                out.push(if u < threshold { scale } else { 0.0 });
-            }
+        pair[0] = if (r >> 40) < threshold { scale } else { 0.0 };
+        if let Some(second) = pair.get_mut(1) {
+            *second = if ((r >> 16) & 0xFF_FFFF) < threshold { scale } else { 0.0 };
         }
     }
     out

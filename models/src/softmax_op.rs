@@ -105,19 +105,44 @@ fn forward(sh: Shape, x: &[f32], keep: &[bool]) -> Option<Vec<f32>> {
 
 multiversion! {
     fn softmax_row(x: &[f32], keep: &[bool], y: &mut [f32]) {
+        // Branch-free passes with 8 lanes (they vectorise): the maximum over kept entries, then
+        // e^{x − m} selected by the mask (a masked e^{x − m} may saturate; it is discarded), then
+        // the sum and the scaling.
         let n = y.len();
         let (x, keep) = (&x[..n], &keep[..n]);
-        let mut m = f32::NEG_INFINITY;
-        for j in 0..n {
-            if keep[j] && x[j] > m {
-                m = x[j];
+        let mut mx = [f32::NEG_INFINITY; 8];
+        let (xc, kc) = (x.chunks_exact(8), keep.chunks_exact(8));
+        let tail = xc.remainder().iter().zip(kc.remainder());
+        for (xc, kc) in xc.zip(kc) {
+            for l in 0..8 {
+                let v = if kc[l] { xc[l] } else { f32::NEG_INFINITY };
+                mx[l] = if v > mx[l] { v } else { mx[l] };
             }
         }
-        for j in 0..n {
-            y[j] = if keep[j] { exp_f::<FMA>(x[j] - m) } else { 0.0 };
+        for (v, k) in tail {
+            if *k && *v > mx[0] {
+                mx[0] = *v;
+            }
         }
-        let sum: f32 = y.iter().sum();
-        let inv = 1.0 / sum;
+        let m = mx.iter().fold(f32::NEG_INFINITY, |a, b| if *b > a { *b } else { a });
+        let mut acc = [0.0f32; 8];
+        let mut yc = y.chunks_exact_mut(8);
+        let (xc, kc) = (x.chunks_exact(8), keep.chunks_exact(8));
+        let (xt, kt) = (xc.remainder(), kc.remainder());
+        for ((yc, xc), kc) in (&mut yc).zip(xc).zip(kc) {
+            for l in 0..8 {
+                let e = exp_f::<FMA>(xc[l] - m);
+                let e = if kc[l] { e } else { 0.0 };
+                yc[l] = e;
+                acc[l] += e;
+            }
+        }
+        for ((y, x), k) in yc.into_remainder().iter_mut().zip(xt).zip(kt) {
+            let e = if *k { exp_f::<FMA>(x - m) } else { 0.0 };
+            *y = e;
+            acc[0] += e;
+        }
+        let inv = 1.0 / acc.iter().sum::<f32>();
         for v in y.iter_mut() {
             *v *= inv;
         }
