@@ -141,8 +141,10 @@ impl TransLob {
         let h = self.norm.forward(h.swap_dims(1, 2)); // [batch, T, C]
         let pos = position_channel(seq, &device).expand([batch, seq, 1]); // [batch, T, 1]
         let h = Tensor::cat(vec![h, pos], 2); // [batch, T, C+1]
-        let mask = generate_autoregressive_mask(batch, seq, &device);
-        let h = encoder_forward(&self.encoder, h, &mask); // [batch, T, d]
+        let h = match fused_encoder(&self.encoder, &h) {
+            Some(h) => h,
+            None => encoder_forward(&self.encoder, h, &generate_autoregressive_mask(batch, seq, &device)),
+        }; // [batch, T, d]
         let [_, _, d] = h.dims();
         let h = h.reshape([batch, seq * d]); // [batch, T·d]
         let h = crate::dropout::forward(&self.dropout, relu(self.fc1.forward(h))); // [batch, mlp_hidden]
@@ -155,6 +157,100 @@ impl TransLob {
 /// [`crate::dropout`] (burn's per-element generator dominated training).
 fn encoder_forward(encoder: &TransformerEncoder, x: Tensor<3>, mask: &Tensor<3, Bool>) -> Tensor<3> {
     encoder.layers.iter().fold(x, |x, layer| encoder_layer(layer, x, mask))
+}
+
+/// `FLOWCAST_FUSED_ENCODER=0` in the environment keeps inference on burn's ops (see
+/// [`fused_encoder`]), so one binary times both paths.
+fn fused_enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("FLOWCAST_FUSED_ENCODER").map_or(true, |v| v.trim() != "0"))
+}
+
+/// Inference on the CPU backend (no autodiff): the causally masked encoder through
+/// flowcast-serve's fused layer kernel ([`flowcast_serve::fast::encoder_stack`], the one the
+/// server runs), reading this module's parameters. burn's ops materialise the
+/// [batch, heads, T, T] scores several times over (scale, mask, softmax, dropout) and run GELU
+/// through scalar `erff`; the kernel keeps one sample's [T, T] scores in cache. `None` where it
+/// does not apply (autodiff, another backend, a layer variant it does not compute): the caller
+/// takes [`encoder_forward`]. [batch, T, d] → [batch, T, d]
+fn fused_encoder(encoder: &TransformerEncoder, x: &Tensor<3>) -> Option<Tensor<3>> {
+    use crate::rnn_op::{contiguous, f32s, flex};
+    use burn::backend::Flex;
+    use burn::nn::activation::Activation;
+    if x.device().is_autodiff() || !fused_enabled() {
+        return None;
+    }
+    let [batch, seq, d] = x.dims();
+    let heads = encoder.n_heads;
+    let host = |t: Tensor<1>| -> Option<Vec<f32>> {
+        let p = contiguous(t.try_into_primitive::<Flex>().ok()?);
+        (p.dtype() == burn::tensor::DType::F32).then(|| f32s(&p).to_vec())
+    };
+    let linear = |l: &Linear| -> Option<(Vec<f32>, Vec<f32>)> {
+        let [d_in, d_out] = l.weight.val().dims();
+        let b = match &l.bias {
+            Some(b) => host(b.val())?,
+            None => vec![0.0; d_out],
+        };
+        Some((host(l.weight.val().reshape([d_in * d_out]))?, b))
+    };
+    let norm = |n: &LayerNorm| -> Option<(Vec<f32>, Vec<f32>)> {
+        let g = host(n.gamma.val())?;
+        let b = match &n.beta {
+            Some(b) => host(b.val())?,
+            None => vec![0.0; g.len()],
+        };
+        Some((g, b))
+    };
+    let mut owned = Vec::with_capacity(encoder.layers.len());
+    for l in &encoder.layers {
+        let m = &l.mha;
+        if l.norm_first
+            || m.quiet_softmax
+            || m.n_heads != heads
+            || m.n_heads * m.d_k != d
+            || !matches!(l.pwff.activation, Activation::Gelu(_))
+        {
+            return None;
+        }
+        let (q, k, v) = (linear(&m.query)?, linear(&m.key)?, linear(&m.value)?);
+        let mut qkv = Vec::with_capacity(3 * d * d);
+        for r in 0..d {
+            for w in [&q.0, &k.0, &v.0] {
+                qkv.extend_from_slice(&w[r * d..(r + 1) * d]);
+            }
+        }
+        let qkv_b = [q.1, k.1, v.1].concat();
+        owned.push((
+            (qkv, qkv_b),
+            linear(&m.output)?,
+            linear(&l.pwff.linear_inner)?,
+            linear(&l.pwff.linear_outer)?,
+            norm(&l.norm_1)?,
+            norm(&l.norm_2)?,
+        ));
+    }
+    fn pair(p: &(Vec<f32>, Vec<f32>)) -> (&[f32], &[f32]) {
+        (&p.0, &p.1)
+    }
+    let layers: Vec<_> = owned
+        .iter()
+        .map(|(qkv, o, inner, outer, n1, n2)| flowcast_serve::fast::EncoderLayer {
+            qkv: pair(qkv),
+            o: pair(o),
+            inner: pair(inner),
+            outer: pair(outer),
+            norm_1: pair(n1),
+            norm_2: pair(n2),
+        })
+        .collect();
+    let xp = contiguous(x.clone().try_into_primitive::<Flex>().ok()?);
+    if xp.dtype() != burn::tensor::DType::F32 {
+        return None;
+    }
+    let mut h = f32s(&xp).to_vec();
+    flowcast_serve::fast::encoder_stack(&layers, &mut h, batch, seq, heads);
+    Some(Tensor::from_primitive::<Flex>(flex(h, [batch, seq, d])))
 }
 
 /// `TransformerEncoderLayer::forward` (burn-nn 0.22.1). [batch, T, d] → [batch, T, d]
@@ -243,5 +339,25 @@ mod tests {
             }
             close(ours, burns, "outputs");
         }
+    }
+
+    /// Inference through the fused encoder kernel equals burn's own `TransformerEncoder` with
+    /// the causal mask (to 1e-5), over several shapes; the fused path must actually be taken.
+    #[test]
+    fn fused_inference_encoder_is_burns() {
+        let device = Device::flex();
+        for (batch, seq, d, heads, ff, depth) in [(3, 12, 15, 3, 60, 2), (9, 100, 15, 3, 60, 2), (2, 7, 8, 2, 16, 1)] {
+            let enc = TransformerEncoderConfig::new(d, ff, heads, depth).with_dropout(0.1).init(&device);
+            let x = Tensor::<3>::random([batch, seq, d], Distribution::Normal(0.0, 1.0), &device);
+            let ours = fused_encoder(&enc, &x).expect("the fused encoder applies on Flex at inference");
+            let mask = generate_autoregressive_mask(batch, seq, &device);
+            let burns = enc.forward(TransformerEncoderInput::new(x).mask_attn(mask));
+            close(ours, burns, &format!("outputs {batch}×{seq}×{d}"));
+        }
+        let ad = Device::flex().autodiff();
+        let enc = TransformerEncoderConfig::new(6, 12, 2, 1).init(&ad);
+        assert!(fused_encoder(&enc, &Tensor::<3>::zeros([1, 4, 6], &ad)).is_none(), "autodiff must take burn's ops");
+        let pre = TransformerEncoderConfig::new(6, 12, 2, 1).with_norm_first(true).init(&device);
+        assert!(fused_encoder(&pre, &Tensor::<3>::zeros([1, 4, 6], &device)).is_none(), "pre-norm is not the kernel's layer");
     }
 }

@@ -532,6 +532,49 @@ struct TransLobScratch {
     a: Vec<f32>,
     b: Vec<f32>,
     h: Vec<f32>,
+    enc: EncoderScratch,
+    hidden: Vec<f32>,
+}
+
+impl Encoder {
+    fn view(&self) -> EncoderLayer<'_> {
+        fn pair(d: &Dense) -> (&[f32], &[f32]) {
+            (&d.w, &d.b)
+        }
+        fn norm(n: &(Vec<f32>, Vec<f32>)) -> (&[f32], &[f32]) {
+            (&n.0, &n.1)
+        }
+        EncoderLayer {
+            qkv: pair(&self.qkv),
+            o: pair(&self.o),
+            inner: pair(&self.inner),
+            outer: pair(&self.outer),
+            norm_1: norm(&self.norm_1),
+            norm_2: norm(&self.norm_2),
+        }
+    }
+}
+
+/// One post-norm transformer encoder layer (burn's `TransformerEncoderLayer` with
+/// `norm_first = false`, GELU, a causal mask, LayerNorm ε = 1e-5, no dropout), borrowed as
+/// row-major `(weight [in, out], bias [out])` pairs, so the burn models' inference shares this
+/// kernel (models/src/translob.rs).
+pub struct EncoderLayer<'a> {
+    /// Query, key and value projections side by side: `[d, 3d]`, `[3d]`.
+    pub qkv: (&'a [f32], &'a [f32]),
+    /// Output projection `[d, d]`, `[d]`.
+    pub o: (&'a [f32], &'a [f32]),
+    /// Feed-forward `[d, f]`, `[f]` and `[f, d]`, `[d]`.
+    pub inner: (&'a [f32], &'a [f32]),
+    pub outer: (&'a [f32], &'a [f32]),
+    /// LayerNorm (γ, β) after attention and after the feed-forward, `[d]` each.
+    pub norm_1: (&'a [f32], &'a [f32]),
+    pub norm_2: (&'a [f32], &'a [f32]),
+}
+
+/// Reused buffers of [`encoder_layer`].
+#[derive(Default)]
+pub struct EncoderScratch {
     qkv: Vec<f32>,
     kt: Vec<f32>,
     v: Vec<f32>,
@@ -539,7 +582,85 @@ struct TransLobScratch {
     ctx: Vec<f32>,
     x1: Vec<f32>,
     ff: Vec<f32>,
-    hidden: Vec<f32>,
+}
+
+/// `out[r] = x[r]·W + b` for `rows` rows of `x` (row stride `ldx`), `W` `[in, out]`.
+fn dense(w: &[f32], b: &[f32], x: &[f32], ldx: usize, rows: usize, out: &mut [f32]) {
+    let n = b.len();
+    for r in 0..rows {
+        out[r * n..(r + 1) * n].copy_from_slice(b);
+    }
+    matmul(rows, w.len() / n, n, x, ldx, w, out, n, true);
+}
+
+/// [`EncoderLayer`] in place on `h` `[b·t, d]` (b samples of t steps): attention per sample and
+/// head as two products over a `[t, t]` score matrix with the causal mask applied inside the
+/// softmax, then x1 = LN1(h + ctx·Wo + bo); h = LN2(x1 + W2·GELU(W1·x1 + b1) + b2).
+pub fn encoder_layer(l: &EncoderLayer<'_>, h: &mut [f32], b: usize, t: usize, heads: usize, sc: &mut EncoderScratch) {
+    let d = l.norm_1.0.len();
+    let f = l.inner.1.len();
+    let rows = b * t;
+    let dk = d / heads;
+    let scale = 1.0 / (dk as f32).sqrt();
+    let qkv = grow(&mut sc.qkv, rows * 3 * d);
+    dense(l.qkv.0, l.qkv.1, h, d, rows, qkv);
+    let ctx = grow(&mut sc.ctx, rows * d);
+    let kt = grow(&mut sc.kt, dk * t);
+    let v = grow(&mut sc.v, t * dk);
+    let s = grow(&mut sc.scores, t * t);
+    for i in 0..b {
+        let q0 = i * t * 3 * d;
+        for hd in 0..heads {
+            for r in 0..t {
+                for c in 0..dk {
+                    kt[c * t + r] = qkv[q0 + r * 3 * d + d + hd * dk + c];
+                    v[r * dk + c] = qkv[q0 + r * 3 * d + 2 * d + hd * dk + c];
+                }
+            }
+            matmul(t, dk, t, &qkv[q0 + hd * dk..], 3 * d, kt, s, t, false);
+            causal_softmax(s, t, scale);
+            matmul(t, t, dk, s, t, v, &mut ctx[i * t * d + hd * dk..], d, false);
+        }
+    }
+    let x1 = grow(&mut sc.x1, rows * d);
+    x1.copy_from_slice(&h[..rows * d]);
+    matmul(rows, d, d, ctx, d, l.o.0, x1, d, true);
+    add_bias(x1, l.o.1);
+    layer_norm(x1, d, l.norm_1.0, l.norm_1.1);
+    let ff = grow(&mut sc.ff, rows * f);
+    matmul(rows, d, f, x1, d, l.inner.0, ff, f, false);
+    gelu_bias(ff, l.inner.1);
+    let h = &mut h[..rows * d];
+    h.copy_from_slice(x1);
+    matmul(rows, f, d, ff, f, l.outer.0, h, d, true);
+    add_bias(h, l.outer.1);
+    layer_norm(h, d, l.norm_2.0, l.norm_2.1);
+}
+
+thread_local! {
+    static ENCODER_SCRATCH: RefCell<EncoderScratch> = RefCell::default();
+}
+
+/// Samples per parallel task of [`encoder_stack`] (fixed, so the split does not depend on the
+/// thread count).
+const ENCODER_SUB_BATCH: usize = 4;
+
+/// Every layer of `layers` in turn over `h` `[batch·t, d]`, samples split across rayon threads
+/// in fixed groups (each sample's arithmetic is independent of the split).
+pub fn encoder_stack(layers: &[EncoderLayer<'_>], h: &mut [f32], batch: usize, t: usize, heads: usize) {
+    use rayon::prelude::*;
+    let Some(first) = layers.first() else { return };
+    let row = t * first.norm_1.0.len();
+    if batch == 0 || row == 0 {
+        return;
+    }
+    h[..batch * row].par_chunks_mut(ENCODER_SUB_BATCH * row).for_each(|hs| {
+        ENCODER_SCRATCH.with_borrow_mut(|sc| {
+            for l in layers {
+                encoder_layer(l, hs, hs.len() / row, t, heads, sc);
+            }
+        })
+    });
 }
 
 thread_local! {
@@ -646,43 +767,8 @@ impl FastTransLob {
             }
             layer_norm(hs, d, &self.norm.0, &self.norm.1);
         }
-        let rows = b * t;
-        let dk = d / self.heads;
-        let scale = 1.0 / (dk as f32).sqrt();
         for l in &self.layers {
-            let qkv = grow(&mut sc.qkv, rows * 3 * d);
-            l.qkv.forward(h, d, rows, qkv);
-            let ctx = grow(&mut sc.ctx, rows * d);
-            let kt = grow(&mut sc.kt, dk * t);
-            let v = grow(&mut sc.v, t * dk);
-            let s = grow(&mut sc.scores, t * t);
-            for i in 0..b {
-                let q0 = i * t * 3 * d;
-                for hd in 0..self.heads {
-                    for r in 0..t {
-                        for c in 0..dk {
-                            kt[c * t + r] = qkv[q0 + r * 3 * d + d + hd * dk + c];
-                            v[r * dk + c] = qkv[q0 + r * 3 * d + 2 * d + hd * dk + c];
-                        }
-                    }
-                    matmul(t, dk, t, &qkv[q0 + hd * dk..], 3 * d, kt, s, t, false);
-                    causal_softmax(s, t, scale);
-                    matmul(t, t, dk, s, t, v, &mut ctx[i * t * d + hd * dk..], d, false);
-                }
-            }
-            // x1 = LN1(h + ctx·Wo + bo); h = LN2(x1 + W2·GELU(W1·x1 + b1) + b2).
-            let x1 = grow(&mut sc.x1, rows * d);
-            x1.copy_from_slice(h);
-            matmul(rows, d, d, ctx, d, &l.o.w, x1, d, true);
-            add_bias(x1, &l.o.b);
-            layer_norm(x1, d, &l.norm_1.0, &l.norm_1.1);
-            let ff = grow(&mut sc.ff, rows * l.inner.d_out);
-            matmul(rows, d, l.inner.d_out, x1, d, &l.inner.w, ff, l.inner.d_out, false);
-            gelu_bias(ff, &l.inner.b);
-            h.copy_from_slice(x1);
-            matmul(rows, l.inner.d_out, d, ff, l.inner.d_out, &l.outer.w, h, d, true);
-            add_bias(h, &l.outer.b);
-            layer_norm(h, d, &l.norm_2.0, &l.norm_2.1);
+            encoder_layer(&l.view(), h, b, t, self.heads, &mut sc.enc);
         }
         let hidden = grow(&mut sc.hidden, b * self.fc1.d_out);
         matmul(b, t * d, self.fc1.d_out, h, t * d, &self.fc1.w, hidden, self.fc1.d_out, false);
