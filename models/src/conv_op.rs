@@ -138,6 +138,22 @@ multiversion! {
 }
 
 multiversion! {
+    fn bias_act_affine(row: &mut [f32], b: f32, tanh: bool, slope: f32, scale: f32, shift: f32) {
+        // Inference: act(z + b)·scale + shift in place.
+        let act = |z: f32| if tanh { tanh_f::<FMA>(z) } else if z >= 0.0 { z } else { z * slope };
+        let mut chunks = row.chunks_exact_mut(8);
+        for c in &mut chunks {
+            for l in 0..8 {
+                c[l] = act(c[l] + b) * scale + shift;
+            }
+        }
+        for v in chunks.into_remainder() {
+            *v = act(*v + b) * scale + shift;
+        }
+    }
+}
+
+multiversion! {
     fn bn_grad_sums(d: &[f32], y: &[f32], m: f32, s: f32, out: &mut [f32; 2]) {
         // out = [Σ δout, Σ δout·x̂], x̂ = (y − m)·s.
         let (mut a, mut b) = ([0.0f32; 8], [0.0f32; 8]);
@@ -313,10 +329,8 @@ impl Geometry {
             }
         }
     }
-    /// y = act(W·cols + b) for one window: [cout, P]; adds Σy, Σy² per channel to `stats`
-    /// ([cout, 2]).
-    #[allow(clippy::too_many_arguments)]
-    fn conv_act(&self, x: &[f32], w: &[f32], bias: &[f32], act: Act, cols: &mut Vec<f32>, y: &mut [f32], stats: &mut [f64]) {
+    /// z = W·cols for one window: [cout, P] (bias and activation left to the caller).
+    fn conv(&self, x: &[f32], w: &[f32], cols: &mut Vec<f32>, y: &mut [f32]) {
         let (k, p) = (self.k(), self.p());
         if let Some(st) = self.tap_stride() {
             // W[co, ci, i, j] at co·K + ci·kh·kw + i·kw + j; x[ci, i·w + j + st·p].
@@ -326,12 +340,31 @@ impl Geometry {
                 let m = Mat { m: self.cout, n: p, k: self.cin };
                 gemm(m, Out(y, p, 1, tap > 0), In(&w[tap..], k, taps), In(&x[off..], hw, st));
             }
+        } else if self.w == 1 && self.kw == 1 && self.pl == 0 && self.sh == 1 {
+            // A (k×1) 'same' convolution over one column (DeepLOB's inception branches): tap i
+            // adds W_i·x[·, oh + i − pt] to the outputs whose input row is inside, reading the
+            // input in place (y starts zeroed).
+            y.fill(0.0);
+            for tap in 0..self.kh {
+                let lo = self.pt.saturating_sub(tap);
+                let hi = p.min((self.h + self.pt).saturating_sub(tap));
+                if lo < hi {
+                    let m = Mat { m: self.cout, n: hi - lo, k: self.cin };
+                    gemm(m, Out(&mut y[lo..], p, 1, true), In(&w[tap..], k, self.kh), In(&x[lo + tap - self.pt..], self.h, 1));
+                }
+            }
         } else {
             cols.resize(k * p, 0.0);
             self.im2col(x, cols);
             gemm(Mat { m: self.cout, n: p, k }, Out(y, p, 1, false), In(w, k, 1), In(cols, p, 1));
         }
-        for ((row, b), st) in y.chunks_exact_mut(p).zip(bias).zip(stats.chunks_exact_mut(2)) {
+    }
+    /// y = act(W·cols + b) for one window: [cout, P]; adds Σy, Σy² per channel to `stats`
+    /// ([cout, 2]).
+    #[allow(clippy::too_many_arguments)]
+    fn conv_act(&self, x: &[f32], w: &[f32], bias: &[f32], act: Act, cols: &mut Vec<f32>, y: &mut [f32], stats: &mut [f64]) {
+        self.conv(x, w, cols, y);
+        for ((row, b), st) in y.chunks_exact_mut(self.p()).zip(bias).zip(stats.chunks_exact_mut(2)) {
             let mut out = [0.0f32; 2];
             bias_act_sums(row, *b, act.tanh, act.slope, &mut out);
             st[0] += out[0] as f64;
@@ -449,10 +482,25 @@ fn infer(x: &Tensor<4>, p: &Params, g: Geometry, act: Act, eps: f64, stats: (Ten
     if rm.dtype() != DType::F32 || rv.dtype() != DType::F32 {
         return None;
     }
-    let (y, _, _) = forward_conv(g, f32s(&x), f32s(&w), f32s(&b), act);
-    let inv_std: Vec<f32> = f32s(&rv).iter().map(|v| 1.0 / (v + eps as f32).sqrt()).collect();
-    let out = normalise(g, &y, f32s(&rm), &inv_std, f32s(&ga), f32s(&be));
-    Some(Tensor::from_primitive::<Flex>(flex(out, [g.b, g.cout, g.ho, g.wo])))
+    #[cfg(test)]
+    FUSED_RUNS.with(|n| n.set(n.get() + 1));
+    // BatchNorm at inference folded into one scale and shift per channel:
+    // (y − mean)·γ/√(var + ε) + β = y·scale + shift.
+    let scale: Vec<f32> = f32s(&rv).iter().zip(f32s(&ga)).map(|(v, g)| g / (v + eps as f32).sqrt()).collect();
+    let shift: Vec<f32> = f32s(&be).iter().zip(f32s(&rm)).zip(&scale).map(|((b, m), s)| b - m * s).collect();
+    let (xs, ws, bs) = (f32s(&x), f32s(&w), f32s(&b));
+    let p = g.p();
+    let mut y = vec![0.0f32; g.b * g.item_out()];
+    y.par_chunks_mut(CHUNK_ITEMS * g.item_out()).zip(xs.par_chunks(CHUNK_ITEMS * g.item_in())).for_each(|(y, x)| {
+        let mut cols = Vec::new();
+        for (y, x) in y.chunks_exact_mut(g.item_out()).zip(x.chunks_exact(g.item_in())) {
+            g.conv(x, ws, &mut cols, y);
+            for (c, row) in y.chunks_exact_mut(p).enumerate() {
+                bias_act_affine(row, bs[c], act.tanh, act.slope, scale[c], shift[c]);
+            }
+        }
+    });
+    Some(Tensor::from_primitive::<Flex>(flex(y, [g.b, g.cout, g.ho, g.wo])))
 }
 
 /// What the backward pass reads.
@@ -669,13 +717,14 @@ mod tests {
         ad.seed(21);
         // (1,2)/2, (4,1), (1,5) on width 5 and 1×1 read the input in place (tap products); the
         // padded, (2,3) and row-strided ones build columns.
-        let cases: [Case; 8] = [
+        let cases: [Case; 9] = [
             (1, 3, 9, 8, [1, 2], [1, 2], 0, ConvAct::LeakyRelu),
             (3, 4, 9, 4, [4, 1], [1, 1], 0, ConvAct::Tanh),
             (3, 4, 7, 5, [1, 5], [1, 1], 0, ConvAct::LeakyRelu),
             (4, 6, 8, 1, [1, 1], [1, 1], 0, ConvAct::LeakyRelu),
             (4, 5, 8, 1, [3, 1], [1, 1], 1, ConvAct::LeakyRelu),
             (3, 5, 9, 1, [5, 1], [1, 1], 2, ConvAct::Tanh),
+            (2, 3, 3, 1, [5, 1], [1, 1], 2, ConvAct::LeakyRelu),
             (2, 3, 6, 7, [2, 3], [1, 1], 0, ConvAct::Tanh),
             (2, 3, 9, 3, [3, 1], [2, 1], 0, ConvAct::LeakyRelu),
         ];
