@@ -143,8 +143,8 @@ multiversion! {
         let act = |z: f32| if tanh { tanh_f::<FMA>(z) } else if z >= 0.0 { z } else { z * slope };
         let mut chunks = row.chunks_exact_mut(8);
         for c in &mut chunks {
-            for l in 0..8 {
-                c[l] = act(c[l] + b) * scale + shift;
+            for v in c.iter_mut() {
+                *v = act(*v + b) * scale + shift;
             }
         }
         for v in chunks.into_remainder() {
