@@ -427,17 +427,36 @@ multiversion! {
 multiversion! {
     fn causal_softmax(s: &mut [f32], t: usize, scale: f32) {
         // Rows i of a [t, t] score matrix: softmax of scale·s[i, ..=i], zero after (burn masks
-        // the future with −1e4, whose exponential is exactly 0 in f32).
+        // the future with −1e4, whose exponential is exactly 0 in f32). The maximum and the sum
+        // run in 8 lane accumulators (a single running float sum would not vectorise).
         for i in 0..t {
             let row = &mut s[i * t..(i + 1) * t];
             let (live, dead) = row.split_at_mut(i + 1);
-            let mut max = f32::NEG_INFINITY;
-            for v in live.iter_mut() {
+            let mut mx = [f32::NEG_INFINITY; 8];
+            let mut chunks = live.chunks_exact_mut(8);
+            for c in &mut chunks {
+                for l in 0..8 {
+                    let v = c[l] * scale;
+                    c[l] = v;
+                    mx[l] = if v > mx[l] { v } else { mx[l] };
+                }
+            }
+            let mut max = mx.iter().fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
+            for v in chunks.into_remainder() {
                 *v *= scale;
                 max = max.max(*v);
             }
-            let mut sum = 0.0;
-            for v in live.iter_mut() {
+            let mut acc = [0.0f32; 8];
+            let mut chunks = live.chunks_exact_mut(8);
+            for c in &mut chunks {
+                for l in 0..8 {
+                    let e = exp_f::<FMA>(c[l] - max);
+                    c[l] = e;
+                    acc[l] += e;
+                }
+            }
+            let mut sum: f32 = acc.iter().sum();
+            for v in chunks.into_remainder() {
                 *v = exp_f::<FMA>(*v - max);
                 sum += *v;
             }
