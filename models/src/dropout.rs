@@ -34,28 +34,39 @@ fn on_cpu_backend<const D: usize>(x: &Tensor<D>) -> bool {
         || x.clone().try_into_primitive::<Autodiff<Flex, burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing>>().is_ok()
 }
 
-/// n values: 1/keep with probability `keep`, else 0 (SplitMix64, 24-bit uniforms).
+/// Mask values per parallel chunk (even, fixed: the mask does not depend on the thread count).
+const MASK_CHUNK: usize = 1 << 14;
+
+/// n values: 1/keep with probability `keep`, else 0 (SplitMix64, 24-bit uniforms). SplitMix64 is
+/// counter-based — draw j is mix(seed + (j + 1)·γ) — so fixed chunks are filled in parallel and
+/// the mask equals the serial stream's.
 pub fn mask(n: usize, keep: f64, seed: u64) -> Vec<f32> {
+    use rayon::prelude::*;
     let threshold = (keep * (1u64 << 24) as f64) as u64;
     let scale = (1.0 / keep) as f32;
-    let mut state = seed;
-    let mut next = || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
     let mut out = vec![0.0f32; n];
-    // Two 24-bit uniforms per 64-bit draw.
-    for pair in out.chunks_mut(2) {
-        let r = next();
-        pair[0] = if (r >> 40) < threshold { scale } else { 0.0 };
-        if let Some(second) = pair.get_mut(1) {
-            *second = if ((r >> 16) & 0xFF_FFFF) < threshold { scale } else { 0.0 };
+    out.par_chunks_mut(MASK_CHUNK).enumerate().for_each(|(c, chunk)| {
+        // Two 24-bit uniforms per 64-bit draw; this chunk starts at draw c·MASK_CHUNK/2.
+        let first = (c * MASK_CHUNK / 2) as u64;
+        for (j, pair) in chunk.chunks_mut(2).enumerate() {
+            let r = splitmix(seed.wrapping_add((first + j as u64 + 1).wrapping_mul(GAMMA)));
+            pair[0] = if (r >> 40) < threshold { scale } else { 0.0 };
+            if let Some(second) = pair.get_mut(1) {
+                *second = if ((r >> 16) & 0xFF_FFFF) < threshold { scale } else { 0.0 };
+            }
         }
-    }
+    });
     out
+}
+
+/// SplitMix64's increment (Steele, Lea & Flood 2014).
+const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// SplitMix64's output function of a state.
+fn splitmix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 #[cfg(test)]
@@ -72,6 +83,22 @@ mod tests {
         assert!(m.iter().all(|v| *v == 0.0 || *v == (1.0 / 0.9f64) as f32));
         assert_eq!(m, mask(200_000, 0.9, 7));
         assert_ne!(m, mask(200_000, 0.9, 8));
+        // The chunked fill is the serial SplitMix64 stream (state += γ, then mix), value for
+        // value, odd lengths and chunk edges included.
+        for (n, seed) in [(200_001, 7u64), (3, u64::MAX), (2 * MASK_CHUNK + 1, 11)] {
+            let t = (0.9 * (1u64 << 24) as f64) as u64;
+            let mut state = seed;
+            let serial: Vec<f32> = (0..n.div_ceil(2))
+                .flat_map(|_| {
+                    state = state.wrapping_add(GAMMA);
+                    let r = splitmix(state);
+                    [(r >> 40) < t, ((r >> 16) & 0xFF_FFFF) < t]
+                })
+                .take(n)
+                .map(|k| if k { (1.0 / 0.9f64) as f32 } else { 0.0 })
+                .collect();
+            assert_eq!(mask(n, 0.9, seed), serial, "n = {n}");
+        }
     }
 
     /// In training the output is x·mask with a fresh mask per call (its seed drawn from the
