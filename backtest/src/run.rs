@@ -64,15 +64,15 @@ pub fn metrics_of(cfg: &BacktestConfig, o: &Outcome) -> Result<Metrics> {
 pub fn run_backtest(cfg: &BacktestConfig, ds: &Dataset, toml_text: Option<&str>) -> Result<BacktestResult> {
     // Signals on the whole data (the model card's data hash, hence the in-sample guard, refers
     // to it), then the segment's cut.
-    let mut signals = Signals::of(cfg.signal.as_ref(), ds)?;
+    let until = cfg.segment.as_ref().and_then(|g| g.to_event).filter(|&to| (to as usize) < ds.events.len());
+    let signals = Signals::of_until(cfg.signal.as_ref(), ds, until)?;
     let cut;
-    let ds = match cfg.segment.as_ref().and_then(|g| g.to_event) {
-        Some(to) if (to as usize) < ds.events.len() => {
-            signals.points.retain(|p| p.event_index < to);
+    let ds = match until {
+        Some(to) => {
             cut = Dataset { meta: ds.meta.clone(), events: ds.events[..to as usize].to_vec() };
             &cut
         }
-        _ => ds,
+        None => ds,
     };
     let t0 = std::time::Instant::now();
     let outcome = replay(cfg, ds, &signals, &cfg.latency)?;
@@ -124,6 +124,7 @@ pub fn run_backtest(cfg: &BacktestConfig, ds: &Dataset, toml_text: Option<&str>)
             "source": signals.source,
             "points": signals.points.len(),
             "dropped_in_sample": signals.dropped_in_sample,
+            "windows_predicted": signals.windows_predicted,
             "compute_ns_per_window": signals.compute_ns_per_window,
             "rule": signals.rule,
         },

@@ -15,6 +15,7 @@ use flowcast_contract::files::PREDICTIONS_FILE;
 use flowcast_contract::predictor::predict_set;
 use flowcast_contract::prepare::{events_hash, prepare_with};
 use flowcast_contract::signal::{SignalConfig, SignalRule};
+use flowcast_contract::window::WindowSet;
 use flowcast_contract::ModelCard;
 use flowcast_datasets::Dataset;
 use std::path::Path;
@@ -28,17 +29,38 @@ pub struct Signals {
     pub compute_ns_per_window: Option<f64>,
     /// Windows dropped because they were in the model's training data.
     pub dropped_in_sample: usize,
+    /// Windows the model was run on (0 for a predictions file): those ending in the part of the
+    /// data that can produce a signal (after the in-sample guard, before the segment's end).
+    pub windows_predicted: usize,
     pub rule: SignalConfig,
 }
 
 impl Signals {
     /// No model: the strategy trades on the book and its features alone.
     pub fn none() -> Signals {
-        Signals { points: vec![], source: "none".into(), compute_ns_per_window: None, dropped_in_sample: 0, rule: SignalConfig::default() }
+        Signals {
+            points: vec![],
+            source: "none".into(),
+            compute_ns_per_window: None,
+            dropped_in_sample: 0,
+            windows_predicted: 0,
+            rule: SignalConfig::default(),
+        }
     }
     /// The signals of `[signal]`, or [`Signals::none`] without one.
     pub fn of(spec: Option<&SignalSpec>, ds: &Dataset) -> Result<Signals> {
-        spec.map_or_else(|| Ok(Signals::none()), |s| load(s, ds))
+        Self::of_until(spec, ds, None)
+    }
+    /// [`Signals::of`] keeping only signals of events before `until` (a segment's end): a model
+    /// is run only on the windows that can give one, so a walk-forward fold predicts its own
+    /// segment instead of the whole data. The points are exactly those of `of` before `until`
+    /// (predictors hold no state across windows).
+    pub fn of_until(spec: Option<&SignalSpec>, ds: &Dataset, until: Option<u64>) -> Result<Signals> {
+        let mut s = spec.map_or_else(|| Ok(Signals::none()), |s| load(s, ds, until))?;
+        if let Some(to) = until {
+            s.points.retain(|p| p.event_index < to);
+        }
+        Ok(s)
     }
 }
 
@@ -155,7 +177,7 @@ pub fn resolve_latest(path: &Path) -> Result<std::path::PathBuf> {
     }
 }
 
-pub fn load(spec: &SignalSpec, ds: &Dataset) -> Result<Signals> {
+pub fn load(spec: &SignalSpec, ds: &Dataset, until: Option<u64>) -> Result<Signals> {
     let hash = events_hash(ds);
     if let Some(dir) = &spec.model {
         let dir = &resolve_latest(dir)?;
@@ -170,20 +192,32 @@ pub fn load(spec: &SignalSpec, ds: &Dataset) -> Result<Signals> {
         let in_sample = card.training_data.events_sha256 == hash;
         let start = if in_sample && !spec.allow_in_sample { test_start(dir)? } else { 0 };
         let data = prepare_with(ds, &card.preprocessing.inputs, std::slice::from_ref(&card.preprocessing.target))?;
-        let set = &data.targets[0].test;
+        let all = &data.targets[0].test;
+        // Only the windows that can give a signal: ending at or after the in-sample guard's
+        // start and before `until`.
+        let event = |i: usize| data.rows.event_index[all.ends[i] as usize];
+        let dropped = (0..all.len()).filter(|&i| event(i) < start).count();
+        let live: Vec<usize> = (0..all.len()).filter(|&i| event(i) >= start && until.is_none_or(|t| event(i) < t)).collect();
+        let set = &WindowSet {
+            data: all.data.clone(),
+            window: all.window,
+            ends: live.iter().map(|&i| all.ends[i]).collect(),
+            labels: live.iter().map(|&i| all.labels[i]).collect(),
+            values: if all.values.is_empty() { Vec::new() } else { live.iter().map(|&i| all.values[i]).collect() },
+        };
         let t0 = std::time::Instant::now();
         let out = predict_set(pred.as_ref(), set, &data.window_ofi, 256)?;
         let ns = t0.elapsed().as_nanos() as f64 / set.len().max(1) as f64;
-        let idx: Vec<u64> = set.ends.iter().map(|&e| data.rows.event_index[e as usize]).collect();
+        let idx: Vec<u64> = live.iter().map(|&i| event(i)).collect();
         let k = out.classes;
         let reg = (!out.regression.is_empty()).then_some(&out.regression[..]);
-        let (points, dropped) =
-            points(&idx, |i, b| b.extend_from_slice(&out.probs[i * k..(i + 1) * k]), reg, &card_rule, k, |e| e >= start);
+        let (points, _) = points(&idx, |i, b| b.extend_from_slice(&out.probs[i * k..(i + 1) * k]), reg, &card_rule, k, |_| true);
         return Ok(Signals {
             points,
             source: format!("model {} ({})", card.model_id, dir.display()),
             compute_ns_per_window: Some(ns),
             dropped_in_sample: dropped,
+            windows_predicted: set.len(),
             rule: card_rule.config,
         });
     }
@@ -221,6 +255,7 @@ pub fn load(spec: &SignalSpec, ds: &Dataset) -> Result<Signals> {
         source: format!("predictions {}", path.display()),
         compute_ns_per_window: None,
         dropped_in_sample: dropped,
+        windows_predicted: 0,
         rule: rule.config,
     })
 }

@@ -92,6 +92,8 @@ fn walk_forward_trains_on_the_past_and_trades_only_the_next_segment() {
         assert!(a["first_order_sent_ns"].as_i64().expect("the schedule trades") >= from_ns, "an order before the segment: {a}");
         // The in-sample guard dropped the model's training windows; the rest are its signals.
         assert!(m["signal"]["dropped_in_sample"].as_u64().unwrap() > 0 && m["signal"]["points"].as_u64().unwrap() > 0, "{}", m["signal"]);
+        // The model ran only on the windows that could give this fold a signal.
+        assert_eq!(m["signal"]["windows_predicted"], m["signal"]["points"], "{}", m["signal"]);
         // Segments tile the data: this fold trades from where the last one stopped.
         if let Some(p) = prev_to {
             assert_eq!(f["events"][0], p);

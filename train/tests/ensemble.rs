@@ -113,7 +113,7 @@ fn ensemble_trains_exports_and_serves_through_predictor() {
     assert_eq!(loaded.predictor.info().classes, card.classes);
     let spec: flowcast_backtest::config::SignalSpec =
         serde_json::from_value(serde_json::json!({"model": run.join("online_k5"), "allow_in_sample": true})).unwrap();
-    let sig = flowcast_backtest::signals::load(&spec, &ds).unwrap();
+    let sig = flowcast_backtest::signals::load(&spec, &ds, None).unwrap();
     assert!(!sig.points.is_empty() && sig.source.contains("online"), "{}", sig.source);
 
     // Validation: a changed member card, a changed document.
