@@ -11,6 +11,7 @@ pub mod device;
 pub mod dropout;
 pub mod error;
 pub mod export;
+pub mod gelu_op;
 pub mod registry;
 pub mod rnn;
 pub mod rnn_op;

@@ -154,7 +154,8 @@ impl TransLob {
 
 /// burn's `TransformerEncoder::forward` with a mask, layer for layer and op for op (the same
 /// parameters and arithmetic), except that every dropout draws its mask through
-/// [`crate::dropout`] (burn's per-element generator dominated training).
+/// [`crate::dropout`] (burn's per-element generator dominated training), the masked softmax is
+/// [`crate::softmax_op`] and GELU [`crate::gelu_op`] on the CPU backend.
 fn encoder_forward(encoder: &TransformerEncoder, x: Tensor<3>, mask: &Tensor<3, Bool>) -> Tensor<3> {
     encoder.layers.iter().fold(x, |x, layer| encoder_layer(layer, x, mask))
 }
@@ -265,7 +266,12 @@ fn encoder_layer(l: &TransformerEncoderLayer, x: Tensor<3>, mask: &Tensor<3, Boo
         x.clone()
     };
     let ff = &l.pwff;
-    let residual = ff.activation.forward(ff.linear_inner.forward(residual));
+    let inner = ff.linear_inner.forward(residual);
+    let fused = match ff.activation {
+        burn::nn::activation::Activation::Gelu(_) => crate::gelu_op::gelu(&inner),
+        _ => None,
+    };
+    let residual = fused.unwrap_or_else(|| ff.activation.forward(inner));
     let residual = ff.linear_outer.forward(crate::dropout::forward(&ff.dropout, residual));
     let x = x + crate::dropout::forward(&l.dropout, residual);
     if l.norm_first {
