@@ -715,8 +715,9 @@ mod tests {
     fn fused_unit_matches_burns_modules_and_all_their_gradients() {
         let ad = Device::flex().autodiff();
         ad.seed(21);
-        // (1,2)/2, (4,1), (1,5) on width 5 and 1×1 read the input in place (tap products); the
-        // padded, (2,3) and row-strided ones build columns.
+        // (1,2)/2, (4,1), (1,5) on width 5 and 1×1 read the input in place (tap products), and so
+        // do the padded (k×1) over one column (one with the kernel taller than the input); the
+        // (2,3) and row-strided ones build columns.
         let cases: [Case; 9] = [
             (1, 3, 9, 8, [1, 2], [1, 2], 0, ConvAct::LeakyRelu),
             (3, 4, 9, 4, [4, 1], [1, 1], 0, ConvAct::Tanh),

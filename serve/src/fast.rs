@@ -53,10 +53,7 @@ impl Dense {
     }
     /// `out[r] = x[r]·W + b` for `rows` rows of `x` (row stride `ldx`).
     fn forward(&self, x: &[f32], ldx: usize, rows: usize, out: &mut [f32]) {
-        for r in 0..rows {
-            out[r * self.d_out..(r + 1) * self.d_out].copy_from_slice(&self.b);
-        }
-        matmul(rows, self.d_in, self.d_out, x, ldx, &self.w, out, self.d_out, true);
+        dense(&self.w, &self.b, x, ldx, rows, out);
     }
 }
 
